@@ -19,8 +19,8 @@ __all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'ARITH_NAMES', 'ARITH_
            'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer',
            'eval_arith', 'labels_match', 'make_arith', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
            'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'SplitReport', 'DataSummary', 'TaskData',
-           'attach_teacher', 'generic_files', 'load_task', 'find_shared', 'write_generic', 'add_data_args',
-           'data_from_args', 'data_command']
+           'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic',
+           'add_data_args', 'data_from_args', 'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
 FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': Value('string'),
@@ -214,31 +214,36 @@ ARITH_STEPS = [(+1, 'buys {n} more', 'buying {n} more'), (+1, 'finds {n} more', 
                (+1, 'gets {n} more from a friend', 'getting {n} more'), (-1, 'gives away {n}', 'giving away {n}'),
                (-1, 'loses {n}', 'losing {n}'), (-1, 'sells {n}', 'selling {n}')]
 
-def _arith_problem(rng, max_number):
-    "One problem: the question, the numbers, the step signs and the rationale's phrases."
+def _arith_problem(rng, max_number, n_steps):
+    "One problem: its question and its spec (name, items, start, [(sign, number, phrase)])."
     name, items = rng.choice(ARITH_NAMES), rng.choice(ARITH_ITEMS)
     while True:
-        a, b, c = rng.randint(2, max_number), rng.randint(1, max_number), rng.randint(1, max_number)
-        (s1, q1, r1), (s2, q2, r2) = rng.choice(ARITH_STEPS), rng.choice(ARITH_STEPS)
-        if a + s1*b >= 0 and a + s1*b + s2*c >= 0: break
-    question = f"{name} has {a} {items}. {name} {q1.format(n=b)} and then {q2.format(n=c)}. How many {items} does {name} have now?"
-    return question, (name, items, a, b, c, s1, s2, r1, r2)
+        a, steps = rng.randint(2, max_number), []
+        for _ in range(n_steps):
+            sign, q, r = rng.choice(ARITH_STEPS)
+            steps.append((sign, rng.randint(1, max_number), q, r))
+        totals = [a + sum(s*n for s, n, _, _ in steps[:i+1]) for i in range(n_steps)]
+        if min(totals) >= 0: break
+    question = (f"{name} has {a} {items}. {name} " + ' and then '.join(q.format(n=n) for _, n, q, _ in steps) +
+                f". How many {items} does {name} have now?")
+    return question, (name, items, a, steps)
 
-def _arith_rationale(spec, slip=(0, 0)):
-    "The step-by-step rationale and answer for `spec`, with `slip` added to the result of step 1 or 2."
-    name, items, a, b, c, s1, s2, r1, r2 = spec
-    op = {1: '+', -1: '-'}
-    x = a + s1*b + slip[0]
-    y = x + s2*c + slip[1]
-    text = (f"{name} starts with {a} {items}. After {r1.format(n=b)}, {name} has {a} {op[s1]} {b} = {x}. "
-            f"After {r2.format(n=c)}, {name} has {x} {op[s2]} {c} = {y}.")
-    return text, y
+def _arith_rationale(spec, slip_step=None, slip=0):
+    "The step-by-step rationale and final count for `spec`, with `slip` added to the result of step `slip_step`."
+    name, items, x, steps = spec
+    parts = [f"{name} starts with {x} {items}."]
+    for i, (sign, n, _, r) in enumerate(steps):
+        y = x + sign*n + (slip if i == slip_step else 0)
+        parts.append(f"After {r.format(n=n)}, {name} has {x} {'+' if sign > 0 else '-'} {n} = {y}.")
+        x = y
+    return ' '.join(parts), x
 
 def make_arith(
     n:int, # number of problems
     split:str='train', # which split: each split has its own stream of problems
     seed:int=0, # the generator's seed
-    max_number:int=9, # largest number in a question
+    n_steps:int=2, # additions or subtractions per problem
+    max_number:int=3, # largest number in a question
     teacher_acc:float=0.8, # how often the simulated teacher's arithmetic is right
     p_unfinished:float=0.01, # how often the teacher stops before its answer sentence
     p_run_on:float=0.5, # how often its output runs on into an invented next example
@@ -247,18 +252,17 @@ def make_arith(
     rng = random.Random(f'arith-{split}-{seed}')
     out = []
     for i in range(n):
-        question, spec = _arith_problem(rng, max_number)
+        question, spec = _arith_problem(rng, max_number, n_steps)
         gold = _arith_rationale(spec)[1]
-        slip = (0, 0)
-        if rng.random() > teacher_acc:
-            d = rng.choice([-2, -1, 1, 2, 10])
-            slip = (d, 0) if rng.random() < 0.5 else (0, d)
-            if _arith_rationale(spec, slip)[0].count('= -'): slip = (0, abs(d))
-        rationale, answer = _arith_rationale(spec, slip)
+        slip_step, slip = None, 0
+        if rng.random() > teacher_acc:  # a slip in one step, carried through to the answer
+            slip_step, slip = rng.randrange(n_steps), rng.choice([-2, -1, 1, 2, 10])
+            if '= -' in _arith_rationale(spec, slip_step, slip)[0]: slip = abs(slip)
+        rationale, answer = _arith_rationale(spec, slip_step, slip)
         output = f"{rationale} So the answer is {answer}."
         if rng.random() < p_unfinished: output = rationale.rsplit('. ', 1)[0] + '. After that,'
         if rng.random() < p_run_on:
-            q2, spec2 = _arith_problem(rng, max_number)
+            q2, spec2 = _arith_problem(rng, max_number, n_steps)
             output += f"\n\nQ: {q2}\nA: {_arith_rationale(spec2)[0]}"
         out.append({'id': f'arith-{split}-{i}', 'input': question, 'label': str(gold), 'teacher_output': output})
     return out
@@ -472,13 +476,16 @@ def generic_files(path:str) -> dict:
         raise DataError(f"{path}: no train.jsonl, train.json or train.csv in it" if _exists(p) else f"{path}: no such file or folder")
     return found
 
-def _read_splits(task, data_dir, n_train, n_test, seed):
+def _read_splits(task, data_dir, arith):
     "({split: rows}, {split: (outputs, outputs file, rows file)}, source, teacher source) for any task."
     if task == 'arith':
-        gen = {s: make_arith(n, s, seed) for s, n in (('train', n_train), ('test', n_test))}
+        n, opts = {'train': arith.pop('n_train'), 'test': arith.pop('n_test')}, arith
+        gen = {s: make_arith(n[s], s, **opts) for s in n}
         rows = {s: [_blank_row(r, s, i) for i, r in enumerate(g)] for s, g in gen.items()}
         teacher = {s: ([r['teacher_output'] for r in g], f'simulated teacher ({s})', f'arith {s}') for s, g in gen.items()}
-        return rows, teacher, f'built-in two-step arithmetic (seed {seed}, {n_train:,} train / {n_test:,} test)', 'simulated teacher'
+        src = (f"built-in {opts['n_steps']}-step arithmetic with numbers up to {opts['max_number']} "
+               f"(seed {opts['seed']}, {n['train']:,} train / {n['test']:,} test)")
+        return rows, teacher, src, 'simulated teacher'
     if task == 'generic':
         if data_dir is None: raise DataError("generic: pass --data_dir, a file or a folder with train/valid/test files")
         files = generic_files(data_dir)
@@ -511,13 +518,19 @@ def load_task(
     valid_frac:float=0.1, # part of train carved out for validation when the source has no validation split
     n_train:int=2000, # `arith` only: problems in train (before the validation carve)
     n_test:int=500, # `arith` only: problems in test
+    n_steps:int=2, # `arith` only: additions or subtractions per problem
+    max_number:int=3, # `arith` only: largest number in a question
     arith_seed:int=0, # `arith` only: the generator's seed
 ) -> TaskData:
     "Read `dataset` into train/valid/test in the record schema, teacher outputs parsed, with a summary of every row."
     if dataset not in DATASETS: raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if not 0 < subsample <= 1: raise DataError(f"subsample must be in (0, 1], got {subsample}")
     if not 0 < valid_frac < 1: raise DataError(f"valid_frac must be in (0, 1), got {valid_frac}")
-    rows, teacher, source, tsource = _read_splits(dataset, data_dir, n_train, n_test, arith_seed)
+    if dataset == 'arith' and not (n_train >= 10 and n_test >= 1 and n_steps >= 1 and max_number >= 2):
+        raise DataError(f"arith needs n_train >= 10, n_test >= 1, n_steps >= 1 and max_number >= 2; got "
+                        f"{n_train}, {n_test}, {n_steps}, {max_number}")
+    arith = dict(n_train=n_train, n_test=n_test, n_steps=n_steps, max_number=max_number, seed=arith_seed)
+    rows, teacher, source, tsource = _read_splits(dataset, data_dir, arith)
     summary = DataSummary(dataset, source, tsource)
     for split, rs in rows.items():
         rep = summary.splits[split] = SplitReport(read=len(rs))
@@ -546,14 +559,30 @@ def load_task(
     summary.final = {s: len(d) for s, d in data.items()}
     return data
 
-# %% ../nbs/00_data.ipynb #f590852d
+# %% ../nbs/00_data.ipynb #b60c53d0
+def plot_lengths(data:DatasetDict, split:str='train', tokenizer=None, fields=('input', 'rationale', 'label')):
+    "Histograms of the lengths of `fields` in `data[split]` (tokens with `tokenizer`, else characters), 99th percentile marked."
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, axs = plt.subplots(1, len(fields), figsize=(4 * len(fields), 2.8))
+    for ax, fld in zip(np.atleast_1d(axs), fields):
+        texts = [t for t in data[split][fld] if t is not None]
+        lens = np.array([len(ids) for ids in tokenizer(texts)['input_ids']] if tokenizer else [len(t) for t in texts])
+        p99 = float(np.percentile(lens, 99)) if len(lens) else 0
+        ax.hist(lens, bins=40, color='tab:blue', alpha=0.8)
+        ax.axvline(p99, color='tab:red', ls='--', label=f'99%: {p99:.0f}')
+        ax.set_title(f"{fld} ({'tokens' if tokenizer else 'characters'})"); ax.legend()
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/00_data.ipynb #8dcd30cf
 def find_shared(start:str|Path='.') -> Path|None:
     "The `shared/` folder beside the project checkout (development data), if there is one above `start`."
     for d in [Path(start).resolve(), *Path(start).resolve().parents]:
         if (d/'shared'/'data'/'cqa').is_dir() and d.name != 'shared': return d/'shared'
     return None
 
-# %% ../nbs/00_data.ipynb #cd10d723
+# %% ../nbs/00_data.ipynb #f531d86b
 def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]:
     "Write each split of `data` to `out_dir/{split}.{fmt}` (`jsonl` or `json`) and the summary to `summary.json`."
     if fmt not in ('jsonl', 'json'): raise DataError(f"format must be jsonl or json, got {fmt!r}")
@@ -570,7 +599,7 @@ def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]
         with fs.open(f'{root}/summary.json', 'wt') as f: json.dump(data.summary.to_dict(), f, indent=1)
     return written
 
-# %% ../nbs/00_data.ipynb #6d3b554e
+# %% ../nbs/00_data.ipynb #378f301e
 def add_data_args(p, output:bool=True):
     "Add the data flags (the paper's names) to an `argparse` parser `p`; with `output`, also where to write the data."
     p.add_argument('--dataset', default='arith', choices=DATASETS, help='the task (default: the built-in arith)')
@@ -580,6 +609,8 @@ def add_data_args(p, output:bool=True):
     p.add_argument('--valid_frac', type=float, default=0.1, help='part of train carved out for validation when there is no validation split')
     p.add_argument('--n_train', type=int, default=2000, help='arith: problems in train')
     p.add_argument('--n_test', type=int, default=500, help='arith: problems in test')
+    p.add_argument('--n_steps', type=int, default=2, help='arith: additions or subtractions per problem')
+    p.add_argument('--max_number', type=int, default=3, help='arith: largest number in a question')
     if output:
         p.add_argument('--output_dir', default=None, help='write the prepared splits here in the generic format')
         p.add_argument('--format', default='jsonl', choices=['jsonl', 'json'], help='file format for --output_dir')
@@ -588,7 +619,7 @@ def add_data_args(p, output:bool=True):
 def data_from_args(args) -> TaskData:
     "`load_task` called with parsed command-line `args`."
     return load_task(args.dataset, args.data_dir, subsample=args.subsample, run=args.run, valid_frac=args.valid_frac,
-                     n_train=args.n_train, n_test=args.n_test)
+                     n_train=args.n_train, n_test=args.n_test, n_steps=args.n_steps, max_number=args.max_number)
 
 def data_command(args):
     "`distill-sbs data`: prepare a task, print its summary, and write it out with `--output_dir`."
