@@ -1,0 +1,84 @@
+"""Training throughput of the multitask trainer: the fast settings against the straightforward ones, in one run.
+
+An example is one input trained on both tasks (`predict:` and `explain:`). Every variant trains a freshly
+initialised model of the same config on the same examples (one epoch over the same subset), with the same batch
+size; the clock starts after the first step (warm-up) and stops at the last.
+
+    python benchmarks/train_throughput.py                      # flan-t5-small config on CQA with PaLM rationales
+    python benchmarks/train_throughput.py --config flan-t5-base --examples 2048 --batch_size 32   # on a GPU
+
+Uses ../shared (the paper's CQA data, the real T5 tokenizer, the Flan-T5 configs) when it is beside the checkout;
+without it, the built-in task, the byte-level tokenizer and the tiny student.
+"""
+import argparse, sys, time
+from pathlib import Path
+import torch
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
+
+from distill_sbs.data import load_task
+from distill_sbs.collator import tokenize_tasks
+from distill_sbs.trainer import bf16_ok, make_trainer, tiny_student
+
+SHARED = Path(__file__).resolve().parents[2]/'shared'
+
+class StepClock(TrainerCallback):
+    "Times of the ends of training steps."
+    def __init__(self): self.times = []
+    def on_step_end(self, args, state, control, **kw):
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+def setup(config, n):
+    if (SHARED/'data'/'cqa').is_dir():
+        data = load_task('cqa', data_dir=SHARED/'data')
+        tok = AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer')
+        cfg = AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config')
+        make_model = lambda: AutoModelForSeq2SeqLM.from_config(cfg)
+        what = f'{config} config (random weights), CQA with PaLM rationales, T5 tokenizer'
+    else:
+        data = load_task('arith')
+        tok = tiny_student()[1]
+        make_model = lambda: tiny_student()[0]
+        what = 'tiny student, built-in arithmetic, byte-level tokenizer (no ../shared here)'
+    train = data['train'].filter(lambda r: r is not None, input_columns='rationale').shuffle(seed=0).select(range(n))
+    data = type(data)({'train': train})
+    return tokenize_tasks(data, tok, max_input_length=1024, max_rationale_length=256), tok, make_model, what
+
+def measure(name, tokd, tok, make_model, batch_size, **kw):
+    torch.manual_seed(0)
+    model = make_model()
+    if torch.cuda.is_available(): model = model.cuda()
+    clock = StepClock()
+    trainer = make_trainer(model, tok, tokd, per_device_train_batch_size=batch_size, num_train_epochs=1,
+                           learning_rate=1e-4, logging_steps=10**6, disable_tqdm=True, dataloader_drop_last=True,
+                           callbacks=[clock], **kw)
+    trainer.train()
+    steps = len(clock.times) - 1
+    ex_per_s = steps * batch_size / (clock.times[-1] - clock.times[0])
+    print(f'{name:70} {ex_per_s:8.2f} examples/s', flush=True)
+    return ex_per_s
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', default='flan-t5-small', help='a config in ../shared/models (flan-t5-small, -base, -large)')
+    p.add_argument('--examples', type=int, default=336, help='examples trained by each variant (one epoch)')
+    p.add_argument('--batch_size', type=int, default=16)
+    p.add_argument('--compile', action='store_true', help='also measure torch.compile on top of the fast settings')
+    a = p.parse_args(argv)
+    tokd, tok, make_model, what = setup(a.config, a.examples)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
+    print(f'{what}\n{device}; batch size {a.batch_size}, {a.examples} examples each, torch {torch.__version__}\n')
+    res = {}
+    res['straightforward'] = measure('straightforward: two passes, random order, fp32', tokd, tok, make_model, a.batch_size, fast=False)
+    res['one_pass'] = measure('one pass (stacked tasks), plain settings', tokd, tok, make_model, a.batch_size, fast=False, one_pass=True)
+    precision = 'bf16 autocast + TF32' if bf16_ok() else 'fp32 matmuls through bf16' if not torch.cuda.is_available() else 'fp32'
+    res['fast'] = measure(f'fast: two passes, grouped, fused AdamW, {precision}', tokd, tok, make_model, a.batch_size)
+    if not torch.cuda.is_available():
+        res['fast_bf16'] = measure('fast + bf16 autocast on this CPU', tokd, tok, make_model, a.batch_size, bf16=True)
+    if a.compile:
+        res['fast_compile'] = measure('fast + torch.compile', tokd, tok, make_model, a.batch_size, torch_compile=True)
+    base = res['straightforward']
+    print('\nspeed-up over straightforward: ' + ', '.join(f'{k} {v / base:.2f}x' for k, v in res.items() if k != 'straightforward'))
+    return res
+
+if __name__ == '__main__': main()

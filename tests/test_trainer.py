@@ -1,0 +1,63 @@
+"The multitask loss and trainer on a tiny random T5 with the byte-level tokenizer."
+import pytest, torch
+from distill_sbs.data import load_task
+from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
+from distill_sbs.trainer import make_trainer, tiny_student
+
+@pytest.fixture(scope='module')
+def setup():
+    data = load_task('arith', n_train=200, n_test=40)
+    model, tok = tiny_student(d_model=64, layers=2)
+    model.eval()
+    tokd = tokenize_tasks(data, tok)
+    batch = TaskPrefixCollator(tok)([tokd['train'][i] for i in range(6)])
+    return data, model, tok, tokd, batch
+
+@pytest.mark.parametrize('alpha', [0.0, 0.3, 0.5, 1.0])
+def test_loss_is_alpha_mix_of_task_losses(setup, alpha):
+    data, model, tok, tokd, batch = setup
+    trainer = make_trainer(model, tok, tokd, alpha=alpha, max_steps=1)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        by_hand = alpha * model(**batch['pred']).loss + (1 - alpha) * model(**batch['expl']).loss
+    assert torch.allclose(loss, by_hand, atol=1e-6)
+
+def test_fast_and_straightforward_agree(setup):
+    data, model, tok, tokd, batch = setup
+    plain = make_trainer(model, tok, tokd, fast=False, max_steps=1)
+    fast = make_trainer(model, tok, tokd, fast=True, one_pass=True, max_steps=1)
+    with torch.no_grad(): a, b = plain.compute_loss(model, batch), fast.compute_loss(model, batch)
+    assert torch.allclose(a, b, atol=1e-5), (a, b)
+    assert fast.args.train_sampling_strategy == 'group_by_length' and plain.args.train_sampling_strategy == 'random'
+
+def test_standard_ignores_rationales(setup):
+    data, model, tok, tokd, batch = setup
+    std = tokenize_tasks(data, tok, model_type='standard')
+    scrambled = data.map(lambda r: {'rationale': 'nonsense'})
+    assert std['train']['input_ids'] == tokenize_tasks(scrambled, tok, model_type='standard')['train']['input_ids']
+    assert 'expl_input_ids' not in std['train'].column_names
+    b = TaskPrefixCollator(tok)([std['train'][i] for i in range(4)])
+    trainer = make_trainer(model, tok, std, max_steps=1)
+    with torch.no_grad(): assert torch.allclose(trainer.compute_loss(model, b), model(**b).loss)
+
+def test_a_few_steps_reduce_loss(setup):
+    data, _, tok, tokd, batch = setup
+    model, _ = tiny_student(d_model=64, layers=2, seed=1)
+    with torch.no_grad(): before = make_trainer(model, tok, tokd, max_steps=1).compute_loss(model.eval(), batch).item()
+    trainer = make_trainer(model.train(), tok, tokd, max_steps=30, per_device_train_batch_size=16, learning_rate=3e-3,
+                           logging_steps=10, disable_tqdm=True)
+    trainer.train()
+    with torch.no_grad(): after = trainer.compute_loss(model.eval(), batch).item()
+    assert after < before / 2, (before, after)
+    logged = [l for l in trainer.state.log_history if 'rationale_loss' in l]
+    assert len(logged) == 3 and logged[-1]['label_loss'] < logged[0]['label_loss']
+
+def test_evaluation_reports_accuracy(setup):
+    data, model, tok, tokd, batch = setup
+    trainer = make_trainer(model, tok, tokd, task='arith', max_steps=1, gen_max_len=4, per_device_eval_batch_size=20)
+    metrics = trainer.evaluate()
+    assert 0 <= metrics['eval_accuracy'] <= 1 and 'eval_loss' in metrics
+
+def test_bad_alpha(setup):
+    data, model, tok, tokd, batch = setup
+    with pytest.raises(ValueError, match='alpha must be in'): make_trainer(model, tok, tokd, alpha=1.5)
