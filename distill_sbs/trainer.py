@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from transformers import (AutoModelForSeq2SeqLM, ByT5Tokenizer, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Config,
                           T5ForConditionalGeneration)
+from fastcore.basics import patch
 from .data import labels_match
-from .collator import TaskPrefixCollator
+from .collator import PREFIXES, TaskPrefixCollator
 
 # %% auto #0
 __all__ = ['tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric', 'TaskPrefixTrainer',
-           'bf16_ok', 'training_args', 'make_trainer']
+           'generate_texts', 'bf16_ok', 'training_args', 'make_trainer']
 
 # %% ../nbs/03_trainer.ipynb #6a2a3bb4
 def tiny_student(
@@ -111,7 +112,28 @@ class TaskPrefixTrainer(Seq2SeqTrainer):
         if not gen_kwargs: gen_kwargs = {**getattr(self, '_gen_kwargs', {}), 'max_new_tokens': self.gen_max_len, 'max_length': None}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
 
-# %% ../nbs/03_trainer.ipynb #d52281b0
+# %% ../nbs/03_trainer.ipynb #405f88f1
+@torch.no_grad()
+def generate_texts(model, tokenizer, texts:list[str], max_new_tokens:int=64, batch_size:int=64) -> list[str]:
+    "Greedy generations for `texts`, batched longest first, returned in the order of `texts`."
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out, was_training = [None] * len(texts), model.training
+    model.eval()
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        enc = tokenizer([texts[j] for j in idx], return_tensors='pt', padding=True).to(model.device)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        for j, t in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True)): out[j] = t.strip()
+    model.train(was_training)
+    return out
+
+@patch
+def explain(self:TaskPrefixTrainer, inputs:list[str], max_new_tokens:int=128) -> list[str]:
+    "The student's rationales for the raw `inputs` (the `explain:` task)."
+    return generate_texts(self.model, self.processing_class, [PREFIXES['explain'] + t for t in inputs], max_new_tokens,
+                          self.args.per_device_eval_batch_size)
+
+# %% ../nbs/03_trainer.ipynb #4cb5bd39
 def bf16_ok(device:str|None=None) -> bool:
     "Can `device` (default: cuda if present, else cpu) train in bf16 natively?"
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -136,7 +158,7 @@ def training_args(
                 use_cpu=not on_cuda)
     return Seq2SeqTrainingArguments(**{**base, **fast_kw, **kwargs})
 
-# %% ../nbs/03_trainer.ipynb #053385c1
+# %% ../nbs/03_trainer.ipynb #6487d494
 def make_trainer(
     model, # the student
     tokenizer, # its tokenizer

@@ -61,3 +61,29 @@ def test_evaluation_reports_accuracy(setup):
 def test_bad_alpha(setup):
     data, model, tok, tokd, batch = setup
     with pytest.raises(ValueError, match='alpha must be in'): make_trainer(model, tok, tokd, alpha=1.5)
+
+def test_bart_student_trains(setup):
+    "Any AutoModelForSeq2SeqLM: a tiny random BART with the same byte-level tokenizer."
+    from transformers import BartConfig, BartForConditionalGeneration
+    data, _, tok, tokd, batch = setup
+    cfg = BartConfig(vocab_size=len(tok), d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=512,
+                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
+    torch.manual_seed(0)
+    bart = BartForConditionalGeneration(cfg).eval()
+    plain = make_trainer(bart, tok, tokd, fast=False, max_steps=1)
+    stacked = make_trainer(bart, tok, tokd, one_pass=True, max_steps=1)
+    with torch.no_grad(): assert torch.allclose(plain.compute_loss(bart, batch), stacked.compute_loss(bart, batch), atol=1e-5)
+    trainer = make_trainer(bart.train(), tok, tokd, task='arith', max_steps=5, per_device_train_batch_size=8,
+                           gen_max_len=4, per_device_eval_batch_size=50, disable_tqdm=True)
+    trainer.train()
+    assert 0 <= trainer.evaluate()['eval_accuracy'] <= 1
+    assert len(trainer.explain(['What is 1 + 1?'], max_new_tokens=5)) == 1
+
+def test_generate_texts_keeps_order(setup):
+    from distill_sbs.trainer import generate_texts
+    data, model, tok, tokd, batch = setup
+    texts = ['a', 'a much longer input text', 'mid length']
+    together = generate_texts(model, tok, texts, max_new_tokens=3, batch_size=2)
+    assert together == [generate_texts(model, tok, [t], max_new_tokens=3)[0] for t in texts]
