@@ -176,6 +176,7 @@ def make_trainer(
     args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, **kwargs)
     precision = ('high' if args.tf32 else 'medium' if args.use_cpu else 'highest') if fast else 'highest'
     return TaskPrefixTrainer(model=model, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
-                             data_collator=TaskPrefixCollator(tokenizer), processing_class=tokenizer,
+                             data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if args.use_cpu else 8),
+                             processing_class=tokenizer,
                              compute_metrics=accuracy_metric(tokenizer, task), callbacks=callbacks, alpha=alpha,
                              one_pass=one_pass, gen_max_len=gen_max_len, matmul_precision=precision)
