@@ -169,12 +169,13 @@ def make_trainer(
     one_pass:bool=False, # both tasks in one stacked forward pass
     gen_max_len:int=64, # most tokens generated for a label at evaluation
     fast:bool=True, # the fast settings of `training_args`
+    matmul_precision:str|None=None, # override fp32 matmul precision while training ('highest', 'high', 'medium')
     callbacks:list|None=None, # `TrainerCallback`s
     **kwargs, # any `Seq2SeqTrainingArguments`
 ) -> TaskPrefixTrainer:
     "A `TaskPrefixTrainer` on `tokenized`, scoring generated labels on its `valid` split."
     args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, **kwargs)
-    precision = ('high' if args.tf32 else 'medium' if args.use_cpu else 'highest') if fast else 'highest'
+    precision = matmul_precision or (('high' if args.tf32 else 'medium' if args.use_cpu else 'highest') if fast else 'highest')
     return TaskPrefixTrainer(model=model, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
                              data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if args.use_cpu else 8),
                              processing_class=tokenizer,
