@@ -275,27 +275,29 @@ def _field(r, k, where):
     if k not in r or r[k] is None: raise DataError(f"{where}: missing field '{k}'")
     return r[k]
 
+def _field_text(r, k, where): return _text(_field(r, k, where), where, k)
+
 def format_cqa(r:dict, where:str='record') -> dict:
     "A CommonsenseQA / cos_e record as a schema row: `question\\nAnswer Choices:\\n(a) …\\n(e) …`."
-    q, choices = _text(_field(r, 'question', where), where, 'question'), _field(r, 'choices', where)
-    if not isinstance(choices, list) or len(choices) < 2: raise DataError(f"{where}: field 'choices' must list the answers")
-    letters = 'abcdefghij'
-    text = q + '\nAnswer Choices:\n' + '\n'.join(f'({letters[i]}) {c}' for i, c in enumerate(choices))
-    return dict(id=r.get('id'), input=text, label=_text(_field(r, 'answer', where), where, 'answer'), choices=list(choices))
+    q, choices = _field_text(r, 'question', where), _field(r, 'choices', where)
+    if not isinstance(choices, list) or not 2 <= len(choices) <= 26:
+        raise DataError(f"{where}: field 'choices' must list 2 to 26 answers")
+    text = q + '\nAnswer Choices:\n' + '\n'.join(f'({chr(97 + i)}) {c}' for i, c in enumerate(choices))
+    return dict(id=r.get('id'), input=text, label=_field_text(r, 'answer', where), choices=list(choices))
 
 def format_nli(r:dict, where:str='record') -> dict:
     "An e-SNLI / ANLI record as a schema row: `premise</s>hypothesis`, the label as text (-1: no gold label)."
     lab = _field(r, 'label', where)
     label = NLI_LABELS[lab] if isinstance(lab, int) and 0 <= lab < 3 else None if lab == -1 else lab
     if label is not None and label not in NLI_LABELS: raise DataError(f"{where}: field 'label' is {lab!r}, not 0, 1, 2 or {NLI_LABELS}")
-    text = _text(_field(r, 'premise', where), where, 'premise') + NLI_SEP + _text(_field(r, 'hypothesis', where), where, 'hypothesis')
+    text = _field_text(r, 'premise', where) + NLI_SEP + _field_text(r, 'hypothesis', where)
     return dict(id=r.get('uid'), input=text, label=label, choices=NLI_LABELS)
 
 def format_svamp(r:dict, where:str='record') -> dict:
     "A SVAMP record as a schema row: the released `input`/`label`, or the original `Body\\nQuestion` and `Equation`."
-    if 'input' in r: return dict(id=r.get('ID'), input=_text(r['input'], where, 'input'), label=_text(_field(r, 'label', where), where, 'label'))
-    text = f"{_text(_field(r, 'Body', where), where, 'Body')}\n{_text(_field(r, 'Question', where), where, 'Question')}"
-    return dict(id=r.get('ID'), input=text, label=_text(_field(r, 'Equation', where), where, 'Equation'))
+    if 'input' in r: return dict(id=r.get('ID'), input=_field_text(r, 'input', where), label=_field_text(r, 'label', where))
+    text = f"{_field_text(r, 'Body', where)}\n{_field_text(r, 'Question', where)}"
+    return dict(id=r.get('ID'), input=text, label=_field_text(r, 'Equation', where))
 
 @dataclass
 class Task:
@@ -476,10 +478,9 @@ def generic_files(path:str) -> dict:
         raise DataError(f"{path}: no train.jsonl, train.json or train.csv in it" if _exists(p) else f"{path}: no such file or folder")
     return found
 
-def _read_splits(task, data_dir, arith):
+def _read_splits(task, data_dir, n, opts):
     "({split: rows}, {split: (outputs, outputs file, rows file)}, source, teacher source) for any task."
-    if task == 'arith':
-        n, opts = {'train': arith.pop('n_train'), 'test': arith.pop('n_test')}, arith
+    if task == 'arith':  # `n`: problems per split, `opts`: the other `make_arith` options
         gen = {s: make_arith(n[s], s, **opts) for s in n}
         rows = {s: [_blank_row(r, s, i) for i, r in enumerate(g)] for s, g in gen.items()}
         teacher = {s: ([r['teacher_output'] for r in g], f'simulated teacher ({s})', f'arith {s}') for s, g in gen.items()}
@@ -529,8 +530,8 @@ def load_task(
     if dataset == 'arith' and not (n_train >= 10 and n_test >= 1 and n_steps >= 1 and max_number >= 2):
         raise DataError(f"arith needs n_train >= 10, n_test >= 1, n_steps >= 1 and max_number >= 2; got "
                         f"{n_train}, {n_test}, {n_steps}, {max_number}")
-    arith = dict(n_train=n_train, n_test=n_test, n_steps=n_steps, max_number=max_number, seed=arith_seed)
-    rows, teacher, source, tsource = _read_splits(dataset, data_dir, arith)
+    rows, teacher, source, tsource = _read_splits(dataset, data_dir, {'train': n_train, 'test': n_test},
+                                                  dict(n_steps=n_steps, max_number=max_number, seed=arith_seed))
     summary = DataSummary(dataset, source, tsource)
     for split, rs in rows.items():
         rep = summary.splits[split] = SplitReport(read=len(rs))
