@@ -9,11 +9,16 @@ __all__ = ['SUBCOMMANDS', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #2435ebfd
 import argparse, sys
-from .data import DataError, add_data_args, data_command
+from .data import UserError, add_data_args, data_command
 
 # %% ../nbs/90_cli.ipynb #905818b9
+def _train(argv):
+    from distill_sbs.training import train_command
+    train_command(argv)
+
 SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
+    'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _train),
 }
 
 def parser() -> argparse.ArgumentParser:
@@ -21,14 +26,20 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='distill-sbs', description='Distilling step-by-step: data, teacher, training, evaluation, serving.')
     sub = p.add_subparsers(dest='command', required=True, metavar='command')
     for name, (help, add_args, run) in SUBCOMMANDS.items():
-        add_args(sub.add_parser(name, help=help, description=help)).set_defaults(func=run)
+        sp = sub.add_parser(name, help=help, description=help, add_help=add_args is not None)
+        if add_args: add_args(sp).set_defaults(func=run)
     return p
 
 def main(argv:list[str]|None=None) -> int:
     "Run `distill-sbs` with `argv` (default: the process's arguments); returns the exit status."
-    args = parser().parse_args(argv)
-    try: args.func(args)
-    except DataError as e:
-        print(f'distill-sbs {args.command}: error: {e}', file=sys.stderr)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
+    try:
+        if command in SUBCOMMANDS and SUBCOMMANDS[command][1] is None: SUBCOMMANDS[command][2](argv[1:])
+        else:
+            args = parser().parse_args(argv)
+            args.func(args)
+    except UserError as e:
+        print(f'distill-sbs {command}: error: {e}', file=sys.stderr)
         return 2
     return 0

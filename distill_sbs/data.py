@@ -15,12 +15,12 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 
 # %% auto #0
 __all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'ARITH_NAMES', 'ARITH_ITEMS', 'ARITH_STEPS', 'NLI_LABELS', 'NLI_SEP',
-           'TASKS', 'PARSERS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'DATASETS', 'DataError', 'read_text', 'read_records',
-           'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer',
-           'eval_arith', 'labels_match', 'make_arith', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
-           'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'SplitReport', 'DataSummary', 'TaskData',
-           'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic',
-           'add_data_args', 'data_from_args', 'data_command']
+           'TASKS', 'PARSERS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'DATASETS', 'UserError', 'DataError', 'read_text',
+           'read_records', 'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli',
+           'parse_answer', 'eval_arith', 'labels_match', 'make_arith', 'format_cqa', 'format_nli', 'format_svamp',
+           'Task', 'task_dir', 'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'SplitReport',
+           'DataSummary', 'TaskData', 'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared',
+           'write_generic', 'add_data_args', 'data_from_args', 'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
 FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': Value('string'),
@@ -28,7 +28,10 @@ FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': V
                      'choices': List(Value('string'))})
 COLUMNS = list(FEATURES)
 
-class DataError(ValueError):
+class UserError(ValueError):
+    "A mistake the user fixes by changing their files or flags; the command line prints it as one line."
+
+class DataError(UserError):
     "Input data that cannot be used as it is; the message names the file, the record and the field."
 
 # %% ../nbs/00_data.ipynb #f786bc2f

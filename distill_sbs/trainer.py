@@ -108,7 +108,9 @@ class TaskPrefixTrainer(Seq2SeqTrainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         if 'pred' in inputs: inputs = inputs['pred']  # evaluation scores the label task
-        if not gen_kwargs: gen_kwargs = {**getattr(self, '_gen_kwargs', {}), 'max_new_tokens': self.gen_max_len, 'max_length': None}
+        # max_length counts the decoder's start token: for an encoder-decoder it is max_new_tokens + 1, and unlike
+        # max_new_tokens it does not clash with the max_length Seq2SeqTrainer writes into the generation config
+        if not gen_kwargs: gen_kwargs = {**getattr(self, '_gen_kwargs', {}), 'max_length': self.gen_max_len + 1}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
 
 # %% ../nbs/03_trainer.ipynb #405f88f1
@@ -121,7 +123,7 @@ def generate_texts(model, tokenizer, texts:list[str], max_new_tokens:int=64, bat
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         enc = tokenizer([texts[j] for j in idx], return_tensors='pt', padding=True).to(model.device)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, max_length=None, do_sample=False, num_beams=1)  # None: no clash with a saved max_length
         for j, t in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True)): out[j] = t.strip()
     model.train(was_training)
     return out
