@@ -66,7 +66,7 @@ class TrainConfig:
     warmup_steps:Optional[int] = arg(None, 'linear warm-up steps (default 0; tiny: 30)')
     logging_steps:Optional[int] = arg(None, 'steps between loss logs (default: eval_steps / 10)')
     save_total_limit:int = arg(2, 'checkpoints kept on disk, besides the best')
-    gradient_checkpointing:bool = arg(False, 'recompute activations in the backward pass: less memory, about 30% slower')
+    gradient_checkpointing:bool = arg(False, 'recompute activations in the backward pass: less memory, slower steps')
     one_pass:bool = arg(False, 'both tasks in one stacked forward pass (chapter 3)')
     fsdp:str = arg('', "shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)")
     max_label_length:int = arg(256, 'label tokens kept')
