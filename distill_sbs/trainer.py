@@ -35,10 +35,14 @@ def tiny_student(
     return T5ForConditionalGeneration(cfg), tok
 
 # %% ../nbs/03_trainer.ipynb #0f9c12cb
-def load_student(name:str='tiny') -> tuple:
-    "(model, tokenizer) of a seq2seq student: `'tiny'`, a Hub id such as `google/flan-t5-base`, or a local folder."
-    if name == 'tiny': return tiny_student()
-    return AutoModelForSeq2SeqLM.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+def load_student(
+    name:str='tiny', # `'tiny'`, a Hub id such as `google/flan-t5-base`, or a local folder
+    seed:int=0, # initialisation seed of the tiny student
+    **kwargs, # for `from_pretrained`, e.g. `local_files_only=True`
+) -> tuple:
+    "(model, tokenizer) of a seq2seq student."
+    if name == 'tiny': return tiny_student(seed=seed)
+    return AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
 
 # %% ../nbs/03_trainer.ipynb #bf963d9a
 def two_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Optional
 import torch, yaml
 from fastcore.basics import patch_to
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser, TrainerCallback, set_seed
+from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, TrainerCallback, set_seed
 from .data import DATASETS, UserError, load_task
-from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
-from .trainer import bf16_ok, generate_texts, make_trainer, tiny_student
+from .collator import LABEL_TYPES, MODEL_TYPES, PREFIXES, tokenize_tasks
+from .trainer import bf16_ok, generate_texts, load_student, make_trainer
 
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'CONFIG_FILE', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'arg', 'TrainConfig',
@@ -198,15 +198,13 @@ def hub_reachable(timeout:float=3.0) -> bool:
     except Exception: return False
 
 def open_student(name:str='tiny', seed:int=0) -> tuple:
-    "(model, tokenizer): `'tiny'` (random weights, byte-level tokenizer), a local folder, or a Hub id."
-    if name == 'tiny': return tiny_student(seed=seed)
+    "Chapter 3's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
+    if name == 'tiny': return load_student(name, seed)
     local = Path(name).expanduser()
     if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
         raise ConfigError(f'--from_pretrained {name}: no such model folder')
     online = local.is_dir() or hub_reachable()
-    try:
-        kw = {} if online else {'local_files_only': True}
-        return AutoModelForSeq2SeqLM.from_pretrained(name, **kw), AutoTokenizer.from_pretrained(name, **kw)
+    try: return load_student(name, local_files_only=not online)
     except OSError as e:
         where = 'is not a model folder' if local.is_dir() else \
                 'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
@@ -295,7 +293,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if _is_oom(e): raise TrainError(oom_advice(cfg, hw)) from None
         raise
-    trainer.save_model(cfg.output_dir)  # the best checkpoint by validation accuracy, loaded back at the end
+    trainer.save_model(cfg.output_dir)  # the best checkpoint by validation accuracy (loaded back at the end), and the tokenizer
     trainer.save_state()  # trainer_state.json: the whole loss and accuracy history
     record = dict(config=asdict(cfg), hardware=asdict(hw), data=data.summary.to_dict(), tokenized=str(tokenized.report),
                   steps=trainer.state.global_step, resumed_from=checkpoint and Path(checkpoint).name,
@@ -304,7 +302,6 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
                   train_seconds=round(result.metrics['train_runtime'], 1),
                   train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
     if _is_main():
-        tokenizer.save_pretrained(cfg.output_dir)
         _write_json(Path(cfg.output_dir)/'run.json', record)
         say(f"steps {record['steps']}; best validation accuracy {record['best_valid_accuracy']:.1%} "
             f"({record['best_checkpoint']}); model and tokenizer in {cfg.output_dir}")
@@ -314,7 +311,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
 def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path):
     "The student's answers (and with `cfg.output_rationale`, rationales) for the validation split, as JSON Lines."
     inputs = list(valid['input'])
-    prefix = 'predict: ' if cfg.model_type == 'task_prefix' else ''
+    prefix = PREFIXES['predict'] if cfg.model_type == 'task_prefix' else ''
     answers = generate_texts(trainer.model, trainer.processing_class, [prefix + t for t in inputs], cfg.gen_max_len,
                              cfg.batch_size)
     rationales = trainer.explain(inputs) if cfg.output_rationale and cfg.model_type == 'task_prefix' else [None] * len(inputs)
