@@ -16,9 +16,19 @@ def _train(argv):
     from distill_sbs.training import train_command
     train_command(argv)
 
+def _evaluate(argv):
+    from distill_sbs.evaluation import evaluate_command
+    evaluate_command(argv)
+
+def _experiment(argv):
+    from distill_sbs.evaluation import experiment_command
+    experiment_command(argv)
+
 SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
     'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _train),
+    'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _evaluate),
+    'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _experiment),
 }
 
 def parser() -> argparse.ArgumentParser:

@@ -10,24 +10,39 @@ import tempfile, warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, Seq2SeqTrainer, Seq2SeqTrainingArguments,
-                          T5Config, T5ForConditionalGeneration)
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerFast, Seq2SeqTrainer,
+                          Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration)
 from fastcore.basics import patch
 from .data import labels_match
 from .collator import PREFIXES, TaskPrefixCollator
 
 # %% auto #0
-__all__ = ['tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric', 'TaskPrefixTrainer',
-           'generate_texts', 'bf16_ok', 'training_args', 'make_trainer']
+__all__ = ['word_tokenizer', 'tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric',
+           'TaskPrefixTrainer', 'generate_texts', 'bf16_ok', 'training_args', 'make_trainer']
+
+# %% ../nbs/03_trainer.ipynb #20cd44e7
+def word_tokenizer(
+    texts, # the training texts whose words make the vocabulary
+) -> PreTrainedTokenizerFast:
+    "A word-level tokenizer over `texts`, the task prefixes and all ten digits: words, digits and punctuation, ending in `</s>`."
+    tk = Tokenizer(models.WordLevel(unk_token='<unk>'))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(),
+                                                pre_tokenizers.Digits(individual_digits=True)])
+    tk.decoder = decoders.Metaspace()  # '▁' marks a space, so decoding gives back the text exactly
+    tk.train_from_iterator([*PREFIXES.values(), '0 1 2 3 4 5 6 7 8 9', *texts], trainers.WordLevelTrainer(special_tokens=['<pad>', '</s>', '<unk>']))
+    tk.post_processor = processors.TemplateProcessing(single='$A </s>', special_tokens=[('</s>', 1)])  # T5's ids: pad 0, eos 1
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>', unk_token='<unk>')
 
 # %% ../nbs/03_trainer.ipynb #6a2a3bb4
 def tiny_student(
     d_model:int=128, # width
     layers:int=3, # encoder layers, and as many decoder layers
     seed:int=0, # initialisation seed
-) -> tuple[T5ForConditionalGeneration, ByT5Tokenizer]:
-    "A randomly initialised small T5 and the byte-level tokenizer, for CPU runs and tests."
-    tok = ByT5Tokenizer()
+    texts=None, # training texts for a word-level vocabulary (`word_tokenizer`); None: byte-level
+) -> tuple:
+    "A randomly initialised small T5 and its tokenizer (needs no files), for CPU runs and tests."
+    tok = ByT5Tokenizer() if texts is None else word_tokenizer(texts)
     torch.manual_seed(seed)
     cfg = T5Config(vocab_size=len(tok), d_model=d_model, d_ff=4 * d_model, d_kv=32, num_heads=max(1, d_model // 32),
                    num_layers=layers, num_decoder_layers=layers, dropout_rate=0.0,
@@ -38,10 +53,11 @@ def tiny_student(
 def load_student(
     name:str='tiny', # `'tiny'`, a Hub id such as `google/flan-t5-base`, or a local folder
     seed:int=0, # initialisation seed of the tiny student
+    texts=None, # the tiny student's word-level vocabulary comes from these (None: byte-level)
     **kwargs, # for `from_pretrained`, e.g. `local_files_only=True`
 ) -> tuple:
     "(model, tokenizer) of a seq2seq student."
-    if name == 'tiny': return tiny_student(seed=seed)
+    if name == 'tiny': return tiny_student(seed=seed, texts=texts)
     return AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
 
 # %% ../nbs/03_trainer.ipynb #bf963d9a

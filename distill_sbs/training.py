@@ -20,8 +20,8 @@ from .trainer import bf16_ok, generate_texts, load_student, make_trainer
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'CONFIG_FILE', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'arg', 'TrainConfig',
            'config_parser', 'read_yaml_config', 'parse_config', 'Hardware', 'pick_hardware', 'hub_reachable',
-           'open_student', 'last_checkpoint', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions',
-           'run_history', 'plot_history', 'train_command']
+           'open_student', 'vocab_texts', 'last_checkpoint', 'resume_checkpoint', 'oom_advice', 'train',
+           'write_valid_predictions', 'run_history', 'plot_history', 'train_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -35,7 +35,7 @@ def arg(default, help:str):
     return field(default=default, metadata={'help': help})
 
 # the defaults that depend on the student: (tiny, pretrained as in the paper)
-STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(80, 250), max_steps=(240, 10_000),
+STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 250), max_steps=(500, 10_000),
                         warmup_steps=(30, 0))
 
 # %% ../nbs/04_training.ipynb #3fd479cc
@@ -52,8 +52,8 @@ class TrainConfig:
     grad_steps:int = arg(1, 'gradient accumulation: the effective batch is batch_size x grad_steps x processes')
     lr:Optional[float] = arg(None, 'peak learning rate (default 5e-5; tiny: 3e-3)')
     max_input_length:int = arg(1024, 'input tokens kept')
-    eval_steps:Optional[int] = arg(None, 'steps between validations and checkpoints (default 250; tiny: 80)')
-    max_steps:Optional[int] = arg(None, 'optimizer steps (default 10000; tiny: 240)')
+    eval_steps:Optional[int] = arg(None, 'steps between validations and checkpoints (default 250; tiny: 100)')
+    max_steps:Optional[int] = arg(None, 'optimizer steps (default 10000; tiny: 500)')
     run:int = arg(0, 'seed: subsample, initialisation, data order')
     subsample:float = arg(1.0, 'fraction of train kept')
     gen_max_len:int = arg(64, 'most tokens generated for a label at validation')
@@ -197,9 +197,9 @@ def hub_reachable(timeout:float=3.0) -> bool:
     try: urllib.request.urlopen('https://huggingface.co/api/models/google/flan-t5-small', timeout=timeout); return True
     except Exception: return False
 
-def open_student(name:str='tiny', seed:int=0) -> tuple:
+def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
     "Chapter 3's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
-    if name == 'tiny': return load_student(name, seed)
+    if name == 'tiny': return load_student(name, seed, texts=texts)
     local = Path(name).expanduser()
     if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
         raise ConfigError(f'--from_pretrained {name}: no such model folder')
@@ -209,6 +209,10 @@ def open_student(name:str='tiny', seed:int=0) -> tuple:
         where = 'is not a model folder' if local.is_dir() else \
                 'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
         raise ConfigError(f'--from_pretrained {name} {where} ({str(e).splitlines()[0]})') from None
+
+def vocab_texts(train) -> list[str]:
+    "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels (for the tiny student's vocabulary)."
+    return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None]
 
 # %% ../nbs/04_training.ipynb #cb4d736d
 # settings that may differ between a run and its resumption: they do not change what is trained
@@ -268,7 +272,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     data = load_task(cfg.dataset, cfg.data_dir, subsample=cfg.subsample, run=cfg.run, valid_frac=cfg.valid_frac,
                      n_train=cfg.n_train, n_test=cfg.n_test, n_steps=cfg.n_steps, max_number=cfg.max_number)
     say(data.summary)
-    model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run)
+    model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train']))
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
                                cfg.max_label_length, cfg.max_rationale_length)

@@ -1,5 +1,8 @@
 "The project's contract: the README's commands, its sync with index.ipynb, and CI running exactly them."
-import re, subprocess, sys
+import json, re, subprocess, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 from conftest import ROOT, run_cli
 
 README = (ROOT/'README.md').read_text()
@@ -17,11 +20,29 @@ def test_readme_states_the_two_commands_and_ci_runs_them():
     assert 'torch==2.13.0' in ci and 'README.md' in ci  # CI reads the command from the README itself
 
 def test_main_command_runs_offline(tmp_path):
+    "The README's main job on a fresh folder, offline: report, chart, JSON and predictions, all telling the same story."
     main = _sh_blocks()[1].split()
     assert main[0] == 'distill-sbs'
-    res = run_cli(*main[1:], cwd=tmp_path, env={'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'})
-    assert res.returncode == 0, res.stderr
-    assert (tmp_path/'runs'/'data'/'train.jsonl').exists() and 'teacher acc' in res.stdout
+    res = run_cli(*main[1:], cwd=tmp_path, env={'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path/main[main.index('--output_dir') + 1]
+    assert (out/'data'/'train.jsonl').exists() and 'teacher acc' in res.stdout
+    results = json.loads((out/'results.json').read_text())
+    report = (out/'report.md').read_text()
+    systems = results['systems']
+    assert set(systems) == {'teacher', 'base', 'distilled', 'standard', 'majority'}
+    for s in systems.values():  # the report's numbers are the JSON's
+        assert f"| {s['label']} | {s['accuracy']:.1%} | {s['correct']:,} / {s['n']:,} |" in report, s['label']
+        assert s['n'] == results['n_test'] == 500
+    preds = [json.loads(l) for l in (out/'predictions.jsonl').read_text().splitlines()]
+    assert len(preds) == results['n_test']
+    for name, s in systems.items():  # and the JSON's are the per-example predictions'
+        assert sum(p['correct'][name] for p in preds) == s['correct'], name
+    for name in ('distilled', 'standard'):
+        assert results['runs'][name]['steps'] == 500
+    img = plt.imread(out/'accuracy.png')  # a real chart: a sensible size, and not blank
+    assert img.shape[0] > 300 and img.shape[1] > 500 and img[..., :3].std() > 0.05
+    assert '![test accuracy](accuracy.png)' in report
 
 def test_layout():
     for p in ['nbs/index.ipynb', 'nbs/_quarto.yml', 'nbs/00_data.ipynb', 'distill_sbs/data.py', 'pyproject.toml',

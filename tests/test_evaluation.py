@@ -1,0 +1,55 @@
+"Bad requests to `distill-sbs evaluate` and `experiment`: one line naming the run and the setting, exit 2, nothing written."
+import json
+import pytest
+from distill_sbs.cli import main
+from distill_sbs.training import TrainConfig
+from dataclasses import asdict
+
+def _fake_run(path, **changes):
+    "A run folder with a finished run's records but no model: enough for the checks made before any model loads."
+    path.mkdir(parents=True)
+    (path/'train_config.json').write_text(json.dumps(asdict(TrainConfig(output_dir=str(path), **changes))))
+    (path/'run.json').write_text('{}')
+    return path
+
+def _err(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+def test_runs_on_different_data_are_refused(tmp_path, capsys):
+    a, b = _fake_run(tmp_path/'a'), _fake_run(tmp_path/'b', max_number=5)
+    err = _err(capsys, ['evaluate', str(a), str(b), '--output_dir', str(tmp_path/'out')])
+    assert 'max_number=5' in err and str(b) in err and 'one test set' in err
+    assert not (tmp_path/'out').exists()
+
+def test_unfinished_run_and_non_run_are_named(tmp_path, capsys):
+    unfinished = _fake_run(tmp_path/'u'); (unfinished/'run.json').unlink()
+    err = _err(capsys, ['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
+    assert 'has not finished' in err and '--resume' in err
+    (tmp_path/'empty').mkdir()
+    assert 'no train_config.json' in _err(capsys, ['evaluate', str(tmp_path/'empty'), '--output_dir', str(tmp_path/'out')])
+    (unfinished/'run.json').write_text('{}'); (unfinished/'train_config.json').write_text('{not json')
+    assert 'not valid JSON' in _err(capsys, ['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
+
+@pytest.mark.parametrize('argv, expect', [
+    (['evaluate'], 'the following arguments are required'),
+    (['evaluate', 'x', '--output_dir', 'o', '--batch_size', '0'], '--batch_size must be at least 1'),
+    (['experiment', '--model_type', 'standard'], 'trains both'),
+    (['experiment', '--alpha', '3'], 'alpha'),
+])
+def test_bad_flags_get_one_line(argv, expect, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert expect in _err(capsys, argv)
+    assert not (tmp_path/'runs').exists()
+
+def test_palm_on_cqa_test_with_the_chapter_5_metric(shared):
+    "PaLM's CQA test labels: 77.2% by the paper's strict string match, 78.3% by normalised exact match (articles, case)."
+    from distill_sbs.data import load_task, labels_match
+    from distill_sbs.evaluation import answer_correct
+    test = load_task('cqa', data_dir=shared/'data')['test']
+    pairs = list(zip(test['teacher_label'], test['label']))
+    assert len(pairs) == 1221
+    assert round(sum(labels_match('cqa', t, g) for t, g in pairs) / len(pairs), 3) == 0.772
+    assert round(sum(answer_correct('cqa', t, g) for t, g in pairs) / len(pairs), 3) == 0.783
