@@ -12,6 +12,10 @@ import argparse, sys
 from .data import UserError, add_data_args, data_command
 
 # %% ../nbs/90_cli.ipynb #905818b9
+def _teach(argv):
+    from distill_sbs.teacher import teach_command
+    return teach_command(argv)
+
 def _train(argv):
     from distill_sbs.training import train_command
     train_command(argv)
@@ -26,6 +30,7 @@ def _experiment(argv):
 
 SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
+    'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _teach),
     'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _train),
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _evaluate),
     'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _experiment),
@@ -45,11 +50,11 @@ def main(argv:list[str]|None=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else None
     try:
-        if command in SUBCOMMANDS and SUBCOMMANDS[command][1] is None: SUBCOMMANDS[command][2](argv[1:])
+        if command in SUBCOMMANDS and SUBCOMMANDS[command][1] is None: status = SUBCOMMANDS[command][2](argv[1:])
         else:
             args = parser().parse_args(argv)
-            args.func(args)
+            status = args.func(args)
     except UserError as e:
         print(f'distill-sbs {command}: error: {e}', file=sys.stderr)
         return 2
-    return 0
+    return status or 0

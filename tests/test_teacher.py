@@ -1,0 +1,122 @@
+"""Chapter 1 against real servers: a loopback server speaking the OpenAI and Gemini APIs, started here, and tiny local
+`transformers` teachers. Kill-and-resume uses a real `distill-sbs teach` subprocess killed with SIGKILL."""
+import json, os, signal, sqlite3, subprocess, time
+from pathlib import Path
+import pytest
+from conftest import run_cli
+from distill_sbs.data import load_task
+from distill_sbs.teacher import LoopbackLLM, Gemini, LocalModel, OpenAIChat, PROMPTS, teach
+
+SECRET = 'sk-test-secret-0123456789'
+
+def stored_questions(db):
+    "The questions whose answers a cache file holds (read while its writer may be dead)."
+    con = sqlite3.connect(f'file:{db}?mode=ro', uri=True)
+    try: return {json.loads(r)[-1]['content'] for (r,) in con.execute('SELECT request FROM answers')}
+    finally: con.close()
+
+def teach_args(url, out, *extra):
+    return ['teach', '--model', 'stand-in', '--base_url', url, '--output_dir', out, '--no_progress', *extra]
+
+def test_kill_and_resume(tmp_path):
+    "SIGKILL halfway through a few hundred requests; the restart asks only for what was not stored, and finishes."
+    out, db = tmp_path/'out', tmp_path/'out'/'teacher_cache.sqlite'
+    with LoopbackLLM(latency=0.1) as llm:
+        args = ['distill-sbs', *teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4')]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, 'OPENAI_API_KEY': SECRET})
+        deadline = time.time() + 240
+        while not (db.exists() and len(stored_questions(db)) >= 80):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, 'the run never got going'
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL); proc.wait()
+        before, n_log = stored_questions(db), len(llm.log)
+        train = load_task('arith', n_train=340, n_test=1)['train']
+        assert 80 <= len(before) < len(set(train['input'])), 'killed midway'
+        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
+                      env={'OPENAI_API_KEY': SECRET})
+        assert res.returncode == 0, res.stderr
+        asked_again = [e['question'] for e in llm.log[n_log:] if e['question'] in before]
+        assert asked_again == [], f'{len(asked_again)} stored answers were asked for again'
+        asked = [e['question'] for e in llm.log]
+        assert set(asked) == {f'Q: {x}' for x in train['input']}
+        assert len(asked) - len(set(asked)) <= 4, 'only the requests in flight at the kill may be repeated'
+    rows = [json.loads(l) for l in (out/'train.jsonl').read_text().splitlines()]
+    assert len(rows) == len(train) and all(r['teacher_label'] is not None for r in rows)
+    report = json.loads((out/'teacher_report.json').read_text())
+    assert report['splits']['train']['failed'] == 0 and report['ask']['cached'] == len(before)
+    for f in [*out.iterdir()]: assert SECRET.encode() not in f.read_bytes(), f'the key leaked into {f.name}'
+    assert SECRET not in res.stdout + res.stderr
+
+def test_rate_limited_and_failing_server_still_completes(tmp_path):
+    data = load_task('arith', n_train=100, n_test=20)
+    with LoopbackLLM(fail_first=30, retry_after=0.05) as llm:
+        taught, rep = teach(data, OpenAIChat('stand-in', base_url=llm.openai_url), PROMPTS['arith'], tmp_path/'c.sqlite',
+                            in_flight=8, backoff=0.02, progress=False)
+        statuses = [e['status'] for e in llm.log]
+    assert statuses[:30].count(200) == 0 and {429, 500, 503} <= set(statuses)
+    assert rep.ask.retries == 30 and not rep.failures and not rep.ask.failed
+    assert all(all(l is not None for l in d['teacher_label']) for d in taught.values())
+
+def test_always_failing_server_gives_a_report_not_a_hang(tmp_path):
+    out = tmp_path/'out'
+    with LoopbackLLM(fail_always=503) as llm:
+        t0 = time.time()
+        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '200', '--n_test', '20', '--retries', '2', '--backoff', '0.01',
+                                  '--abort_after', '5', '--in_flight', '2'), timeout=120)
+        took, n_calls = time.time() - t0, len(llm.log)
+    assert res.returncode == 1
+    assert 'stopped early: 5 requests in a row failed, the last with: HTTP 503' in res.stdout
+    assert 'rows got no answer; run the same command again' in res.stderr
+    assert n_calls <= 3 * 6, 'stops after abort_after failures, each tried retries + 1 times'
+    assert took < 60
+    rows = [json.loads(l) for l in (out/'train.jsonl').read_text().splitlines()]
+    assert len(rows) == 180 and all(r['rationale'] is None and r['label'] for r in rows), 'nothing lost: gold labels kept'
+
+def test_gemini_api_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv('GEMINI_API_KEY', SECRET)
+    data = load_task('arith', n_train=40, n_test=10)
+    with LoopbackLLM() as llm:
+        taught, rep = teach(data, Gemini('gemini-2.5-flash', base_url=llm.gemini_url), PROMPTS['arith'], tmp_path/'g.sqlite',
+                            splits=['train'], n_samples=2, temperature=0.7, progress=False)
+    assert rep.ask.answered == len(set(data['train']['input'])) and rep.splits['train'].samples == 2 * len(data['train'])
+    assert rep.ask.prompt_tokens > 0 and rep.ask.completion_tokens > 0
+    assert SECRET.encode() not in (tmp_path/'g.sqlite').read_bytes()
+
+def test_local_seq2seq_teacher(tmp_path):
+    "A tiny random-weight T5 as a local teacher: batched answers, cached, every unreadable answer counted."
+    from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
+    T5ForConditionalGeneration(T5Config(vocab_size=384, d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16,
+                                        decoder_start_token_id=0)).save_pretrained(tmp_path/'t5')
+    ByT5Tokenizer().save_pretrained(tmp_path/'t5')
+    data = {'test': load_task('arith', n_train=20, n_test=12)['test']}
+    local = LocalModel(str(tmp_path/'t5'), batch_size=5, device='cpu')
+    _, rep = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
+    t = rep.splits['test']
+    assert rep.ask.answered == len(set(data['test']['input'])) and t.parsed + t.no_answer + t.unparsable == 12
+    _, again = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
+    assert again.ask.answered == 0 and again.ask.cached == rep.ask.answered
+
+@pytest.mark.parametrize('backend', ['openai', 'gemini', 'vertex'])
+def test_dry_run_needs_no_credentials(tmp_path, backend):
+    env = {k: '' for k in ('OPENAI_API_KEY', 'GEMINI_API_KEY', 'GOOGLE_API_KEY')}
+    res = run_cli('teach', '--backend', backend, '--model', 'm', '--output_dir', tmp_path/'o', '--dataset', 'arith',
+                  '--n_train', '50', '--n_test', '10', '--dry_run', env=env)
+    assert res.returncode == 0, res.stderr
+    body = json.loads(res.stdout[res.stdout.index('{'):])
+    assert ('messages' in body) == (backend == 'openai') and ('contents' in body) == (backend != 'openai')
+    assert 'would send 60 requests' in res.stdout and not (tmp_path/'o').exists()
+
+def test_bad_teach_input_gets_one_line(tmp_path):
+    shots = tmp_path/'shots.jsonl'
+    shots.write_text('{"input": "2+2?", "rationale": "2 and 2 make 4.", "label": "4"}\n{"input": "3+3?", "label": "6"}\n')
+    cases = [(['--dataset', 'generic', '--data_dir', tmp_path], '--shots'),
+             (['--shots', shots], f"{shots}: record 2: field 'rationale' is missing or empty"),
+             (['--n_samples', '3'], 'would be identical; pass a temperature above 0'),
+             (['--in_flight', '0'], '--in_flight must be at least 1')]
+    for extra, msg in cases:
+        res = run_cli('teach', '--model', 'm', '--base_url', 'http://127.0.0.1:9/v1', '--output_dir', tmp_path/'o',
+                      '--n_train', '50', '--n_test', '10', *extra)
+        assert res.returncode == 2 and msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, (extra, res.stderr)
+    res = run_cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', env={'OPENAI_API_KEY': ''})
+    assert res.returncode == 2 and 'OPENAI_API_KEY' in res.stderr
