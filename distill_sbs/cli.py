@@ -16,6 +16,14 @@ def _teach(argv):
     from distill_sbs.teacher import teach_command
     return teach_command(argv)
 
+def _serve(argv):
+    from distill_sbs.serve import serve_command
+    return serve_command(argv)
+
+def _deploy(argv):
+    from distill_sbs.deploy import deploy_command
+    return deploy_command(argv)
+
 def _train(argv):
     from distill_sbs.training import train_command
     train_command(argv)
@@ -33,6 +41,8 @@ SUBCOMMANDS = {
     'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _teach),
     'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _train),
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _evaluate),
+    'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _serve),
+    'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _deploy),
     'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _experiment),
 }
 

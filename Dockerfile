@@ -1,0 +1,12 @@
+# The serving image for Vertex AI (chapter 6). Build it from the repository's root:
+#   gcloud builds submit --tag REGION-docker.pkg.dev/PROJECT/REPO/serve:latest .
+# Vertex AI sets AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE and AIP_STORAGE_URI; `distill-sbs serve` reads them.
+# The base is PyTorch's official CUDA runtime image; pick a newer tag from hub.docker.com/r/pytorch/pytorch as they come.
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+WORKDIR /src
+COPY pyproject.toml setup.py README.md LICENSE ./
+COPY distill_sbs ./distill_sbs
+RUN pip install --no-cache-dir ".[serve,gcs]"
+ENV AIP_HTTP_PORT=8080 PYTHONUNBUFFERED=1
+EXPOSE 8080
+CMD ["distill-sbs", "serve"]

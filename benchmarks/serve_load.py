@@ -1,0 +1,82 @@
+"""Serving under load: many concurrent clients against `distill-sbs serve`, batched versus one instance at a time.
+
+Starts the real server twice in a subprocess on loopback with the same model: once as chapter 6 serves (instances of
+concurrent requests gathered into one `generate`), once as the tutorial's container did (one `generate` per instance,
+`DSS_BATCH_ACROSS_REQUESTS=0`). Each time, `--clients` threads send one-instance requests back to back for
+`--seconds`; it prints requests/s, p50/p99 latency and errors, and the speed-up.
+
+The model has random weights (speed does not depend on them), so every answer is forced to `--tokens` tokens
+(`DSS_MIN_NEW_TOKENS`): both ways do the same work.
+
+    python benchmarks/serve_load.py                         # flan-t5-small config, 16 clients, 20 s each
+    python benchmarks/serve_load.py --config flan-t5-base --clients 64   # on a GPU
+"""
+import argparse, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+import httpx2 as httpx
+from distill_sbs.data import load_task
+
+SHARED = Path(__file__).resolve().parents[2]/'shared'
+
+def make_model(config, out):
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    if (SHARED/'models').is_dir():
+        torch.manual_seed(0)
+        AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config')).save_pretrained(out)
+        AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer').save_pretrained(out)
+        return f'{config} config (random weights), T5 tokenizer'
+    from distill_sbs.trainer import tiny_student
+    m, t = tiny_student(); m.save_pretrained(out); t.save_pretrained(out)
+    return 'tiny student (no ../shared here)'
+
+def load(url, questions, clients, seconds):
+    lat, errors, stop = [], [0], time.time() + seconds
+    def client(k):
+        with httpx.Client(timeout=120) as c:
+            i = k
+            while time.time() < stop:
+                t0 = time.time()
+                r = c.post(url, json={'instances': [questions[i % len(questions)]]})
+                if r.status_code == 200 and len(r.json()['predictions']) == 1: lat.append(time.time() - t0)
+                else: errors[0] += 1
+                i += clients
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    t0 = time.time()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    took = time.time() - t0
+    lat.sort()
+    return len(lat) / took, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], errors[0], len(lat)
+
+def run_server(model_dir, batched, tokens):
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    env = {**os.environ, 'AIP_HTTP_PORT': str(port), 'AIP_STORAGE_URI': str(model_dir), 'DSS_MAX_NEW_TOKENS': str(tokens),
+           'DSS_MIN_NEW_TOKENS': str(tokens), 'DSS_BATCH_ACROSS_REQUESTS': '1' if batched else '0'}
+    proc = subprocess.Popen(['distill-sbs', 'serve', '--host', '127.0.0.1'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if httpx.get(f'http://127.0.0.1:{port}/health', timeout=2).status_code == 200: return proc, f'http://127.0.0.1:{port}/predict'
+        except httpx.TransportError: pass
+        time.sleep(0.2)
+    raise RuntimeError('the server never became healthy')
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', default='flan-t5-small'); p.add_argument('--clients', type=int, default=16)
+    p.add_argument('--seconds', type=float, default=20); p.add_argument('--tokens', type=int, default=8)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    what = make_model(a.config, tmp)
+    questions = list(load_task('cqa', data_dir=SHARED/'data')['test']['input']) if (SHARED/'data'/'cqa').is_dir() else list(load_task('arith')['test']['input'])
+    print(f'{what}; {a.clients} clients, one instance a request, {a.seconds:.0f} s each, {a.tokens} tokens an answer')
+    base = None
+    for name, batched in [('one instance at a time (the tutorial)', False), ('batched across requests (serve)', True)]:
+        proc, url = run_server(tmp, batched, a.tokens)
+        try: rps, p50, p99, errors, n = load(url, questions, a.clients, a.seconds)
+        finally: proc.terminate(); proc.wait(30)
+        base = base or rps
+        print(f'{name:40} {rps:6.1f} requests/s  p50 {p50*1000:6.0f} ms  p99 {p99*1000:6.0f} ms  errors {errors}  ({n} answered)'
+              + (f'  speed-up {rps / base:.1f}x' if batched else ''))
+
+if __name__ == '__main__': main()
