@@ -239,7 +239,7 @@ class Gemini:
             from google import genai
             from google.genai import errors, types
         except ImportError: _need('google-genai')
-        self.model, self.name, self._types, self._errors = model, 'vertex' if vertexai else 'gemini', types, errors
+        self.model, self.name, self._errors = model, 'vertex' if vertexai else 'gemini', errors
         http = types.HttpOptions(base_url=base_url, timeout=int(timeout * 1000), retry_options=types.HttpRetryOptions(attempts=1))
         if vertexai:
             project = project or os.environ.get('GOOGLE_CLOUD_PROJECT')
@@ -253,15 +253,10 @@ class Gemini:
 
     def __call__(self, messages:list, params:dict) -> Reply:
         "One `generate_content` call for `messages` with `params`."
-        types, errors, body = self._types, self._errors, gemini_request(messages, params)
-        g = body['generationConfig']
-        config = types.GenerateContentConfig(
-            system_instruction=body['systemInstruction']['parts'][0]['text'] if body.get('systemInstruction') else None,
-            temperature=g['temperature'], candidate_count=g['candidateCount'], max_output_tokens=g['maxOutputTokens'],
-            stop_sequences=g.get('stopSequences'))
-        contents = [types.Content(role=c['role'], parts=[types.Part(text=c['parts'][0]['text'])]) for c in body['contents']]
+        errors, body = self._errors, gemini_request(messages, params)  # the dry run prints this same body
+        config = {**body['generationConfig'], **({'systemInstruction': body['systemInstruction']} if 'systemInstruction' in body else {})}
         import httpx2
-        try: r = self.client.models.generate_content(model=self.model, contents=contents, config=config)
+        try: r = self.client.models.generate_content(model=self.model, contents=body['contents'], config=config)  # the SDK takes REST names
         except errors.APIError as e:
             msg = f'HTTP {e.code}: {e.message or e.status}'
             if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
@@ -639,7 +634,7 @@ def teach(
             requests.setdefault(params[s]['n'], {})[k] = msgs
     report = AskReport()
     for n, reqs in requests.items():  # one round per sample count (train may ask for more)
-        r = ask(backend, reqs, next(p for p in params.values() if p['n'] == n), store, **ask_kw)
+        r = ask(backend, reqs, {**base, 'n': n}, store, **ask_kw)
         report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries
         report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
         report.failed.update(r.failed); report.stopped = report.stopped or r.stopped
