@@ -11,10 +11,11 @@ The model has random weights (speed does not depend on them), so every answer is
     python benchmarks/serve_load.py                         # flan-t5-small config, 16 clients, 20 s each
     python benchmarks/serve_load.py --config flan-t5-base --clients 64   # on a GPU
 """
-import argparse, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, os, subprocess, tempfile, threading, time
 from pathlib import Path
 import httpx2 as httpx
 from distill_sbs.data import load_task
+from distill_sbs.serve import free_port, wait_for
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 
@@ -50,16 +51,12 @@ def load(url, questions, clients, seconds):
     return len(lat) / took, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], errors[0], len(lat)
 
 def run_server(model_dir, batched, tokens):
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, 'AIP_HTTP_PORT': str(port), 'AIP_STORAGE_URI': str(model_dir), 'DSS_MAX_NEW_TOKENS': str(tokens),
            'DSS_MIN_NEW_TOKENS': str(tokens), 'DSS_BATCH_ACROSS_REQUESTS': '1' if batched else '0'}
     proc = subprocess.Popen(['distill-sbs', 'serve', '--host', '127.0.0.1'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(f'http://127.0.0.1:{port}/health', timeout=2).status_code == 200: return proc, f'http://127.0.0.1:{port}/predict'
-        except httpx.TransportError: pass
-        time.sleep(0.2)
-    raise RuntimeError('the server never became healthy')
+    wait_for(f'http://127.0.0.1:{port}/health', proc=proc)
+    return proc, f'http://127.0.0.1:{port}'
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,10 +70,12 @@ def main():
     base = None
     for name, batched in [('one instance at a time (the tutorial)', False), ('batched across requests (serve)', True)]:
         proc, url = run_server(tmp, batched, a.tokens)
-        try: rps, p50, p99, errors, n = load(url, questions, a.clients, a.seconds)
+        try:
+            rps, p50, p99, errors, n = load(url + '/predict', questions, a.clients, a.seconds)
+            health = wait_for(url + '/health')
         finally: proc.terminate(); proc.wait(30)
         base = base or rps
-        print(f'{name:40} {rps:6.1f} requests/s  p50 {p50*1000:6.0f} ms  p99 {p99*1000:6.0f} ms  errors {errors}  ({n} answered)'
-              + (f'  speed-up {rps / base:.1f}x' if batched else ''))
+        print(f'{name:40} {rps:6.1f} requests/s  p50 {p50*1000:6.0f} ms  p99 {p99*1000:6.0f} ms  errors {errors}  ({n} answered,'
+              f' {health["texts"] / health["generates"]:.1f} a generate)' + (f'  speed-up {rps / base:.1f}x' if batched else ''))
 
 if __name__ == '__main__': main()

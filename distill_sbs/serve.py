@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/deployment.html.md"""
 
 # %% ../nbs/06_deployment.ipynb #f8208374
 from __future__ import annotations
-import argparse, asyncio, json, os, sys, tempfile, threading, time
+import argparse, asyncio, json, os, socket, sys, tempfile, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
@@ -15,10 +15,11 @@ from fastapi import FastAPI, Request  # the `serve` extra
 from fastapi.responses import JSONResponse
 from .collator import PREFIXES
 from .data import UserError, _fs
+from .trainer import generate_texts
 
 # %% auto #0
 __all__ = ['ServeSettings', 'Served', 'load_served', 'answer_texts', 'Batcher', 'BadRequest', 'parse_request', 'create_app',
-           'serve_parser', 'serve_command']
+           'serve_parser', 'serve_command', 'free_port', 'wait_for']
 
 # %% ../nbs/06_deployment.ipynb #7b0be5bd
 @dataclass
@@ -33,7 +34,8 @@ class ServeSettings:
     max_new_tokens:int = 32 # tokens per answer
     rationale_tokens:int = 128 # tokens per rationale
     max_batch:int = 64 # instances gathered into one generate
-    max_wait_ms:float = 5. # how long the first instance of a batch waits for company
+    max_wait_ms:float = 50. # the longest the first instance of a batch waits for company
+    gap_ms:float = 10. # a batch closes when no instance has arrived for this long
     batch_across_requests:bool = True # False: one generate per instance, as the tutorial's container did (benchmarks)
     min_new_tokens:int = 0 # force answers to this length (benchmarks: equal work for random weights)
     load_delay:float = 0. # seconds to wait before loading (to see the health route answer 503 while loading)
@@ -83,23 +85,15 @@ def load_served(model_dir:str) -> Served:
 
 def answer_texts(served:Served, inputs:list, task:str, max_new_tokens:int, min_new_tokens:int=0) -> list[str]:
     "Greedy answers (`task='predict'`) or rationales (`'explain'`) for raw `inputs`, in one batched generate."
-    import torch
     texts = [(PREFIXES[task] if served.prefixed else '') + t for t in inputs]
-    tok, model = served.tokenizer, served.model
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first: less padding per batch
-    enc = tok([texts[i] for i in order], return_tensors='pt', padding=True).to(model.device)
-    with torch.inference_mode():
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, max_length=None,
-                             do_sample=False, num_beams=1)
-    out = [None] * len(texts)
-    for i, t in zip(order, tok.batch_decode(gen, skip_special_tokens=True)): out[i] = t.strip()
-    return out
+    return generate_texts(served.model, served.tokenizer, texts, max_new_tokens, len(texts), min_new_tokens)
 
 # %% ../nbs/06_deployment.ipynb #f6221faf
 class Batcher:
-    "Gathers the instances of concurrent requests into one `generate` per task: at most `max_batch`, waiting at most `max_wait_ms`."
+    "Gathers the instances of concurrent requests into one `generate` per task: at most `max_batch`, waiting at most `max_wait_ms`, closing after a `gap_ms` lull."
     def __init__(self, settings:ServeSettings, served:Served):
-        self.s, self.served, self.queue, self.batches, self.instances = settings, served, None, 0, 0
+        self.s, self.served, self.queue = settings, served, None
+        self.generates, self.texts = 0, 0  # reported on the health route: texts per generate is the batching at work
         self.pool = ThreadPoolExecutor(1)  # one generate at a time: the model is the shared resource
 
     def _generate(self, items):
@@ -111,10 +105,10 @@ class Batcher:
             flat = [x for i in idx for x in items[i][1]]
             if self.s.batch_across_requests: texts = answer_texts(self.served, flat, task, limit, self.s.min_new_tokens)
             else: texts = [answer_texts(self.served, [x], task, limit, self.s.min_new_tokens)[0] for x in flat]
+            self.generates += 1 if self.s.batch_across_requests else len(flat); self.texts += len(flat)
             pos = 0
             for i in idx:
                 n = len(items[i][1]); out[i] = texts[pos:pos + n]; pos += n
-        self.batches += 1; self.instances += sum(len(x) for _, x, _ in items)
         return out
 
     async def submit(self, task:str, inputs:list) -> list[str]:
@@ -129,7 +123,7 @@ class Batcher:
         while True:
             items = [await self.queue.get()]
             n, deadline = len(items[0][1]), loop.time() + self.s.max_wait_ms / 1000
-            while self.s.batch_across_requests and n < self.s.max_batch and (left := deadline - loop.time()) > 0:
+            while self.s.batch_across_requests and n < self.s.max_batch and (left := min(self.s.gap_ms / 1000, deadline - loop.time())) > 0:
                 try: items.append(await asyncio.wait_for(self.queue.get(), left)); n += len(items[-1][1])
                 except asyncio.TimeoutError: break
             try: results = await loop.run_in_executor(self.pool, self._generate, items)
@@ -196,7 +190,9 @@ def create_app(settings:ServeSettings):
     async def health():
         if state['error']: return JSONResponse({'status': 'failed', 'error': state['error']}, 500)
         if state['batcher'] is None: return JSONResponse({'status': 'loading'}, 503)
-        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed}
+        b = state['batcher']
+        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed,
+                'generates': b.generates, 'texts': b.texts}
 
     @app.post(settings.predict_route)
     async def predict(request: Request):
@@ -230,3 +226,26 @@ def serve_command(argv:list|None=None) -> int:
     print(f'serving {s.model_dir} on {args.host}:{s.port}: GET {s.health_route}, POST {s.predict_route}', flush=True)
     uvicorn.run(create_app(s), host=args.host, port=s.port, log_level='warning')
     return 0
+
+# %% ../nbs/06_deployment.ipynb #726f6064
+def free_port() -> int:
+    "A free TCP port on loopback, for a server started by a notebook, a test or a benchmark."
+    with socket.socket() as sk: sk.bind(('127.0.0.1', 0)); return sk.getsockname()[1]
+
+def wait_for(
+    url:str, # e.g. http://127.0.0.1:8080/health
+    status:int=200, # the status to wait for
+    timeout:float=120, # seconds before giving up
+    proc=None, # the server's `subprocess.Popen`: stop waiting if it exits
+) -> dict:
+    "Poll GET `url` until it answers `status`, and return its JSON body."
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r: code, body = r.status, r.read()
+        except urllib.error.HTTPError as e: code, body = e.code, e.read()
+        except OSError: code, body = None, b''  # not listening yet
+        if code == status: return json.loads(body)
+        if proc is not None and proc.poll() is not None: raise RuntimeError(f'the server exited with status {proc.returncode}')
+        time.sleep(0.1)
+    raise TimeoutError(f'{url} never answered {status} in {timeout:.0f} s')

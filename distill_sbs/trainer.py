@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers.modeling_outputs import BaseModelOutput
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerFast, Seq2SeqTrainer,
                           Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration)
 from fastcore.basics import patch
@@ -19,7 +20,7 @@ from .collator import PREFIXES, TaskPrefixCollator
 
 # %% auto #0
 __all__ = ['word_tokenizer', 'tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric',
-           'TaskPrefixTrainer', 'generate_texts', 'bf16_ok', 'training_args', 'make_trainer']
+           'TaskPrefixTrainer', 'encode_grouped', 'generate_texts', 'bf16_ok', 'training_args', 'make_trainer']
 
 # %% ../nbs/03_trainer.ipynb #20cd44e7
 def word_tokenizer(
@@ -134,8 +135,32 @@ class TaskPrefixTrainer(Seq2SeqTrainer):
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
 
 # %% ../nbs/03_trainer.ipynb #405f88f1
+def encode_grouped(model, enc, slack:float=1.1):
+    "Encoder states for the padded batch `enc`, run in groups of similar length; None if one group would do."
+    lens = enc['attention_mask'].sum(1).tolist()
+    order = sorted(range(len(lens)), key=lambda i: -lens[i])
+    groups = [[order[0]]]
+    for i in order[1:]:  # a group grows while its padded size stays within `slack` of its real tokens
+        g = groups[-1]
+        if (len(g) + 1) * lens[g[0]] <= slack * (sum(lens[j] for j in g) + lens[i]): g.append(i)
+        else: groups.append([i])
+    if len(groups) == 1: return None
+    hidden = None
+    for g in groups:
+        n, idx = lens[g[0]], torch.tensor(g, device=enc['input_ids'].device)
+        h = model.get_encoder()(input_ids=enc['input_ids'][idx, :n], attention_mask=enc['attention_mask'][idx, :n]).last_hidden_state
+        if hidden is None: hidden = h.new_zeros(len(lens), enc['input_ids'].shape[1], h.shape[-1])
+        hidden[idx, :n] = h
+    return BaseModelOutput(last_hidden_state=hidden)
+
 @torch.no_grad()
-def generate_texts(model, tokenizer, texts:list[str], max_new_tokens:int=64, batch_size:int=64) -> list[str]:
+def generate_texts(
+    model, tokenizer, texts:list[str],
+    max_new_tokens:int=64, # longest answer
+    batch_size:int=64, # texts per generate
+    min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models: equal work each way)
+    group_encoder:bool=True, # encode uneven batches in groups of similar length (encoder-decoder, right padding)
+) -> list[str]:
     "Greedy generations for `texts`, batched longest first, returned in the order of `texts`."
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out, was_training = [None] * len(texts), model.training
@@ -143,7 +168,11 @@ def generate_texts(model, tokenizer, texts:list[str], max_new_tokens:int=64, bat
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         enc = tokenizer([texts[j] for j in idx], return_tensors='pt', padding=True).to(model.device)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, max_length=None, do_sample=False, num_beams=1)  # None: no clash with a saved max_length
+        grouped = group_encoder and model.config.is_encoder_decoder and tokenizer.padding_side == 'right'
+        states = encode_grouped(model, enc) if grouped else None
+        kw = dict(enc) if states is None else {'encoder_outputs': states, 'attention_mask': enc['attention_mask']}
+        gen = model.generate(**kw, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, max_length=None,
+                             do_sample=False, num_beams=1)  # max_length=None: no clash with a saved max_length
         for j, t in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True)): out[j] = t.strip()
     model.train(was_training)
     return out

@@ -1,16 +1,14 @@
 """Chapter 6 over real HTTP: `distill-sbs serve` in a subprocess, set up with Vertex AI's `AIP_*` variables, and
 `distill-sbs deploy --dry_run`."""
-import json, os, socket, subprocess, time
+import json, os, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
 from conftest import run_cli
+from distill_sbs.serve import free_port, wait_for
 from distill_sbs.trainer import tiny_student
 
 QS = [f'Ana has {a} apples. Ana buys {b} more and then gives away 1. How many apples does Ana have now?' for a in (2, 3) for b in (1, 2, 3)]
-
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 @pytest.fixture(scope='module')
 def model_dir(tmp_path_factory):
@@ -26,16 +24,12 @@ def server(model_dir):
     env = {**os.environ, 'AIP_HTTP_PORT': str(port), 'AIP_HEALTH_ROUTE': '/health-check', 'AIP_PREDICT_ROUTE': '/v1/models/m:predict',
            'AIP_STORAGE_URI': str(model_dir), 'DSS_LOAD_DELAY': '3', 'DSS_MAX_INSTANCES': '16', 'DSS_MAX_INPUT_CHARS': '300'}
     proc = subprocess.Popen(['distill-sbs', 'serve', '--host', '127.0.0.1'], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, seen = f'http://127.0.0.1:{port}', []
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            r = httpx.get(url + '/health-check', timeout=5); seen.append(r.status_code)
-            if r.status_code == 200: break
-        except httpx.TransportError: pass
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.1)
-    yield url, seen
+    url = f'http://127.0.0.1:{port}'
+    try:
+        loading = wait_for(url + '/health-check', 503, proc=proc)  # DSS_LOAD_DELAY keeps it loading for 3 s
+        ready = wait_for(url + '/health-check', 200, proc=proc)
+    except RuntimeError as e: pytest.fail(f'{e}:\n{proc.stdout.read()}')
+    yield url, (loading, ready)
     proc.terminate(); proc.wait(30)
 
 def predict(url, body, **kw):
@@ -43,8 +37,8 @@ def predict(url, body, **kw):
                       {'content': body, 'headers': {'content-type': 'application/json'}}), **kw)
 
 def test_health_answers_only_once_loaded(server):
-    url, seen = server
-    assert 503 in seen and seen[-1] == 200 and seen.index(200) > seen.index(503)
+    url, (loading, ready) = server
+    assert loading == {'status': 'loading'} and ready['status'] == 'ready' and ready['prefixed']
     assert httpx.get(url + '/health-check').json()['status'] == 'ready'
 
 def test_a_batch_of_instances_matches_one_at_a_time(server):
@@ -63,9 +57,13 @@ def test_rationales_when_asked(server):
 def test_concurrent_clients_get_their_own_answers(server):
     url, _ = server
     alone = {q: predict(url, {'instances': [q]}).json()['predictions'][0]['answer'] for q in QS}
+    before = httpx.get(url + '/health-check').json()
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda q: (q, predict(url, {'instances': [q]})), QS * 4))
     assert all(r.status_code == 200 and r.json()['predictions'][0]['answer'] == alone[q] for q, r in got)
+    after = httpx.get(url + '/health-check').json()
+    assert after['texts'] - before['texts'] == len(QS) * 4
+    assert after['generates'] - before['generates'] < len(QS) * 4  # some requests shared a generate
 
 @pytest.mark.parametrize('body,status,msg', [
     (b'{"instances": [', 400, 'not valid JSON'),
