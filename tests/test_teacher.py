@@ -13,6 +13,9 @@ def stored_questions(db):
     "The questions whose answers a cache file holds (read while its writer may be dead)."
     con = sqlite3.connect(f'file:{db}?mode=ro', uri=True)
     try: return {json.loads(r)[-1]['content'] for (r,) in con.execute('SELECT request FROM answers')}
+    except sqlite3.OperationalError as e:  # the file exists a moment before its table does
+        if 'no such table' in str(e): return set()
+        raise
     finally: con.close()
 
 def teach_args(url, out, *extra):
