@@ -8,7 +8,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/evaluation.html.md"""
 from __future__ import annotations
 import argparse, json, math, re, shutil, string, time, unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import pandas as pd
 import torch
@@ -18,8 +18,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from .data import UserError, eval_arith, load_task, write_generic
 from .collator import PREFIXES
 from .trainer import generate_texts
-from .training import (CONFIG_FILE, RESUMABLE_CHANGES, ConfigError, TrainConfig, open_student, parse_config, train,
-                                  vocab_texts)
+from .training import (CONFIG_FILE, ConfigError, TrainConfig, changed_settings, open_student, parse_config,
+                                  train, vocab_texts)
 
 # %% auto #0
 __all__ = ['NUMERIC_TASKS', 'SYSTEM_LABELS', 'DATA_SETTINGS', 'EXPERIMENT_RUNS', 'normalize_answer', 'exact_match',
@@ -302,7 +302,7 @@ def evaluate(
         prefix = PREFIXES['predict'] if run_dir and cfg['model_type'] == 'task_prefix' else ''
         t0 = time.perf_counter()
         answers = student_answers(model, tok, inputs, prefix, max_new_tokens or cfg['gen_max_len'], batch_size)
-        cmp.add(name, answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', untrained'), time.perf_counter() - t0)
+        cmp.add(name, answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] == 'tiny' else ', before finetuning'), time.perf_counter() - t0)
         if run_dir:
             rec = json.loads((Path(run_dir)/'run.json').read_text())
             runs[name] = dict(dir=str(run_dir), **{k: rec.get(k) for k in ('steps', 'train_seconds', 'best_valid_accuracy', 'best_checkpoint')})
@@ -322,8 +322,7 @@ def _trained(cfg:TrainConfig) -> TrainConfig:
     "Train `cfg` unless its folder already holds the same finished run; resume an unfinished one."
     out = Path(cfg.output_dir)
     if (out/'run.json').exists() and (out/CONFIG_FILE).exists():
-        before, now = json.loads((out/CONFIG_FILE).read_text()), asdict(cfg)
-        changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
+        changed = [k for k, _, _ in changed_settings(cfg)]
         if not changed:
             print(f'{out}: already trained with these settings; using it (--overwrite to train again)')
             return cfg

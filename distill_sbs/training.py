@@ -20,8 +20,8 @@ from .trainer import bf16_ok, generate_texts, load_student, make_trainer
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'CONFIG_FILE', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'arg', 'TrainConfig',
            'config_parser', 'read_yaml_config', 'parse_config', 'Hardware', 'pick_hardware', 'hub_reachable',
-           'open_student', 'vocab_texts', 'last_checkpoint', 'resume_checkpoint', 'oom_advice', 'train',
-           'write_valid_predictions', 'run_history', 'plot_history', 'train_command']
+           'open_student', 'vocab_texts', 'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice',
+           'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -228,6 +228,13 @@ def last_checkpoint(out:str|Path) -> str|None:
         if _is_main(): print(f'{p.name} is incomplete (the run was killed while saving it); skipping it')
     return None
 
+def changed_settings(cfg:TrainConfig) -> list[tuple[str, object, object]]:
+    "(setting, saved value, new value) for each setting `cfg` changes from the run saved in its folder, beyond `RESUMABLE_CHANGES`."
+    saved = Path(cfg.output_dir)/CONFIG_FILE
+    if not saved.exists(): return []
+    before, now = json.loads(saved.read_text()), asdict(cfg)
+    return [(k, before[k], v) for k, v in now.items() if k not in RESUMABLE_CHANGES and k in before and before[k] != v]
+
 def resume_checkpoint(cfg:TrainConfig) -> str|None:
     "The checkpoint `cfg` continues from (None: a fresh start), refusing to mix two runs in one folder."
     out = Path(cfg.output_dir)
@@ -241,12 +248,10 @@ def resume_checkpoint(cfg:TrainConfig) -> str|None:
             raise ConfigError(f'{out} already holds a run ({Path(last).name if last else "finished"}): '
                               'add --resume to continue it, --overwrite to start over, or choose another --output_dir')
         return None
-    if saved.exists():
-        before, now = json.loads(saved.read_text()), asdict(cfg)
-        for k in now.keys() - RESUMABLE_CHANGES:
-            if k in before and before[k] != now[k]:
-                raise ConfigError(f'--{k} is {now[k]!r}, but the run in {out} was started with {before[k]!r}: '
-                                  'resume with the same settings (flags you leave out are read from the run)')
+    if changed := changed_settings(cfg):
+        k, before, now = changed[0]
+        raise ConfigError(f'--{k} is {now!r}, but the run in {out} was started with {before!r}: '
+                          'resume with the same settings (flags you leave out are read from the run)')
     return last
 
 # %% ../nbs/04_training.ipynb #e932c467
