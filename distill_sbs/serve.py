@@ -15,13 +15,15 @@ from fastapi import FastAPI, Request  # the `serve` extra
 from fastapi.responses import JSONResponse
 from .collator import PREFIXES
 from .data import UserError, _fs
-from .trainer import generate_texts
+from .trainer import bf16_ok, generate_texts
 
 # %% auto #0
-__all__ = ['ServeSettings', 'Served', 'load_served', 'answer_texts', 'Batcher', 'BadRequest', 'parse_request', 'create_app',
-           'serve_parser', 'serve_command', 'free_port', 'wait_for']
+__all__ = ['DTYPES', 'ServeSettings', 'Served', 'native_bf16', 'load_served', 'answer_texts', 'Batcher', 'BadRequest',
+           'parse_request', 'create_app', 'serve_parser', 'serve_command', 'free_port', 'wait_for']
 
 # %% ../nbs/06_deployment.ipynb #7b0be5bd
+DTYPES = ('auto', 'float32', 'bfloat16')  # no float16: T5 overflows in it
+
 @dataclass
 class ServeSettings:
     "Everything the server needs: the model, where to listen, and the limits that keep one request from hurting others."
@@ -33,6 +35,7 @@ class ServeSettings:
     max_input_chars:int = 2000 # characters per instance
     max_new_tokens:int = 32 # tokens per answer
     rationale_tokens:int = 128 # tokens per rationale
+    dtype:str = 'auto' # the weights' type: auto is bfloat16 where the hardware multiplies it natively, else float32
     max_batch:int = 64 # instances gathered into one generate
     max_wait_ms:float = 50. # the longest the first instance of a batch waits for company
     gap_ms:float = 10. # a batch closes when no instance has arrived for this long
@@ -56,6 +59,7 @@ class ServeSettings:
             except ValueError: raise UserError(f"setting {f.name}: {v!r} is not a {f.type}") from None
         s = cls(**out)
         if not s.model_dir: raise UserError("no model: pass --model_dir or set AIP_STORAGE_URI")
+        if s.dtype not in DTYPES: raise UserError(f"setting dtype: {s.dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
         return s
 
 # %% ../nbs/06_deployment.ipynb #449e4deb
@@ -66,9 +70,20 @@ class Served:
     tokenizer:object
     prefixed:bool # trained with `predict:` / `explain:` (distilling step-by-step)
     source:str # where it came from
+    dtype:str = 'float32' # the weights' type
 
-def load_served(model_dir:str) -> Served:
-    "Load the student in `model_dir` (local or gs://) for serving, on the GPU when there is one."
+def native_bf16(device:str='cpu') -> bool:
+    "Does `device` multiply bfloat16 matrices in hardware? GPUs with bf16 (Ampere on); CPUs with AVX512-BF16, AMX or Arm BF16."
+    if device.startswith('cuda'): return bf16_ok(device)
+    try: flags = set(Path('/proc/cpuinfo').read_text().split())
+    except OSError: return False  # not Linux: assume not
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
+
+def load_served(
+    model_dir:str, # a trained run's folder, local or gs://
+    dtype:str='auto', # 'float32', 'bfloat16', or 'auto': bfloat16 where `native_bf16`
+) -> Served:
+    "Load the student in `model_dir` for serving, on the GPU when there is one."
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
     local = model_dir
@@ -79,9 +94,10 @@ def load_served(model_dir:str) -> Served:
     if not Path(local, 'config.json').exists(): raise UserError(f"{model_dir}: no config.json; is it a trained run's folder?")
     cfg = Path(local, 'train_config.json')
     prefixed = json.loads(cfg.read_text()).get('model_type', 'task_prefix') == 'task_prefix' if cfg.exists() else True
-    model = AutoModelForSeq2SeqLM.from_pretrained(local).eval()
-    if torch.cuda.is_available(): model = model.to('cuda')
-    return Served(model, AutoTokenizer.from_pretrained(local), prefixed, model_dir)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if dtype == 'auto': dtype = 'bfloat16' if native_bf16(device) else 'float32'
+    model = AutoModelForSeq2SeqLM.from_pretrained(local, dtype=getattr(torch, dtype)).to(device).eval()
+    return Served(model, AutoTokenizer.from_pretrained(local), prefixed, model_dir, dtype)
 
 def answer_texts(served:Served, inputs:list, task:str, max_new_tokens:int, min_new_tokens:int=0) -> list[str]:
     "Greedy answers (`task='predict'`) or rationales (`'explain'`) for raw `inputs`, in one batched generate."
@@ -167,7 +183,7 @@ def create_app(settings:ServeSettings):
     def load():
         try:
             time.sleep(settings.load_delay)
-            state['served'] = load_served(settings.model_dir)
+            state['served'] = load_served(settings.model_dir, settings.dtype)
             answer_texts(state['served'], ['warm up'], 'predict', 2)  # the first generate is slow; pay it before saying ready
         except Exception as e: state['error'] = f'{type(e).__name__}: {e}'
 
@@ -191,7 +207,7 @@ def create_app(settings:ServeSettings):
         if state['error']: return JSONResponse({'status': 'failed', 'error': state['error']}, 500)
         if state['batcher'] is None: return JSONResponse({'status': 'loading'}, 503)
         b = state['batcher']
-        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed,
+        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed, 'dtype': state['served'].dtype,
                 'generates': b.generates, 'texts': b.texts}
 
     @app.post(settings.predict_route)

@@ -22,7 +22,8 @@ def model_dir(tmp_path_factory):
 def server(model_dir):
     port = free_port()
     env = {**os.environ, 'AIP_HTTP_PORT': str(port), 'AIP_HEALTH_ROUTE': '/health-check', 'AIP_PREDICT_ROUTE': '/v1/models/m:predict',
-           'AIP_STORAGE_URI': str(model_dir), 'DSS_LOAD_DELAY': '3', 'DSS_MAX_INSTANCES': '16', 'DSS_MAX_INPUT_CHARS': '300'}
+           'AIP_STORAGE_URI': str(model_dir), 'DSS_LOAD_DELAY': '3', 'DSS_MAX_INSTANCES': '16', 'DSS_MAX_INPUT_CHARS': '300',
+           'DSS_DTYPE': 'float32'}  # exact: random weights make near-ties that bfloat16 batches could break differently
     proc = subprocess.Popen(['distill-sbs', 'serve', '--host', '127.0.0.1'], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f'http://127.0.0.1:{port}'
     try:
@@ -38,7 +39,7 @@ def predict(url, body, **kw):
 
 def test_health_answers_only_once_loaded(server):
     url, (loading, ready) = server
-    assert loading == {'status': 'loading'} and ready['status'] == 'ready' and ready['prefixed']
+    assert loading == {'status': 'loading'} and ready['status'] == 'ready' and ready['prefixed'] and ready['dtype'] == 'float32'
     assert httpx.get(url + '/health-check').json()['status'] == 'ready'
 
 def test_a_batch_of_instances_matches_one_at_a_time(server):
@@ -48,6 +49,13 @@ def test_a_batch_of_instances_matches_one_at_a_time(server):
     preds = r.json()['predictions']
     assert len(preds) == len(QS) and all(set(p) == {'answer'} for p in preds)
     assert [p['answer'] for p in preds] == [predict(url, {'instances': [{'input': q}]}).json()['predictions'][0]['answer'] for q in QS]
+
+def test_bfloat16_weights(model_dir):
+    import torch
+    from distill_sbs.serve import answer_texts, load_served, native_bf16
+    served = load_served(str(model_dir), 'bfloat16')
+    assert served.model.dtype == torch.bfloat16 and len(answer_texts(served, QS[:3], 'predict', 4)) == 3
+    assert load_served(str(model_dir)).dtype == ('bfloat16' if native_bf16('cpu') else 'float32')
 
 def test_rationales_when_asked(server):
     url, _ = server
@@ -83,6 +91,8 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server, body,
 def test_serve_without_a_model_is_one_line(tmp_path):
     res = run_cli('serve', env={'AIP_STORAGE_URI': ''})
     assert res.returncode == 2 and 'AIP_STORAGE_URI' in res.stderr
+    res = run_cli('serve', '--model_dir', str(tmp_path), '--dtype', 'float16')
+    assert res.returncode == 2 and 'T5 overflows in float16' in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 def test_deploy_dry_run_names_every_resource(model_dir):
     res = run_cli('deploy', '--model_dir', model_dir, '--project', 'proj', '--region', 'europe-west4', '--bucket', 'gs://bkt/students',
