@@ -96,6 +96,7 @@ def load_served(
     prefixed = json.loads(cfg.read_text()).get('model_type', 'task_prefix') == 'task_prefix' if cfg.exists() else True
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if dtype == 'auto': dtype = 'bfloat16' if native_bf16(device) else 'float32'
+    if dtype not in DTYPES: raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
     model = AutoModelForSeq2SeqLM.from_pretrained(local, dtype=getattr(torch, dtype)).to(device).eval()
     return Served(model, AutoTokenizer.from_pretrained(local), prefixed, model_dir, dtype)
 

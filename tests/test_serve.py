@@ -1,6 +1,6 @@
 """Chapter 6 over real HTTP: `distill-sbs serve` in a subprocess, set up with Vertex AI's `AIP_*` variables, and
 `distill-sbs deploy --dry_run`."""
-import json, os, subprocess, time
+import json, os, subprocess
 from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
