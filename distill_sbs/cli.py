@@ -8,42 +8,22 @@ Docs: https://distill-sbs.github.io/distill_sbs/cli.html.md"""
 __all__ = ['SUBCOMMANDS', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #2435ebfd
-import argparse, sys
+import argparse, importlib, sys
 from .data import UserError, add_data_args, data_command
 
 # %% ../nbs/90_cli.ipynb #905818b9
-def _teach(argv):
-    from distill_sbs.teacher import teach_command
-    return teach_command(argv)
-
-def _serve(argv):
-    from distill_sbs.serve import serve_command
-    return serve_command(argv)
-
-def _deploy(argv):
-    from distill_sbs.deploy import deploy_command
-    return deploy_command(argv)
-
-def _train(argv):
-    from distill_sbs.training import train_command
-    train_command(argv)
-
-def _evaluate(argv):
-    from distill_sbs.evaluation import evaluate_command
-    evaluate_command(argv)
-
-def _experiment(argv):
-    from distill_sbs.evaluation import experiment_command
-    experiment_command(argv)
+def _later(module:str, command:str):
+    "A subcommand that imports `distill_sbs.<module>` only when it runs, then calls its `command(argv)`."
+    return lambda argv: getattr(importlib.import_module(f'distill_sbs.{module}'), command)(argv)
 
 SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
-    'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _teach),
-    'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _train),
-    'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _evaluate),
-    'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _serve),
-    'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _deploy),
-    'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _experiment),
+    'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _later('teacher', 'teach_command')),
+    'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _later('training', 'train_command')),
+    'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _later('evaluation', 'evaluate_command')),
+    'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _later('serve', 'serve_command')),
+    'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('deploy', 'deploy_command')),
+    'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('evaluation', 'experiment_command')),
 }
 
 def parser() -> argparse.ArgumentParser:
