@@ -283,7 +283,7 @@ def evaluate(
     configs = {str(d): read_run(d) for d in run_dirs}
     if not configs: raise EvalError('no runs to evaluate')
     settings = same_data(configs)
-    data = load_task(**{k: v for k, v in settings.items()})
+    data = load_task(**settings)
     test = data['test']
     rows = [dict(id=r['id'], input=r['input'], label=r['label'], choices=r['choices']) for r in test]
     cmp = Comparison(settings['dataset'], rows)

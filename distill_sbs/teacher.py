@@ -594,12 +594,13 @@ class TeachReport:
 
 # %% ../nbs/01_teacher.ipynb #a7a224af
 def _read(task, text, row, s):
-    "(rationale, teacher_label) of one answer, counting it in `s`."
+    "(rationale, teacher_label, right?) of one answer, counting it in `s`."
     try: rationale, label = PARSERS[task](text); s.parsed += 1
     except NoAnswer as e: rationale, label = e.rationale, None; s.no_answer += 1
     except ParseError: rationale, label = None, None; s.unparsable += 1
-    s.correct += labels_match(task, label, row['label'])
-    return rationale, label
+    right = labels_match(task, label, row['label'])
+    s.correct += right
+    return rationale, label, right
 
 def teach(
     data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_task(...)`
@@ -650,9 +651,9 @@ def teach(
                 kept.append(base_row); continue
             for j, text in enumerate(reply.texts):
                 c.samples += 1
-                rationale, label = _read(prompt.task, text, r, c)
+                rationale, label, right = _read(prompt.task, text, r, c)
                 row = {**base_row, 'id': r['id'] if j == 0 else f"{r['id']}~{j}", 'rationale': rationale, 'teacher_label': label}
-                if keep_correct and s == 'train' and rationale is not None and not labels_match(prompt.task, label, r['label']):
+                if keep_correct and s == 'train' and rationale is not None and not right:
                     if j > 0: c.dropped += 1; continue
                     row['rationale'] = None; c.removed += 1
                 kept.append(row)

@@ -139,11 +139,11 @@ def encode_grouped(model, enc, slack:float=1.1):
     "Encoder states for the padded batch `enc`, run in groups of similar length; None if one group would do."
     lens = enc['attention_mask'].sum(1).tolist()
     order = sorted(range(len(lens)), key=lambda i: -lens[i])
-    groups = [[order[0]]]
+    groups, real = [[order[0]]], lens[order[0]]  # real: the tokens of the last group, without padding
     for i in order[1:]:  # a group grows while its padded size stays within `slack` of its real tokens
         g = groups[-1]
-        if (len(g) + 1) * lens[g[0]] <= slack * (sum(lens[j] for j in g) + lens[i]): g.append(i)
-        else: groups.append([i])
+        if (len(g) + 1) * lens[g[0]] <= slack * (real + lens[i]): g.append(i); real += lens[i]
+        else: groups.append([i]); real = lens[i]
     if len(groups) == 1: return None
     hidden = None
     for g in groups:
