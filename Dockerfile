@@ -1,4 +1,4 @@
-# The serving image for Vertex AI (chapter 6). Build it from the repository's root:
+# The serving image for Vertex AI (chapter 6, nbs/06_serve.ipynb). Build it from the repository's root:
 #   gcloud builds submit --tag REGION-docker.pkg.dev/PROJECT/REPO/serve:latest .
 # Vertex AI sets AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE and AIP_STORAGE_URI; `distill-sbs serve` reads them.
 # The base is PyTorch's official CUDA runtime image; pick a newer tag from hub.docker.com/r/pytorch/pytorch as they come.

@@ -2,7 +2,7 @@
 
 The tutorial scored its student by generating an answer for one test example at a time (it used the now-removed
 `text2text-generation` pipeline; here the same thing is written plainly: tokenize one input, `generate`, decode).
-`student_answers` (chapter 5) generates whole batches, longest inputs first. Both use the same model, the same test
+`Student.answer` (chapter 2b) generates whole batches, longest inputs first. Both use the same model, the same test
 inputs, greedy decoding and the same `max_new_tokens`; the benchmark checks they give the same answers.
 
     python benchmarks/eval_throughput.py                        # flan-t5-small config on CQA test questions
@@ -19,9 +19,10 @@ import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from distill_sbs.data import load_task
-from distill_sbs.collator import PREFIXES
-from distill_sbs.trainer import tiny_student
-from distill_sbs.evaluation import student_answers
+from distill_sbs.collator import task_input
+from distill_sbs.hardware import cpu_info, native_bf16
+from distill_sbs.inference import Student
+from distill_sbs.multitask import tiny_student
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 
@@ -36,8 +37,8 @@ def setup(config, n):
         data = load_task('arith')
         model, tok = tiny_student(texts=list(data['train']['input']))
         what = 'tiny student, built-in arithmetic test questions (no ../shared here)'
-    inputs = [PREFIXES['predict'] + t for t in data['test'].shuffle(seed=0)['input'][:n]]
-    return model.eval(), tok, inputs, what
+    questions = data['test'].shuffle(seed=0)['input'][:n]
+    return model.eval(), tok, questions, what
 
 def sync():
     if torch.cuda.is_available(): torch.cuda.synchronize()
@@ -59,9 +60,11 @@ def main():
     p.add_argument('--batch_size', type=int, default=64)
     p.add_argument('--max_new_tokens', type=int, default=16)
     a = p.parse_args()
-    model, tok, inputs, what = setup(a.config, a.examples)
+    model, tok, questions, what = setup(a.config, a.examples)
+    inputs = [task_input(q) for q in questions]  # what the one-at-a-time loop reads; the student adds the prefix itself
     if torch.cuda.is_available(): model = model.cuda()
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
+        f'{cpu_info()[0]}, {torch.get_num_threads()} threads, bf16 units: {"yes" if native_bf16("cpu") else "no"}'
     print(f'{what}; {len(inputs)} examples, max_new_tokens {a.max_new_tokens}, greedy; {dev}')
     # both ways force full-length answers, so the work is the same; batched goes through the library's path
     model.generation_config.min_new_tokens = a.max_new_tokens
@@ -70,12 +73,12 @@ def main():
     alone = one_at_a_time(model, tok, inputs, a.max_new_tokens)
     sync(); t_alone = time.perf_counter() - t0
     sync(); t0 = time.perf_counter()
-    batched = student_answers(model, tok, inputs, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
+    batched = Student(model, tok).answer(questions, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
     sync(); t_batched = time.perf_counter() - t0
     same = sum(x == y for x, y in zip(alone, batched))
     r_alone, r_batched = len(inputs) / t_alone, len(inputs) / t_batched
     print(f'{"one at a time (the tutorial)":42} {r_alone:9.1f} answers/s  ({t_alone:6.1f} s)')
-    print(f'{f"batched {a.batch_size}, length-sorted (student_answers)":42} {r_batched:9.1f} answers/s  ({t_batched:6.1f} s)')
+    print(f'{f"batched {a.batch_size}, length-sorted (Student.answer)":42} {r_batched:9.1f} answers/s  ({t_batched:6.1f} s)')
     print(f'speed-up {r_batched / r_alone:.1f}x; identical answers: {same}/{len(inputs)}')
 
 if __name__ == '__main__': main()

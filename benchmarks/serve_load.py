@@ -17,6 +17,7 @@ The model has random weights (speed does not depend on them), so every answer is
 import argparse, http.client, json, os, subprocess, tempfile, threading, time, urllib.parse
 from pathlib import Path
 from distill_sbs.data import load_task
+from distill_sbs.hardware import cpu_info, native_bf16
 from distill_sbs.serve import free_port, wait_for
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
@@ -29,7 +30,7 @@ def make_model(config, out):
         AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config')).save_pretrained(out)
         AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer').save_pretrained(out)
         return f'{config} config (random weights), T5 tokenizer'
-    from distill_sbs.trainer import tiny_student
+    from distill_sbs.multitask import tiny_student
     m, t = tiny_student(); m.save_pretrained(out); t.save_pretrained(out)
     return 'tiny student (no ../shared here)'
 
@@ -72,6 +73,7 @@ def main():
     what = make_model(a.config, tmp)
     questions = list(load_task('cqa', data_dir=SHARED/'data')['test']['input']) if (SHARED/'data'/'cqa').is_dir() else list(load_task('arith')['test']['input'])
     print(f'{what}; {a.clients} clients, one instance a request, {a.seconds:.0f} s each, {a.tokens} tokens an answer')
+    print(f'{cpu_info()[0]}, {os.cpu_count()} cores, bf16 units: {"yes" if native_bf16() else "no"}' + (' (GPU present)' if Path('/dev/nvidia0').exists() else ''))
     def measure(name, batched, dtype):
         proc, url = run_server(tmp, batched, a.tokens, dtype)
         try:

@@ -1,6 +1,6 @@
-"""Teacher requests per second: N in flight (chapter 1's `ask`) against one at a time, in one run.
+"""Teacher requests per second: N in flight (chapter 1d's `ask`) against one at a time, in one run.
 
-A teacher behind an API spends nearly all of a request waiting. This runs the same kind of requests through the
+A teacher behind an API spends nearly all of a request waiting (chapter 1d). This runs the same kind of requests through the
 real `openai` SDK against `LoopbackLLM`, a real HTTP server on 127.0.0.1 whose every answer takes `--latency`
 seconds (a fixed stand-in for a remote model), first one at a time (how the tutorial called PaLM, in a loop), then
 with 16 (and more) in flight. Each way starts from an empty cache, so every request is a real call.
@@ -8,10 +8,14 @@ with 16 (and more) in flight. Each way starts from an empty cache, so every requ
     python benchmarks/teacher_throughput.py                 # 0.2 s latency
     python benchmarks/teacher_throughput.py --latency 0.5 --requests 640
 """
-import argparse, tempfile, time
+import argparse, os, tempfile, time
 from pathlib import Path
 from distill_sbs.data import load_task
-from distill_sbs.teacher import PROMPTS, LoopbackLLM, OpenAIChat, TeacherCache, ask, request_key
+from distill_sbs.prompts import PROMPTS
+from distill_sbs.backends import OpenAIChat
+from distill_sbs.loopback import LoopbackLLM
+from distill_sbs.asking import TeacherCache, ask, request_key
+from distill_sbs.hardware import cpu_info, native_bf16
 
 def run(llm, questions, in_flight, db):
     params = dict(temperature=0., max_tokens=256, n=1, stop=PROMPTS['arith'].stop)
@@ -31,7 +35,7 @@ def main():
     data = load_task('arith', n_train=4000, n_test=10)
     questions = list(dict.fromkeys(data['train']['input']))
     tmp = Path(tempfile.mkdtemp())
-    print(f'loopback server, {a.latency} s a request, openai SDK, 2-core CPU')
+    print(f'loopback server, {a.latency} s a request, openai SDK; {cpu_info()[0]}, {os.cpu_count()} cores, bf16 units: {"yes" if native_bf16() else "no"}')
     with LoopbackLLM(latency=a.latency) as llm:
         n_seq = max(20, a.requests // 10)
         base, secs, n = run(llm, questions[:n_seq], 1, tmp/'seq.sqlite')

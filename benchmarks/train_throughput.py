@@ -17,7 +17,8 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Train
 
 from distill_sbs.data import load_task
 from distill_sbs.collator import tokenize_tasks
-from distill_sbs.trainer import bf16_ok, make_trainer, tiny_student
+from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
+from distill_sbs.multitask import make_trainer, tiny_student
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 
@@ -67,15 +68,21 @@ def main(argv=None):
     p.add_argument('--rounds', type=int, default=2, help='rounds over all variants; the best of each is reported')
     a = p.parse_args(argv)
     tokd, tok, make_model, what = setup(a.config, a.examples)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU, {torch.get_num_threads()} threads'
-    print(f'{what}\n{device}; batch size {a.batch_size}, {a.examples} examples each, torch {torch.__version__}\n')
-    precision = 'bf16 autocast + TF32' if bf16_ok() else 'fp32 matmuls through bf16' if not torch.cuda.is_available() else 'fp32'
+    on_gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if on_gpu else f'{cpu_info()[0]}, {torch.get_num_threads()} threads'
+    native = native_bf16('cuda' if on_gpu else 'cpu')
+    print(f'{what}\n{device}; multiplies bf16 natively: {"yes" if native else "no"}; batch size {a.batch_size}, '
+          f'{a.examples} examples each, torch {torch.__version__}\n')
+    hw = pick_hardware()
+    precision = 'bf16 autocast + TF32' if hw.bf16 else {'medium': 'fp32 matmuls through bf16', 'high': 'TF32'}.get(hw.matmul_precision(), 'fp32')
     variants = {'straightforward': ('straightforward: two passes, random order, fp32', dict(fast=False)),
                 'one_pass': ('one pass (stacked tasks), plain settings', dict(fast=False, one_pass=True)),
                 'fast': (f'fast: two passes, grouped, fused AdamW, {precision}', {})}
-    if not torch.cuda.is_available():
+    if not on_gpu and native:  # without bf16 units the fast settings already are full precision, and autocast crawls
         variants['fast_fp32'] = ('fast settings at full fp32 matmul precision', dict(matmul_precision='highest'))
         variants['fast_bf16'] = ('fast + bf16 autocast on this CPU', dict(bf16=True))
+    elif not on_gpu:
+        print('skipped: bf16 autocast, since this CPU has no bf16 units (on such a CPU it ran for over ten minutes)\n')
     if a.compile: variants['fast_compile'] = ('fast + torch.compile', dict(torch_compile=True))
     # rounds alternate the variants, so a slow spell of a shared machine does not land on one variant; best of each
     runs = {k: [] for k in variants}

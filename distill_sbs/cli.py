@@ -8,8 +8,8 @@ Docs: https://distill-sbs.github.io/distill_sbs/cli.html.md"""
 __all__ = ['SUBCOMMANDS', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #2435ebfd
-import argparse, importlib, sys
-from .data import UserError, add_data_args, data_command
+import importlib, sys
+from .data import ArgParser, UserError, add_data_args, data_command
 
 # %% ../nbs/90_cli.ipynb #905818b9
 def _later(module:str, command:str):
@@ -23,12 +23,12 @@ SUBCOMMANDS = {
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _later('evaluation', 'evaluate_command')),
     'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _later('serve', 'serve_command')),
     'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('deploy', 'deploy_command')),
-    'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('evaluation', 'experiment_command')),
+    'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('experiment', 'experiment_command')),
 }
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> ArgParser:
     "The `distill-sbs` argument parser, one subparser per chapter."
-    p = argparse.ArgumentParser(prog='distill-sbs', description='Distilling step-by-step: data, teacher, training, evaluation, serving.')
+    p = ArgParser(prog='distill-sbs', description='Distilling step-by-step: data, teacher, training, evaluation, serving.')
     sub = p.add_subparsers(dest='command', required=True, metavar='command')
     for name, (help, add_args, run) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help, add_help=add_args is not None)

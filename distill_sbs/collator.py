@@ -11,11 +11,16 @@ from datasets import DatasetDict
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 # %% auto #0
-__all__ = ['PREFIXES', 'MODEL_TYPES', 'LABEL_TYPES', 'TokenizeReport', 'tokenize_tasks', 'TaskPrefixCollator']
+__all__ = ['PREFIXES', 'MODEL_TYPES', 'LABEL_TYPES', 'task_input', 'TokenizeReport', 'tokenize_tasks', 'TaskPrefixCollator']
 
 # %% ../nbs/02_collator.ipynb #310c84c6
 PREFIXES = {'predict': 'predict: ', 'explain': 'explain: '}
 MODEL_TYPES, LABEL_TYPES = ('task_prefix', 'standard'), ('gt', 'llm')
+
+def task_input(text:str, task:str='predict', model_type:str='task_prefix') -> str:
+    "What a student of `model_type` reads for `task`: its prefix for distilling step-by-step, the bare text for standard finetuning."
+    if task not in PREFIXES: raise ValueError(f"task must be one of {', '.join(PREFIXES)}, got {task!r}")
+    return PREFIXES[task] + text if model_type == 'task_prefix' else text
 
 @dataclass
 class TokenizeReport:
@@ -62,13 +67,12 @@ def tokenize_tasks(
             ds = ds.filter(lambda v: v is not None, input_columns=col)
             report.dropped[split][why] = n - len(ds)
         label_col = 'teacher_label' if train and label_type == 'llm' else 'label'
-        prefix = PREFIXES['predict'] if model_type == 'task_prefix' else ''
         def encode(batch):
             enc = {}
-            enc['input_ids'], enc['_cut_input'] = _encode(tokenizer, [prefix + t for t in batch['input']], max_input_length)
+            enc['input_ids'], enc['_cut_input'] = _encode(tokenizer, [task_input(t, 'predict', model_type) for t in batch['input']], max_input_length)
             enc['labels'], enc['_cut_label'] = _encode(tokenizer, batch[label_col], max_label_length)
             if train and model_type == 'task_prefix':
-                enc['expl_input_ids'], _ = _encode(tokenizer, [PREFIXES['explain'] + t for t in batch['input']], max_input_length)
+                enc['expl_input_ids'], _ = _encode(tokenizer, [task_input(t, 'explain') for t in batch['input']], max_input_length)
                 enc['expl_labels'], enc['_cut_rationale'] = _encode(tokenizer, batch['rationale'], max_rationale_length)
             enc['length'] = [len(x) + len(y) for x, y in zip(enc['input_ids'], enc.get('expl_labels', enc['labels']))]
             return enc

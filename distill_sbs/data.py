@@ -6,21 +6,27 @@ Docs: https://distill-sbs.github.io/distill_sbs/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #c6cb40cf
 from __future__ import annotations
-import ast, csv, io, json, math, operator, random, re
-from dataclasses import dataclass, field
+import argparse, ast, csv, difflib, inspect, io, json, linecache, math, operator, os, random, re, string, tokenize
+import types, typing, unicodedata, urllib.request
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import ClassVar, Optional
 
 import fsspec
 from datasets import Dataset, DatasetDict, Features, List, Value
+from fastcore.docments import docments
 
 # %% auto #0
-__all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'ARITH_NAMES', 'ARITH_ITEMS', 'ARITH_STEPS', 'NLI_LABELS', 'NLI_SEP',
-           'TASKS', 'PARSERS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'DATASETS', 'UserError', 'DataError', 'read_text',
-           'read_records', 'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli',
-           'parse_answer', 'eval_arith', 'labels_match', 'make_arith', 'format_cqa', 'format_nli', 'format_svamp',
-           'Task', 'task_dir', 'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'SplitReport',
-           'DataSummary', 'TaskData', 'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared',
-           'write_generic', 'add_data_args', 'data_from_args', 'data_command']
+__all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'NUMERIC_TASKS', 'ARITH_NAMES', 'ARITH_ITEMS', 'ARITH_STEPS', 'SLIPS',
+           'NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'DATASETS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'UserError',
+           'DataError', 'filesystem', 'read_text', 'read_records', 'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa',
+           'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith',
+           'equation_match', 'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith',
+           'solve_arith', 'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
+           'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'hub_reachable', 'ArgParser', 'one_of',
+           'str2bool', 'settings_docs', 'add_flags', 'flag_values', 'DataSettings', 'SplitReport', 'DataSummary',
+           'TaskData', 'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic',
+           'add_data_args', 'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
 FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': Value('string'),
@@ -35,20 +41,20 @@ class DataError(UserError):
     "Input data that cannot be used as it is; the message names the file, the record and the field."
 
 # %% ../nbs/00_data.ipynb #f786bc2f
-def _fs(url):
-    "(filesystem, path) of a local path or `fsspec` URL; a `DataError` when the URL's package is missing."
+def filesystem(url:str|Path) -> tuple:
+    "(filesystem, path) of a local path or `fsspec` URL (`gs://…`); a `DataError` when the URL's package is missing."
     try: return fsspec.core.url_to_fs(str(url))
     except ImportError as e: raise DataError(f"{url}: {e} (for gs:// run `pip install 'distill-sbs[gcs]'`)") from None
 
-def _exists(url): fs, p = _fs(url); return fs.exists(p)
+def _exists(url): fs, p = filesystem(url); return fs.exists(p)
 
 def _glob(pattern):
-    fs, p = _fs(pattern)
+    fs, p = filesystem(pattern)
     return [fs.unstrip_protocol(g) if '://' in str(pattern) else g for g in sorted(fs.glob(p))]
 
 def read_text(path:str|Path) -> str:
     "Read a local or `fsspec` URL (`gs://…`) text file, with a `DataError` when it cannot be read."
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     try:
         with fs.open(p, 'rt', encoding='utf-8') as f: return f.read()
     except FileNotFoundError: raise DataError(f"{path}: no such file") from None
@@ -184,7 +190,20 @@ def parse_answer(output:str) -> tuple[str, str]:
     label = re.sub(r'^\s*\(.\)', '', answer).strip()
     return _nonempty(rationale, label[:-1] if label.endswith('.') else label)
 
-# %% ../nbs/00_data.ipynb #e635648c
+# %% ../nbs/00_data.ipynb #aac64f52
+_PUNCT = set(string.punctuation)
+
+def normalize_answer(text:str|None) -> str:
+    "`text` lower-cased, without punctuation, articles (a, an, the) and extra spaces: SQuAD's answer normalisation."
+    if text is None: return ''
+    text = ''.join(ch for ch in unicodedata.normalize('NFKC', text).lower() if ch not in _PUNCT)
+    return ' '.join(w for w in text.split() if w not in ('a', 'an', 'the'))
+
+def exact_match(pred:str|None, gold:str) -> bool:
+    "Is `pred` the same answer as `gold` after `normalize_answer`? (No answer is never right.)"
+    return pred is not None and normalize_answer(pred) != '' and normalize_answer(pred) == normalize_answer(gold)
+
+# %% ../nbs/00_data.ipynb #0a5066ec
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
@@ -200,13 +219,17 @@ def eval_arith(expr:str, max_len:int=500) -> float|None:
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError, MemoryError): return None
     return value if math.isfinite(value) else None
 
-def labels_match(task:str, pred:str|None, gold:str) -> bool:
-    "Is `pred` the `gold` label? By value for equations and numbers (`svamp`, `arith`), exactly otherwise."
-    if pred is None: return False
-    if task in ('svamp', 'arith'):
-        p, g = eval_arith(pred), eval_arith(gold)
-        return p is not None and g is not None and math.isclose(p, g, rel_tol=1e-6, abs_tol=1e-6)
-    return pred == gold
+def equation_match(pred:str|None, gold:str, tol:float=1e-4) -> bool:
+    "Do `pred` and `gold` have the same arithmetic value, within `tol` (absolute and relative)? Never runs code."
+    p, g = eval_arith(pred), eval_arith(gold)
+    return p is not None and g is not None and math.isclose(p, g, rel_tol=tol, abs_tol=tol)
+
+# %% ../nbs/00_data.ipynb #f3b6b5eb
+NUMERIC_TASKS = ('svamp', 'arith')
+
+def answer_correct(task:str, pred:str|None, gold:str) -> bool:
+    "Is `pred` right for `task`: by value for equations and numbers (`svamp`, `arith`), by normalised exact match otherwise."
+    return equation_match(pred, gold) if task in NUMERIC_TASKS else exact_match(pred, gold)
 
 # %% ../nbs/00_data.ipynb #f785d138
 ARITH_NAMES = ['Ana', 'Ben', 'Chen', 'Dara', 'Eli', 'Fatima', 'Gus', 'Hana', 'Ivan', 'Jo', 'Kofi', 'Lena', 'Mia',
@@ -216,9 +239,10 @@ ARITH_ITEMS = ['apples', 'marbles', 'stickers', 'books', 'coins', 'shells', 'pen
 ARITH_STEPS = [(+1, 'buys {n} more', 'buying {n} more'), (+1, 'finds {n} more', 'finding {n} more'),
                (+1, 'gets {n} more from a friend', 'getting {n} more'), (-1, 'gives away {n}', 'giving away {n}'),
                (-1, 'loses {n}', 'losing {n}'), (-1, 'sells {n}', 'selling {n}')]
+SLIPS = [-2, -1, 1, 2, 10]  # what the simulated teacher's one slip adds to a step's result
 
-def _arith_problem(rng, max_number, n_steps):
-    "One problem: its question and its spec (name, items, start, [(sign, number, phrase)])."
+def arith_problem(rng:random.Random, max_number:int=3, n_steps:int=2) -> tuple[str, tuple]:
+    "One problem drawn from `rng`: its question and its spec (name, items, start, [(sign, number, question phrase, rationale phrase)])."
     name, items = rng.choice(ARITH_NAMES), rng.choice(ARITH_ITEMS)
     while True:
         a, steps = rng.randint(2, max_number), []
@@ -231,7 +255,7 @@ def _arith_problem(rng, max_number, n_steps):
                 f". How many {items} does {name} have now?")
     return question, (name, items, a, steps)
 
-def _arith_rationale(spec, slip_step=None, slip=0):
+def arith_rationale(spec:tuple, slip_step:int|None=None, slip:int=0) -> tuple[str, int]:
     "The step-by-step rationale and final count for `spec`, with `slip` added to the result of step `slip_step`."
     name, items, x, steps = spec
     parts = [f"{name} starts with {x} {items}."]
@@ -240,6 +264,13 @@ def _arith_rationale(spec, slip_step=None, slip=0):
         parts.append(f"After {r.format(n=n)}, {name} has {x} {'+' if sign > 0 else '-'} {n} = {y}.")
         x = y
     return ' '.join(parts), x
+
+def teacher_slip(rng:random.Random, spec:tuple, acc:float=0.8) -> tuple[int|None, int]:
+    "The simulated teacher's slip on `spec`: none with probability `acc`, else (step, amount), never leaving a negative count."
+    if rng.random() <= acc: return None, 0
+    step, slip = rng.randrange(len(spec[3])), rng.choice(SLIPS)
+    if '= -' in arith_rationale(spec, step, slip)[0]: slip = abs(slip)
+    return step, slip
 
 def make_arith(
     n:int, # number of problems
@@ -255,20 +286,37 @@ def make_arith(
     rng = random.Random(f'arith-{split}-{seed}')
     out = []
     for i in range(n):
-        question, spec = _arith_problem(rng, max_number, n_steps)
-        gold = _arith_rationale(spec)[1]
-        slip_step, slip = None, 0
-        if rng.random() > teacher_acc:  # a slip in one step, carried through to the answer
-            slip_step, slip = rng.randrange(n_steps), rng.choice([-2, -1, 1, 2, 10])
-            if '= -' in _arith_rationale(spec, slip_step, slip)[0]: slip = abs(slip)
-        rationale, answer = _arith_rationale(spec, slip_step, slip)
+        question, spec = arith_problem(rng, max_number, n_steps)
+        gold = arith_rationale(spec)[1]
+        rationale, answer = arith_rationale(spec, *teacher_slip(rng, spec, teacher_acc))  # a slip carries to the answer
         output = f"{rationale} So the answer is {answer}."
         if rng.random() < p_unfinished: output = rationale.rsplit('. ', 1)[0] + '. After that,'
         if rng.random() < p_run_on:
-            q2, spec2 = _arith_problem(rng, max_number, n_steps)
-            output += f"\n\nQ: {q2}\nA: {_arith_rationale(spec2)[0]}"
+            q2, spec2 = arith_problem(rng, max_number, n_steps)
+            output += f"\n\nQ: {q2}\nA: {arith_rationale(spec2)[0]}"
         out.append({'id': f'arith-{split}-{i}', 'input': question, 'label': str(gold), 'teacher_output': output})
     return out
+
+# %% ../nbs/00_data.ipynb #80329dbf
+_STEP_RES = [(re.compile('^' + re.escape(q).replace(r'\{n\}', r'(\d+)') + '$'), sign, q, r) for sign, q, r in ARITH_STEPS]
+
+def solve_arith(question:str) -> tuple|None:
+    "The spec (name, items, start, steps) of a built-in arithmetic question, or None if it is not one."
+    m = re.match(r'^(?:Q: )?(\w+) has (\d+) (\w+)\. \1 (.+)\. How many \3 does \1 have now\?$', question.strip())
+    if not m: return None
+    steps = []
+    for part in m.group(4).split(' and then '):
+        hit = next(((rx.match(part), sign, q, r) for rx, sign, q, r in _STEP_RES if rx.match(part)), None)
+        if hit is None: return None
+        steps.append((hit[1], int(hit[0].group(1)), hit[2], hit[3]))
+    return m.group(1), m.group(3), int(m.group(2)), steps
+
+def arith_teacher(question:str, sample:int=0, acc:float=0.8) -> str:
+    "The simulated teacher's worked answer to a built-in `question`, with `make_arith`'s slips (deterministic in question and `sample`)."
+    spec = solve_arith(question)
+    if spec is None: return "I cannot work this one out. So the answer is unknown."
+    rationale, answer = arith_rationale(spec, *teacher_slip(random.Random(f'{question}|{sample}'), spec, acc))
+    return f'{rationale} So the answer is {answer}.'
 
 # %% ../nbs/00_data.ipynb #d2a2ac2b
 NLI_LABELS = ['entailment', 'neutral', 'contradiction']
@@ -370,6 +418,122 @@ def read_hub_splits(task:str) -> tuple[dict, str]:
                         "with the paper's released layout") from None
     return {ours: [TASKS[task].format(r, f'{src} [{theirs}] record {n}') for n, r in enumerate(hub[theirs], 1)]
             for ours, theirs in TASKS[task].hub_splits.items()}, src
+
+def hub_reachable(timeout:float=3.0) -> bool:
+    "Can this machine reach the Hugging Face Hub? (False at once with `HF_HUB_OFFLINE=1`.)"
+    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', ''): return False
+    try: urllib.request.urlopen('https://huggingface.co/api/models/google/flan-t5-small', timeout=timeout); return True
+    except Exception: return False
+
+# %% ../nbs/00_data.ipynb #1eb87386
+class ArgParser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose errors are `UserError`s, printed as one line rather than a usage block."
+    def error(self, message): raise UserError(message)
+
+def one_of(flag:str, value, allowed) -> None:
+    "Refuse setting `flag` unless its `value` is one of `allowed`, guessing what was meant."
+    if value in allowed: return
+    near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    raise UserError(f"invalid choice: --{flag} {value!r} is not one of {', '.join(map(str, allowed))}"
+                    + (f" (did you mean {near[0]!r}?)" if near else ''))
+
+def str2bool(v) -> bool:
+    "A flag's text as a bool: true/false, yes/no, 1/0."
+    if isinstance(v, bool): return v
+    if str(v).lower() in ('true', 'yes', '1', 'on'): return True
+    if str(v).lower() in ('false', 'no', '0', 'off'): return False
+    raise argparse.ArgumentTypeError(f'expected true or false, got {v!r}')
+
+def _flag_type(anno):
+    "(type, several?) of a parameter's annotation: `int|None` -> (int, False), `list[str]|None` -> (str, True)."
+    if typing.get_origin(anno) in (typing.Union, types.UnionType): anno = next(a for a in typing.get_args(anno) if a is not type(None))
+    if anno is list or typing.get_origin(anno) is list: return (typing.get_args(anno) or (str,))[0], True
+    return (anno if anno in (int, float, bool) else str), False
+
+def _notebook_field_docs(cls) -> dict:
+    "{field: comment} of a dataclass defined in a notebook, where `docments` finds no source: read from the cell of one of its methods."
+    for f in vars(cls).values():
+        if not (code := getattr(f, '__code__', None)): continue
+        src = ''.join(linecache.getlines(code.co_filename))
+        node = next((n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ClassDef) and n.name == cls.__name__), None)
+        if node is None: continue
+        notes = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+        return {a.target.id: notes.get(a.lineno) for a in node.body if isinstance(a, ast.AnnAssign)}
+    return {}
+
+def _own_field_docs(cls) -> dict:
+    "{field: comment} of the fields dataclass `cls` declares itself."
+    own = {k: d.docment for k, d in docments(cls, full=True, eval_str=True, returns=False).items()}
+    return own if any(own.values()) else _notebook_field_docs(cls)
+
+def settings_docs(obj) -> dict:
+    "fastcore's full `docments` of a function's parameters or a dataclass's fields (annotation, default, docment)."
+    docs = docments(obj, full=True, eval_str=True, returns=False)
+    if is_dataclass(obj):  # a field's comment is in the class that declares it, which may be a parent
+        for base in reversed([b for b in obj.__mro__ if is_dataclass(b)]):
+            for k, note in _own_field_docs(base).items():
+                if note and k in docs: docs[k].docment = note
+    return docs
+
+def add_flags(
+    p, # an `argparse` parser, or an argument group of one
+    obj, # a dataclass or a function: one flag per field or parameter
+    skip:tuple=(), # names that get no flag
+):
+    "A `--name` flag for each field or parameter of `obj`: typed by its annotation, its default, its docment as help."
+    for name, d in settings_docs(obj).items():
+        if name in skip or d.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD): continue
+        typ, several = _flag_type(d.anno)
+        required = d.default is inspect.Parameter.empty
+        default = None if required else d.default
+        shown = default is not None and default is not False and default != ''
+        help = (d.docment or '').replace('%', '%%') + (f' (default: {default})' if shown else '')
+        kind = dict(nargs='?', const=True, type=str2bool) if typ is bool else dict(nargs='+', type=typ) if several else dict(type=typ)
+        p.add_argument(f'--{name}', default=default, required=required, help=help, **kind)
+    return p
+
+def flag_values(args, obj, skip:tuple=()) -> dict:
+    "The values of the flags `add_flags(p, obj)` made, from parsed `args`, as keywords for `obj`."
+    return {k: getattr(args, k) for k in settings_docs(obj) if k not in skip and hasattr(args, k)}
+
+# %% ../nbs/00_data.ipynb #5aab465a
+DATASETS = ['arith', *TASKS, 'generic']
+
+@dataclass
+class DataSettings:
+    "Which data a stage reads and how much of it: every stage of the course loads its data through these settings."
+    dataset:str = 'arith' # the task: 'arith' (built-in, offline), 'cqa', 'esnli', 'anli1', 'svamp', or 'generic' (your files)
+    data_dir:Optional[str] = None # paper-layout folder, or your file/folder for generic (local or gs://); default: the Hub, or generated (arith)
+    subsample:float = 1.0 # fraction of train kept, the paper's data-efficiency knob
+    run:int = 0 # seed of the subsample (the paper's `--run`); a training run also seeds initialisation and data order with it
+    valid_frac:float = 0.1 # part of train carved out for validation when the source has no validation split
+    n_train:int = 2000 # arith: problems in train, before the validation carve
+    n_test:int = 500 # arith: problems in test
+    n_steps:int = 2 # arith: additions or subtractions per problem
+    max_number:int = 3 # arith: largest number in a question
+    arith_seed:int = 0 # arith: the generator's seed
+    TRAIN_ONLY:ClassVar[tuple] = ('subsample', 'run')  # these change train alone: runs that differ only in them share valid and test
+
+    def __post_init__(self): self.check()
+
+    def check(self):
+        "Raise a `UserError` naming the first setting that cannot work."
+        one_of('dataset', self.dataset, DATASETS)
+        if not 0 < self.subsample <= 1: raise DataError(f"--subsample must be in (0, 1], got {self.subsample}")
+        if not 0 < self.valid_frac < 1: raise DataError(f"--valid_frac must be in (0, 1), got {self.valid_frac}")
+        if self.dataset == 'arith' and not (self.n_train >= 10 and self.n_test >= 1 and self.n_steps >= 1 and self.max_number >= 2):
+            raise DataError(f"arith needs --n_train >= 10, --n_test >= 1, --n_steps >= 1 and --max_number >= 2; got "
+                            f"{self.n_train}, {self.n_test}, {self.n_steps}, {self.max_number}")
+
+    @classmethod
+    def of(cls, obj, **changes) -> DataSettings:
+        "The data settings in `obj` (these settings or a subclass's, a saved dict, parsed flags), with `changes`."
+        get = obj.get if isinstance(obj, dict) else lambda k, default: getattr(obj, k, default)
+        return cls(**{**{f.name: get(f.name, f.default) for f in fields(cls)}, **changes})
+
+    def test_set(self) -> dict:
+        "The settings that decide the valid and test splits: runs that agree on them are scored on the same questions."
+        return {f.name: getattr(self, f.name) for f in fields(DataSettings) if f.name not in self.TRAIN_ONLY}
 
 # %% ../nbs/00_data.ipynb #0a2235b7
 @dataclass
@@ -495,7 +659,6 @@ def _read_splits(task, data_dir, n, opts):
         files = generic_files(data_dir)
         return ({s: to_rows(read_records(f), f, s) for s, f in files.items()}, {}, 'your data: ' + ', '.join(files.values()),
                 'the rationale / teacher_label fields')
-    if task not in TASKS: raise DataError(f"unknown dataset {task!r}; choose one of {', '.join(DATASETS)}")
     if data_dir is None:
         rows, src = read_hub_splits(task)
         return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, None
@@ -512,29 +675,15 @@ def _read_splits(task, data_dir, n, opts):
     return rows, teacher, f"paper layout at {tdir}", f"raw outputs in {', '.join(folders)}" if teacher else None
 
 # %% ../nbs/00_data.ipynb #681a144b
-DATASETS = ['arith', *TASKS, 'generic']
-
 def load_task(
-    dataset:str='arith', # 'arith' (built-in, offline), 'cqa', 'esnli', 'anli1', 'svamp', or 'generic' (your files)
-    data_dir:str|None=None, # paper layout folder, your file/folder (local or gs://); None: the Hub, or generated
-    subsample:float=1.0, # fraction of train kept, the paper's data-efficiency knob
-    run:int=0, # seed of the subsample (the paper's `--run`)
-    valid_frac:float=0.1, # part of train carved out for validation when the source has no validation split
-    n_train:int=2000, # `arith` only: problems in train (before the validation carve)
-    n_test:int=500, # `arith` only: problems in test
-    n_steps:int=2, # `arith` only: additions or subtractions per problem
-    max_number:int=3, # `arith` only: largest number in a question
-    arith_seed:int=0, # `arith` only: the generator's seed
+    settings:DataSettings|str='arith', # the data settings, or just the dataset's name
+    **changes, # any other `DataSettings` field, e.g. `data_dir='…'`, `subsample=0.5`
 ) -> TaskData:
-    "Read `dataset` into train/valid/test in the record schema, teacher outputs parsed, with a summary of every row."
-    if dataset not in DATASETS: raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if not 0 < subsample <= 1: raise DataError(f"subsample must be in (0, 1], got {subsample}")
-    if not 0 < valid_frac < 1: raise DataError(f"valid_frac must be in (0, 1), got {valid_frac}")
-    if dataset == 'arith' and not (n_train >= 10 and n_test >= 1 and n_steps >= 1 and max_number >= 2):
-        raise DataError(f"arith needs n_train >= 10, n_test >= 1, n_steps >= 1 and max_number >= 2; got "
-                        f"{n_train}, {n_test}, {n_steps}, {max_number}")
-    rows, teacher, source, tsource = _read_splits(dataset, data_dir, {'train': n_train, 'test': n_test},
-                                                  dict(n_steps=n_steps, max_number=max_number, seed=arith_seed))
+    "Read the data `settings` describe into train/valid/test in the record schema, teacher outputs parsed, with a summary of every row."
+    cfg = DataSettings(settings, **changes) if isinstance(settings, str) else DataSettings.of(settings, **changes)
+    dataset, valid_frac = cfg.dataset, cfg.valid_frac
+    rows, teacher, source, tsource = _read_splits(dataset, cfg.data_dir, {'train': cfg.n_train, 'test': cfg.n_test},
+                                                  dict(n_steps=cfg.n_steps, max_number=cfg.max_number, seed=cfg.arith_seed))
     summary = DataSummary(dataset, source, tsource)
     for split, rs in rows.items():
         rep = summary.splits[split] = SplitReport(read=len(rs))
@@ -544,7 +693,7 @@ def load_task(
         # raw outputs: every row was asked, unparsable ones count as wrong; your own files: rows with a teacher label
         scored = rs if split in teacher else [r for r in rs if r['teacher_label'] is not None]
         rep.teacher_scored = len(scored)
-        rep.teacher_correct = sum(labels_match(dataset, r['teacher_label'], r['label']) for r in scored)
+        rep.teacher_correct = sum(answer_correct(dataset, r['teacher_label'], r['label']) for r in scored)
     ds = {s: Dataset.from_list(rs, features=FEATURES) for s, rs in rows.items()}
     if 'valid' not in ds:
         if len(ds['train']) < 2: raise DataError(f"{dataset}: train has {len(ds['train'])} usable rows, too few to carve a validation split")
@@ -555,10 +704,10 @@ def load_task(
         parts = ds['train'].train_test_split(test_size=valid_frac, seed=0)
         ds['train'], ds['test'] = parts['train'], parts['test']
         summary.notes.append(f"test: {len(ds['test']):,} rows carved from train ({valid_frac:.0%}, seed 0); give a test file to fix it")
-    if subsample < 1:
+    if cfg.subsample < 1:
         n = len(ds['train'])
-        ds['train'] = ds['train'].train_test_split(train_size=subsample, seed=run)['train']
-        summary.notes.append(f"train subsampled to {subsample:.0%}: {len(ds['train']):,} of {n:,} rows (seed {run})")
+        ds['train'] = ds['train'].train_test_split(train_size=cfg.subsample, seed=cfg.run)['train']
+        summary.notes.append(f"train subsampled to {cfg.subsample:.0%}: {len(ds['train']):,} of {n:,} rows (seed {cfg.run})")
     data = TaskData({s: ds[s] for s in ('train', 'valid', 'test')}, summary)
     summary.final = {s: len(d) for s, d in data.items()}
     return data
@@ -591,7 +740,7 @@ def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]
     "Write each split of `data` to `out_dir/{split}.{fmt}` (`jsonl` or `json`) and the summary to `summary.json`."
     if fmt not in ('jsonl', 'json'): raise DataError(f"format must be jsonl or json, got {fmt!r}")
     out = str(out_dir).rstrip('/')
-    fs, root = _fs(out)
+    fs, root = filesystem(out)
     fs.makedirs(root, exist_ok=True)
     written = []
     for split, ds in data.items():
@@ -605,29 +754,16 @@ def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]
 
 # %% ../nbs/00_data.ipynb #378f301e
 def add_data_args(p, output:bool=True):
-    "Add the data flags (the paper's names) to an `argparse` parser `p`; with `output`, also where to write the data."
-    p.add_argument('--dataset', default='arith', choices=DATASETS, help='the task (default: the built-in arith)')
-    p.add_argument('--data_dir', default=None, help="paper-layout folder, or your file/folder for generic (local or gs://); default: the Hub")
-    p.add_argument('--subsample', type=float, default=1.0, help='fraction of train kept')
-    p.add_argument('--run', type=int, default=0, help='seed of the subsample')
-    p.add_argument('--valid_frac', type=float, default=0.1, help='part of train carved out for validation when there is no validation split')
-    p.add_argument('--n_train', type=int, default=2000, help='arith: problems in train')
-    p.add_argument('--n_test', type=int, default=500, help='arith: problems in test')
-    p.add_argument('--n_steps', type=int, default=2, help='arith: additions or subtractions per problem')
-    p.add_argument('--max_number', type=int, default=3, help='arith: largest number in a question')
+    "Add the data flags (`DataSettings`, the paper's names) to an `argparse` parser `p`; with `output`, also where to write the data."
+    add_flags(p, DataSettings)
     if output:
         p.add_argument('--output_dir', default=None, help='write the prepared splits here in the generic format')
         p.add_argument('--format', default='jsonl', choices=['jsonl', 'json'], help='file format for --output_dir')
     return p
 
-def data_from_args(args) -> TaskData:
-    "`load_task` called with parsed command-line `args`."
-    return load_task(args.dataset, args.data_dir, subsample=args.subsample, run=args.run, valid_frac=args.valid_frac,
-                     n_train=args.n_train, n_test=args.n_test, n_steps=args.n_steps, max_number=args.max_number)
-
 def data_command(args):
     "`distill-sbs data`: prepare a task, print its summary, and write it out with `--output_dir`."
-    data = data_from_args(args)
+    data = load_task(DataSettings.of(args))
     print(data.summary)
     if args.output_dir:
         for f in write_generic(data, args.output_dir, args.format): print('wrote', f)

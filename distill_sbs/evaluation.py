@@ -6,65 +6,22 @@ Docs: https://distill-sbs.github.io/distill_sbs/evaluation.html.md"""
 
 # %% ../nbs/05_evaluation.ipynb #90c1350c
 from __future__ import annotations
-import argparse, json, math, re, shutil, string, time, unicodedata
+import json, math, re, time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-import torch
 from fastcore.basics import patch_to
 from tqdm.auto import tqdm
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-from .data import UserError, eval_arith, load_task, write_generic
-from .collator import PREFIXES
-from .trainer import generate_texts
-from .training import (CONFIG_FILE, ConfigError, TrainConfig, changed_settings, open_student, parse_config,
-                                  train, vocab_texts)
+from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct, equation_match,
+                              flag_values, load_task, normalize_answer)
+from .hardware import default_device
+from .inference import RECORD_FILE, Student, load_run, run_config
+from .training import ConfigError, open_student, vocab_texts
 
 # %% auto #0
-__all__ = ['NUMERIC_TASKS', 'SYSTEM_LABELS', 'DATA_SETTINGS', 'EXPERIMENT_RUNS', 'normalize_answer', 'exact_match',
-           'equation_match', 'answer_correct', 'student_answers', 'wilson_interval', 'choice_key', 'Comparison',
-           'plot_comparison', 'token_f1', 'rationale_metrics', 'EvalError', 'read_run', 'same_data', 'system_name',
-           'evaluate', 'experiment', 'evaluate_parser', 'evaluate_command', 'experiment_command']
-
-# %% ../nbs/05_evaluation.ipynb #aac64f52
-_PUNCT = set(string.punctuation)
-
-def normalize_answer(text:str|None) -> str:
-    "`text` lower-cased, without punctuation, articles (a, an, the) and extra spaces: SQuAD's answer normalisation."
-    if text is None: return ''
-    text = ''.join(ch for ch in unicodedata.normalize('NFKC', text).lower() if ch not in _PUNCT)
-    return ' '.join(w for w in text.split() if w not in ('a', 'an', 'the'))
-
-def exact_match(pred:str|None, gold:str) -> bool:
-    "Is `pred` the same answer as `gold` after `normalize_answer`? (No answer is never right.)"
-    return pred is not None and normalize_answer(pred) != '' and normalize_answer(pred) == normalize_answer(gold)
-
-# %% ../nbs/05_evaluation.ipynb #cccbd559
-def equation_match(pred:str|None, gold:str, tol:float=1e-4) -> bool:
-    "Do `pred` and `gold` have the same arithmetic value, within `tol` (absolute and relative)? Never runs code."
-    p, g = eval_arith(pred), eval_arith(gold)
-    return p is not None and g is not None and math.isclose(p, g, rel_tol=tol, abs_tol=tol)
-
-# %% ../nbs/05_evaluation.ipynb #f3b6b5eb
-NUMERIC_TASKS = ('svamp', 'arith')
-
-def answer_correct(task:str, pred:str|None, gold:str) -> bool:
-    "Is `pred` right for `task`: by value for equations and numbers (`svamp`, `arith`), by normalised exact match otherwise."
-    return equation_match(pred, gold) if task in NUMERIC_TASKS else exact_match(pred, gold)
-
-# %% ../nbs/05_evaluation.ipynb #6669718b
-def student_answers(
-    model, # a seq2seq student
-    tokenizer, # its tokenizer
-    inputs:list[str], # raw inputs, without a task prefix
-    prefix:str='', # task prefix: `PREFIXES['predict']` for a distilling step-by-step student, '' otherwise
-    max_new_tokens:int=32, # most tokens generated per answer
-    batch_size:int=64, # answers generated per forward pass
-) -> list[str]:
-    "Greedy answers of `model` to `inputs`, batched and length-sorted, on the GPU when there is one."
-    if torch.cuda.is_available() and model.device.type != 'cuda': model = model.to('cuda')
-    return generate_texts(model, tokenizer, [prefix + t for t in inputs], max_new_tokens, batch_size)
+__all__ = ['SYSTEM_LABELS', 'wilson_interval', 'choice_key', 'Comparison', 'plot_comparison', 'token_f1', 'rationale_metrics',
+           'EvalError', 'same_data', 'system_name', 'evaluate', 'evaluate_parser', 'evaluate_command']
 
 # %% ../nbs/05_evaluation.ipynb #fb5723a1
 def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
@@ -169,6 +126,11 @@ def _md_table(df:pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 @patch_to(Comparison)
+def summary(self) -> str:
+    "The accuracy of each system with its 95% interval, as a markdown table."
+    return _md_table(_formatted(self.table()[['accuracy', 'correct', 'n', 'ci_low', 'ci_high']]))
+
+@patch_to(Comparison)
 def results(self, **details) -> dict:
     "Every number of the comparison as a JSON-ready dict, with `details` (runs, data, timings) added."
     t = self.table()
@@ -241,35 +203,21 @@ def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, a
 class EvalError(UserError):
     "Runs that cannot be evaluated as asked, naming the run and the setting."
 
-DATA_SETTINGS = ('dataset', 'data_dir', 'valid_frac', 'n_train', 'n_test', 'n_steps', 'max_number')
-
-def read_run(run_dir:str|Path) -> dict:
-    "The configuration a finished run in `run_dir` was trained with."
-    path = Path(run_dir)/CONFIG_FILE
-    if not path.exists(): raise EvalError(f'{run_dir}: no {CONFIG_FILE}, so not a training run of `distill-sbs train`')
-    if not (Path(run_dir)/'run.json').exists():
-        raise EvalError(f'{run_dir}: the run has not finished (no run.json); finish it with `distill-sbs train --output_dir {run_dir} --resume`')
-    try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise EvalError(f'{path}: not valid JSON ({e})') from None
-
-def same_data(configs:dict) -> dict:
-    "The one data configuration shared by `configs` (run dir -> config); refuses runs trained on different data."
+def same_data(configs:dict) -> DataSettings:
+    "The one data configuration shared by `configs` (run dir -> config): the settings that decide the test set must agree."
     (first, cfg), *rest = configs.items()
+    mine = DataSettings.of(cfg).test_set()
     for run, other in rest:
-        for k in DATA_SETTINGS:
-            if other.get(k) != cfg.get(k):
-                raise EvalError(f'{run} was trained with {k}={other.get(k)!r} but {first} with {cfg.get(k)!r}: '
+        for k, v in DataSettings.of(other).test_set().items():
+            if v != mine[k]:
+                raise EvalError(f'{run} was trained with {k}={v!r} but {first} with {mine[k]!r}: '
                                 'runs are compared on one test set, so their data settings must agree')
-    return {k: cfg.get(k) for k in DATA_SETTINGS}
+    return DataSettings(**mine)
 
 # %% ../nbs/05_evaluation.ipynb #14bdc28d
 def system_name(cfg:dict) -> str:
     "`distilled` for a distilling step-by-step run, `standard` for standard finetuning."
     return 'distilled' if cfg['model_type'] == 'task_prefix' else 'standard'
-
-def _load_run_model(run_dir):
-    try: return AutoModelForSeq2SeqLM.from_pretrained(run_dir), AutoTokenizer.from_pretrained(run_dir)
-    except OSError as e: raise EvalError(f'{run_dir}: cannot load its model ({str(e).splitlines()[0]})') from None
 
 def evaluate(
     run_dirs:list, # folders of finished `distill-sbs train` runs
@@ -280,14 +228,14 @@ def evaluate(
     max_new_tokens:int|None=None, # most tokens per answer (default: each run's `gen_max_len`)
 ) -> tuple[Comparison, dict]:
     "Score the runs in `run_dirs`, the teacher, the base student and the majority guess on one test set; save a report."
-    configs = {str(d): read_run(d) for d in run_dirs}
+    configs = {str(d): run_config(d) for d in run_dirs}
     if not configs: raise EvalError('no runs to evaluate')
     settings = same_data(configs)
-    data = load_task(**settings)
+    data = load_task(settings)
     test = data['test']
     rows = [dict(id=r['id'], input=r['input'], label=r['label'], choices=r['choices']) for r in test]
-    cmp = Comparison(settings['dataset'], rows)
-    print(f"test set: {len(rows):,} examples of {settings['dataset']}")
+    cmp = Comparison(settings.dataset, rows)
+    print(f"test set: {len(rows):,} examples of {settings.dataset}")
     if any(t is not None for t in test['teacher_label']):
         cmp.add('teacher', list(test['teacher_label']), data.summary.teacher or 'teacher labels')
     names = Counter(system_name(c) for c in configs.values())
@@ -297,17 +245,18 @@ def evaluate(
     steps += [(system_name(c) if names[system_name(c)] == 1 else Path(d).name, d) for d, c in configs.items()]
     for name, run_dir in tqdm(steps, desc='answering', leave=False):
         cfg = configs[run_dir] if run_dir else first
-        if run_dir: model, tok = _load_run_model(run_dir)
-        else: model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train']))
-        prefix = PREFIXES['predict'] if run_dir and cfg['model_type'] == 'task_prefix' else ''
+        if run_dir: student = load_run(run_dir)
+        else:  # the base student has been taught no task prefix: it reads the bare question
+            model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train']))
+            student = Student(model.to(default_device()), tok, 'standard')
         t0 = time.perf_counter()
-        answers = student_answers(model, tok, inputs, prefix, max_new_tokens or cfg['gen_max_len'], batch_size)
+        answers = student.answer(inputs, 'predict', max_new_tokens or cfg['gen_max_len'], batch_size)
         cmp.add(name, answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] == 'tiny' else ', before finetuning'), time.perf_counter() - t0)
         if run_dir:
-            rec = json.loads((Path(run_dir)/'run.json').read_text())
+            rec = json.loads((Path(run_dir)/RECORD_FILE).read_text())
             runs[name] = dict(dir=str(run_dir), **{k: rec.get(k) for k in ('steps', 'train_seconds', 'best_valid_accuracy', 'best_checkpoint')})
-            if output_rationale and cfg['model_type'] == 'task_prefix' and rationales is None:
-                rationales = student_answers(model, tok, inputs, PREFIXES['explain'], 128, batch_size)
+            if output_rationale and student.prefixed and rationales is None:
+                rationales = student.answer(inputs, 'explain', 128, batch_size)
                 rat = rationale_metrics(cmp.task, rationales, list(test['rationale']), answers)
     majority = Counter(data['train']['label']).most_common(1)[0][0]
     cmp.add('majority', [majority] * len(rows), f'the most common training label, {majority!r}')
@@ -315,72 +264,19 @@ def evaluate(
     res = cmp.save(output_dir, rationales, **details) if output_dir else cmp.results(**details)
     return cmp, res
 
-# %% ../nbs/05_evaluation.ipynb #8dcd40f8
-EXPERIMENT_RUNS = {'distilled': 'task_prefix', 'standard': 'standard'}  # folder -> model_type
-
-def _trained(cfg:TrainConfig) -> TrainConfig:
-    "Train `cfg` unless its folder already holds the same finished run; resume an unfinished one."
-    out = Path(cfg.output_dir)
-    if (out/'run.json').exists() and (out/CONFIG_FILE).exists():
-        changed = [k for k, _, _ in changed_settings(cfg)]
-        if not changed:
-            print(f'{out}: already trained with these settings; using it (--overwrite to train again)')
-            return cfg
-        raise ConfigError(f'{out} holds a run trained with other settings ({", ".join(f"--{k}" for k in changed)}): '
-                          'use --overwrite to train again, or another --output_dir')
-    resume = (out/CONFIG_FILE).exists()
-    if resume: print(f'{out}: an unfinished run; resuming it')
-    train(replace(cfg, resume=resume))
-    return cfg
-
-def experiment(cfg:TrainConfig, output_rationale:bool=True) -> tuple[Comparison, dict]:
-    "Data, a distilling step-by-step student, a standard one, and their evaluation, all in `cfg.output_dir`."
-    out = Path(cfg.output_dir)
-    if cfg.overwrite and out.exists(): shutil.rmtree(out)
-    t0 = time.time()
-    print('== 1/4 data ==')
-    data = load_task(cfg.dataset, cfg.data_dir, subsample=cfg.subsample, run=cfg.run, valid_frac=cfg.valid_frac,
-                     n_train=cfg.n_train, n_test=cfg.n_test, n_steps=cfg.n_steps, max_number=cfg.max_number)
-    print(data.summary)
-    print('wrote', ', '.join(write_generic(data, out/'data')))
-    runs = []
-    for i, (name, model_type) in enumerate(EXPERIMENT_RUNS.items()):
-        print(f'== {i + 2}/4 {SYSTEM_LABELS[name]} ==')
-        runs.append(_trained(replace(cfg, model_type=model_type, output_dir=str(out/name), overwrite=False)).output_dir)
-    print('== 4/4 evaluation ==')
-    cmp, res = evaluate(runs, out, output_rationale=output_rationale, batch_size=cfg.batch_size)
-    print(_md_table(_formatted(cmp.table()[['accuracy', 'correct', 'n', 'ci_low', 'ci_high']])))
-    print(f'report: {out/"report.md"}, chart: {out/"accuracy.png"}; {time.time() - t0:.0f} s in all')
-    return cmp, res
-
 # %% ../nbs/05_evaluation.ipynb #efa654f7
-class _Parser(argparse.ArgumentParser):
-    def error(self, message): raise ConfigError(message)  # one line, through the CLI's UserError handling
-
-def evaluate_parser() -> argparse.ArgumentParser:
+def evaluate_parser() -> ArgParser:
     "Flags of `distill-sbs evaluate`."
-    p = _Parser(prog='distill-sbs evaluate', description='Score finished training runs, the teacher and the base student on the test set.')
+    p = ArgParser(prog='distill-sbs evaluate', description='Score finished training runs, the teacher and the base student on the test set.')
     p.add_argument('runs', nargs='+', help='folders of finished `distill-sbs train` runs')
     p.add_argument('--output_dir', required=True, help='where report.md, accuracy.png, results.json, predictions.jsonl go')
     p.add_argument('--no_base', action='store_true', help='skip the base student (saves loading a second model)')
-    p.add_argument('--output_rationale', action='store_true', help='the distilled student also writes and is scored on test rationales')
-    p.add_argument('--batch_size', type=int, default=64, help='answers generated per forward pass')
-    p.add_argument('--max_new_tokens', type=int, default=None, help="most tokens per answer (default: the run's gen_max_len)")
-    return p
+    return add_flags(p, evaluate, skip=('run_dirs', 'output_dir', 'base'))
 
 def evaluate_command(argv:list[str]):
     "`distill-sbs evaluate`: score runs and write the report."
     a = evaluate_parser().parse_args(argv)
     if a.batch_size < 1: raise ConfigError(f'--batch_size must be at least 1, got {a.batch_size}')
-    cmp, _ = evaluate(a.runs, a.output_dir, base=not a.no_base, output_rationale=a.output_rationale,
-                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens)
-    print(_md_table(_formatted(cmp.table()[['accuracy', 'correct', 'n', 'ci_low', 'ci_high']])))
+    cmp, _ = evaluate(a.runs, a.output_dir, base=not a.no_base, **flag_values(a, evaluate, skip=('run_dirs', 'output_dir', 'base')))
+    print(cmp.summary())
     print(f'report: {Path(a.output_dir)/"report.md"}')
-
-def experiment_command(argv:list[str]):
-    "`distill-sbs experiment`: the whole course with `distill-sbs train`'s flags (default --output_dir runs/experiment)."
-    if any(a.split('=')[0] == '--model_type' for a in argv):
-        raise ConfigError('--model_type: experiment trains both a task_prefix and a standard student; leave the flag out')
-    if not any(a.split('=')[0] == '--output_dir' for a in argv) and not {'-h', '--help'} & set(argv):
-        argv = [*argv, '--output_dir', 'runs/experiment']
-    experiment(parse_config(argv))

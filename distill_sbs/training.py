@@ -6,22 +6,24 @@ Docs: https://distill-sbs.github.io/distill_sbs/training.html.md"""
 
 # %% ../nbs/04_training.ipynb #2bceb578
 from __future__ import annotations
-import difflib, json, os, platform, shutil, urllib.request
-from dataclasses import asdict, dataclass, field, fields
+import difflib, json, os, shutil
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional
 import torch, yaml
 from fastcore.basics import patch_to
-from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, TrainerCallback, set_seed
-from .data import DATASETS, UserError, load_task
-from .collator import LABEL_TYPES, MODEL_TYPES, PREFIXES, tokenize_tasks
-from .trainer import bf16_ok, generate_texts, load_student, make_trainer
+from transformers import TrainerCallback, set_seed
+from .data import ArgParser, DataSettings, UserError, add_flags, hub_reachable, load_task, one_of
+from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
+from .hardware import Hardware, pick_hardware
+from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
+from .multitask import load_student, make_trainer
 
 # %% auto #0
-__all__ = ['STUDENT_DEFAULTS', 'CONFIG_FILE', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'arg', 'TrainConfig',
-           'config_parser', 'read_yaml_config', 'parse_config', 'Hardware', 'pick_hardware', 'hub_reachable',
-           'open_student', 'vocab_texts', 'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice',
-           'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command']
+__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'config_parser',
+           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'last_checkpoint', 'changed_settings',
+           'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions', 'run_history', 'plot_history',
+           'train_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -30,52 +32,39 @@ class TrainError(UserError):
 class ConfigError(TrainError):
     "A flag or config file that cannot work, naming the flag."
 
-def arg(default, help:str):
-    "A dataclass field with `help` for `HfArgumentParser`."
-    return field(default=default, metadata={'help': help})
-
 # the defaults that depend on the student: (tiny, pretrained as in the paper)
 STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 250), max_steps=(500, 10_000),
                         warmup_steps=(30, 0))
 
 # %% ../nbs/04_training.ipynb #3fd479cc
 @dataclass
-class TrainConfig:
-    "One training run: the paper's flags (same names and meanings), then what it lacked. `None`: chosen for the student."
-    from_pretrained:str = arg('tiny', "the student: a Hub id (google/flan-t5-base), a local folder, or 'tiny' (random weights, offline)")
-    dataset:str = arg('arith', f"the task: {', '.join(DATASETS)}")
-    data_dir:Optional[str] = arg(None, 'paper-layout folder, or your file/folder (local or gs://); default: the Hub, or generated (arith)')
-    label_type:str = arg('gt', "train on gold labels ('gt') or on the teacher's ('llm')")
-    model_type:str = arg('task_prefix', "'task_prefix': distilling step-by-step; 'standard': labels only")
-    alpha:float = arg(0.5, 'weight of the label loss; 1 - alpha weighs the rationale loss')
-    batch_size:Optional[int] = arg(None, 'examples per process and step (default 64; tiny: 32)')
-    grad_steps:int = arg(1, 'gradient accumulation: the effective batch is batch_size x grad_steps x processes')
-    lr:Optional[float] = arg(None, 'peak learning rate (default 5e-5; tiny: 3e-3)')
-    max_input_length:int = arg(1024, 'input tokens kept')
-    eval_steps:Optional[int] = arg(None, 'steps between validations and checkpoints (default 250; tiny: 100)')
-    max_steps:Optional[int] = arg(None, 'optimizer steps (default 10000; tiny: 500)')
-    run:int = arg(0, 'seed: subsample, initialisation, data order')
-    subsample:float = arg(1.0, 'fraction of train kept')
-    gen_max_len:int = arg(64, 'most tokens generated for a label at validation')
-    output_rationale:bool = arg(False, "also generate the student's rationales for the validation set at the end")
-    bf16:Optional[bool] = arg(None, 'bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32')
-    no_log:bool = arg(False, 'no TensorBoard logs')
-    output_dir:str = arg('runs/train', 'checkpoints, the final model and tokenizer, run.json')
-    resume:bool = arg(False, 'continue the run in output_dir from its last checkpoint')
-    overwrite:bool = arg(False, 'delete an earlier run in output_dir first')
-    warmup_steps:Optional[int] = arg(None, 'linear warm-up steps (default 0; tiny: 30)')
-    logging_steps:Optional[int] = arg(None, 'steps between loss logs (default: eval_steps / 10)')
-    save_total_limit:int = arg(2, 'checkpoints kept on disk, besides the best')
-    gradient_checkpointing:bool = arg(False, 'recompute activations in the backward pass: less memory, slower steps')
-    one_pass:bool = arg(False, 'both tasks in one stacked forward pass (chapter 3)')
-    fsdp:str = arg('', "shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)")
-    max_label_length:int = arg(256, 'label tokens kept')
-    max_rationale_length:int = arg(256, 'rationale tokens kept')
-    valid_frac:float = arg(0.1, 'part of train carved out for validation when the source has none')
-    n_train:int = arg(2000, 'arith: problems in train')
-    n_test:int = arg(500, 'arith: problems in test')
-    n_steps:int = arg(2, 'arith: additions or subtractions per problem')
-    max_number:int = arg(3, 'arith: largest number in a question')
+class TrainConfig(DataSettings):
+    "One training run: its data (chapter 0's settings), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
+    from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base), a local folder, or 'tiny' (random weights, offline)
+    label_type:str = 'gt' # train on gold labels ('gt') or on the teacher's ('llm')
+    model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only
+    alpha:float = 0.5 # weight of the label loss; 1 - alpha weighs the rationale loss
+    batch_size:Optional[int] = None # examples per process and step (default 64; tiny: 32)
+    grad_steps:int = 1 # gradient accumulation: the effective batch is batch_size x grad_steps x processes
+    lr:Optional[float] = None # peak learning rate (default 5e-5; tiny: 3e-3)
+    max_input_length:int = 1024 # input tokens kept
+    eval_steps:Optional[int] = None # steps between validations and checkpoints (default 250; tiny: 100)
+    max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
+    gen_max_len:int = 64 # most tokens generated for a label at validation
+    output_rationale:bool = False # also generate the student's rationales for the validation set at the end
+    bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
+    no_log:bool = False # no TensorBoard logs
+    output_dir:str = 'runs/train' # checkpoints, the final model and tokenizer, run.json
+    resume:bool = False # continue the run in output_dir from its last checkpoint
+    overwrite:bool = False # delete an earlier run in output_dir first
+    warmup_steps:Optional[int] = None # linear warm-up steps (default 0; tiny: 30)
+    logging_steps:Optional[int] = None # steps between loss logs (default: eval_steps / 10)
+    save_total_limit:int = 2 # checkpoints kept on disk, besides the best
+    gradient_checkpointing:bool = False # recompute activations in the backward pass: less memory, slower steps
+    one_pass:bool = False # both tasks in one stacked forward pass (chapter 3)
+    fsdp:str = '' # shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)
+    max_label_length:int = 256 # label tokens kept
+    max_rationale_length:int = 256 # rationale tokens kept
 
     def __post_init__(self):
         tiny = self.from_pretrained == 'tiny'
@@ -87,23 +76,16 @@ class TrainConfig:
 # %% ../nbs/04_training.ipynb #a4e9a361
 def _is_remote(path): return '://' in str(path)
 
-def _one_of(flag, value, allowed):
-    if value not in allowed:
-        near = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f' (did you mean {near[0]!r}?)' if near else ''
-        raise ConfigError(f"--{flag} {value!r} is not one of {', '.join(allowed)}{hint}")
-
 def _check(ok, msg):
     if not ok: raise ConfigError(msg)
 
 @patch_to(TrainConfig)
 def check(self):
-    "Raise a `ConfigError` naming the first flag that cannot work."
-    _one_of('dataset', self.dataset, DATASETS)
-    _one_of('label_type', self.label_type, LABEL_TYPES)
-    _one_of('model_type', self.model_type, MODEL_TYPES)
+    "Raise a `UserError` naming the first setting that cannot work: the data's (chapter 0), then the run's."
+    DataSettings.check(self)
+    one_of('label_type', self.label_type, LABEL_TYPES)
+    one_of('model_type', self.model_type, MODEL_TYPES)
     _check(0 <= self.alpha <= 1, f'--alpha must be in [0, 1] (the weight of the label loss), got {self.alpha}')
-    _check(0 < self.subsample <= 1, f'--subsample must be in (0, 1], got {self.subsample}')
     for name in ('batch_size', 'grad_steps', 'eval_steps', 'max_steps', 'logging_steps', 'max_input_length', 'gen_max_len'):
         _check(getattr(self, name) >= 1, f'--{name} must be at least 1, got {getattr(self, name)}')
     _check(self.lr > 0, f'--lr must be positive, got {self.lr}')
@@ -112,17 +94,11 @@ def check(self):
         _check(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
 
 # %% ../nbs/04_training.ipynb #0decfff1
-CONFIG_FILE = 'train_config.json'  # the resolved configuration, saved in output_dir when a run starts
-
-class _Parser(HfArgumentParser):
-    def error(self, message): raise ConfigError(message)  # one line, not argparse's usage block and exit
-
-def config_parser() -> HfArgumentParser:
-    "The `distill-sbs train` parser: one flag per `TrainConfig` field, plus `--config FILE.yaml`."
-    p = _Parser(TrainConfig, prog='distill-sbs train', description='Train a student on a task (chapter 4).', allow_abbrev=False)
+def config_parser() -> ArgParser:
+    "The `distill-sbs train` parser: one flag per `TrainConfig` field, made from its comment, plus `--config FILE.yaml`."
+    p = ArgParser(prog='distill-sbs train', description='Train a student on a task (chapter 4).', allow_abbrev=False)
+    add_flags(p, TrainConfig)  # a bool flag alone turns it on (the paper's bare `--bf16`); `--bf16 false` turns it off
     p.add_argument('--config', default=None, help='a YAML file of these settings; flags on the command line win')
-    for a in p._actions:  # the paper's bare `--bf16` turns it on; `--bf16 false` turns it off; absent: by hardware
-        if a.dest == 'bf16': a.nargs, a.const = '?', True
     return p
 
 def _unknown(keys, where):
@@ -150,53 +126,13 @@ def parse_config(argv:list[str]) -> TrainConfig:
     defaults = read_yaml_config(ns.config) if ns.config else {}
     p.set_defaults(**defaults)
     ns = p.parse_args(argv)
-    saved = Path(ns.output_dir)/CONFIG_FILE
-    if ns.resume and saved.exists(): p.set_defaults(**{**json.loads(saved.read_text()), **defaults, 'resume': True})
-    return p.parse_args_into_dataclasses(argv)[0]
-
-# %% ../nbs/04_training.ipynb #ed84f101
-@dataclass
-class Hardware:
-    "What a run trains on, and the precision picked for it."
-    device:str # 'cuda' or 'cpu'
-    name:str # e.g. 'NVIDIA A100-SXM4-40GB'
-    bf16:bool # autocast to bf16
-    tf32:bool # TF32 matrix products for what stays fp32
-    memory_gib:float|None # accelerator memory
-    processes:int # training processes (torchrun / accelerate launch)
-    notes:list = field(default_factory=list) # why, in words
-
-    def __str__(self):
-        mem = f', {self.memory_gib:.0f} GiB' if self.memory_gib else ''
-        prec = 'bf16 autocast' if self.bf16 else 'fp32'
-        lines = [f"hardware: {self.processes} x {self.name} ({self.device}{mem}); {prec}{' + TF32' if self.tf32 else ''}"]
-        return '\n'.join(lines + [f'  {n}' for n in self.notes])
-
-def _cpu_name():
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or 'CPU'
-
-def pick_hardware(bf16:bool|None=None) -> Hardware:
-    "The device and precision to train with: bf16 + TF32 where native, else fp32 (never fp16, which T5 overflows)."
-    processes = int(os.environ.get('WORLD_SIZE', 1))
-    if torch.cuda.is_available():
-        props, native = torch.cuda.get_device_properties(0), bf16_ok('cuda')
-        if bf16 and not native: raise ConfigError(f'--bf16: {props.name} has no native bf16; leave the flag out to train in fp32')
-        use = native if bf16 is None else bf16
-        notes = [] if use else ['fp32, as asked (--bf16 false)'] if native else \
-                [f'fp32: {props.name} has no bf16, and T5 is unstable in fp16 (activations overflow), so fp16 is not used']
-        if props.total_memory < 20 * 2**30: notes.append('small GPU: if a batch does not fit, use --gradient_checkpointing or a smaller --batch_size with more --grad_steps')
-        return Hardware('cuda', props.name, use, native, props.total_memory / 2**30, processes, notes)
-    notes = ['no GPU: ' + ('bf16 autocast on the CPU, as asked' if bf16 else 'fp32 (T5 is unstable in fp16, so fp16 is never used)')]
-    return Hardware('cpu', _cpu_name(), bool(bf16), False, None, processes, notes)
+    if ns.resume and (Path(ns.output_dir)/CONFIG_FILE).exists():
+        p.set_defaults(**{**run_config(ns.output_dir, finished=False), **defaults, 'resume': True})
+        ns = p.parse_args(argv)
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(ns).items() if k in names})
 
 # %% ../nbs/04_training.ipynb #6e5ac3a1
-def hub_reachable(timeout:float=3.0) -> bool:
-    "Can this machine reach the Hugging Face Hub? (False at once with `HF_HUB_OFFLINE=1`.)"
-    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', ''): return False
-    try: urllib.request.urlopen('https://huggingface.co/api/models/google/flan-t5-small', timeout=timeout); return True
-    except Exception: return False
-
 def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
     "Chapter 3's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
     if name == 'tiny': return load_student(name, seed, texts=texts)
@@ -230,9 +166,8 @@ def last_checkpoint(out:str|Path) -> str|None:
 
 def changed_settings(cfg:TrainConfig) -> list[tuple[str, object, object]]:
     "(setting, saved value, new value) for each setting `cfg` changes from the run saved in its folder, beyond `RESUMABLE_CHANGES`."
-    saved = Path(cfg.output_dir)/CONFIG_FILE
-    if not saved.exists(): return []
-    before, now = json.loads(saved.read_text()), asdict(cfg)
+    if not (Path(cfg.output_dir)/CONFIG_FILE).exists(): return []
+    before, now = run_config(cfg.output_dir, finished=False), asdict(cfg)
     return [(k, before[k], v) for k, v in now.items() if k not in RESUMABLE_CHANGES and k in before and before[k] != v]
 
 def resume_checkpoint(cfg:TrainConfig) -> str|None:
@@ -274,8 +209,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     say(hw)
     checkpoint = resume_checkpoint(cfg)
     set_seed(cfg.run)
-    data = load_task(cfg.dataset, cfg.data_dir, subsample=cfg.subsample, run=cfg.run, valid_frac=cfg.valid_frac,
-                     n_train=cfg.n_train, n_test=cfg.n_test, n_steps=cfg.n_steps, max_number=cfg.max_number)
+    data = load_task(cfg)  # a run's configuration holds its data settings
     say(data.summary)
     model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train']))
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
@@ -284,7 +218,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     say(tokenized.report)
     trainer = make_trainer(
         model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
-        one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, bf16=hw.bf16, seed=cfg.run,
+        one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
@@ -311,7 +245,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
                   train_seconds=round(result.metrics['train_runtime'], 1),
                   train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
     if _is_main():
-        _write_json(Path(cfg.output_dir)/'run.json', record)
+        _write_json(Path(cfg.output_dir)/RECORD_FILE, record)
         say(f"steps {record['steps']}; best validation accuracy {record['best_valid_accuracy']:.1%} "
             f"({record['best_checkpoint']}); model and tokenizer in {cfg.output_dir}")
     return record
@@ -319,11 +253,9 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
 # %% ../nbs/04_training.ipynb #20019df7
 def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path):
     "The student's answers (and with `cfg.output_rationale`, rationales) for the validation split, as JSON Lines."
-    inputs = list(valid['input'])
-    prefix = PREFIXES['predict'] if cfg.model_type == 'task_prefix' else ''
-    answers = generate_texts(trainer.model, trainer.processing_class, [prefix + t for t in inputs], cfg.gen_max_len,
-                             cfg.batch_size)
-    rationales = trainer.explain(inputs) if cfg.output_rationale and cfg.model_type == 'task_prefix' else [None] * len(inputs)
+    inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type)
+    answers = student.answer(inputs, 'predict', cfg.gen_max_len, cfg.batch_size)
+    rationales = student.answer(inputs, 'explain', 128, cfg.batch_size) if cfg.output_rationale and student.prefixed else [None] * len(inputs)
     with open(path, 'w') as f:
         for r, a, why in zip(valid, answers, rationales):
             f.write(json.dumps({'id': r['id'], 'input': r['input'], 'label': r['label'], 'prediction': a,

@@ -44,12 +44,17 @@ def test_bad_flags_get_one_line(argv, expect, capsys, tmp_path, monkeypatch):
     assert expect in _err(capsys, argv)
     assert not (tmp_path/'runs').exists()
 
-def test_palm_on_cqa_test_with_the_chapter_5_metric(shared):
-    "PaLM's CQA test labels: 77.2% by the paper's strict string match, 78.3% by normalised exact match (articles, case)."
-    from distill_sbs.data import load_task, labels_match
-    from distill_sbs.evaluation import answer_correct
-    test = load_task('cqa', data_dir=shared/'data')['test']
+def test_palm_on_cqa_scores_the_same_in_every_chapter(shared):
+    "PaLM's CQA test labels: 78.3% by the one rule (normalised exact match), in chapter 0's summary and chapter 5's report; 77.2% by the paper's strict string match."
+    from distill_sbs.data import answer_correct, load_task
+    from distill_sbs.evaluation import Comparison
+    data = load_task('cqa', data_dir=shared/'data')
+    test = data['test']
     pairs = list(zip(test['teacher_label'], test['label']))
     assert len(pairs) == 1221
-    assert round(sum(labels_match('cqa', t, g) for t, g in pairs) / len(pairs), 3) == 0.772
+    assert round(sum(t == g for t, g in pairs) / len(pairs), 3) == 0.772  # the paper's rule, by hand
     assert round(sum(answer_correct('cqa', t, g) for t, g in pairs) / len(pairs), 3) == 0.783
+    assert round(data.summary.splits['test'].teacher_acc, 3) == 0.783  # chapter 0
+    rows = [dict(id=r['id'], input=r['input'], label=r['label'], choices=r['choices']) for r in test]
+    report = Comparison('cqa', rows).add('teacher', list(test['teacher_label'])).results()
+    assert report['systems']['teacher']['correct'] == data.summary.splits['test'].teacher_correct  # chapter 5

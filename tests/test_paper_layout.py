@@ -9,9 +9,9 @@ def test_cqa_release(shared):
     rows = {l.split()[0]: l.split() for l in res.stdout.splitlines() if l.split() and l.split()[0] in ('train', 'test')}
     # split, read, dropped, rationales, unparsable, no answer, teacher acc
     assert rows['train'][:6] == ['train', '9,741', '0', '9,741', '0', '3']
-    assert rows['test'] == ['test', '1,221', '0', '1,221', '0', '0', '77.2%']
+    assert rows['test'] == ['test', '1,221', '0', '1,221', '0', '0', '78.3%']  # normalised exact match; the paper's strict match gives 77.2%
     data = load_task('cqa', data_dir=shared/'data')
-    assert round(data.summary.splits['test'].teacher_acc, 4) == 0.7723
+    assert round(data.summary.splits['test'].teacher_acc, 4) == 0.7830
     assert data['test'][0]['input'].count('\n(') == 5 and '\nAnswer Choices:\n(a) ' in data['test'][0]['input']
 
 def _layout(root, task, splits, folder='llm'):

@@ -50,3 +50,20 @@ def test_layout():
         assert (ROOT/p).exists(), p
     assert 'Apache License' in (ROOT/'LICENSE').read_text()
     assert not (ROOT/'settings.ini').exists()  # nbdev 3 refuses it: the config is pyproject.toml's [tool.nbdev]
+
+def test_course_order_is_dependency_order():
+    "A chapter uses only earlier chapters: every `distill_sbs` import in a notebook (its module's and its demos') is of an earlier one."
+    import json
+    notebooks = sorted(p for p in (ROOT/'nbs').glob('[0-9]*.ipynb'))
+    module_of = {}
+    for nb in notebooks:
+        src = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        module_of[nb.name] = re.search(r'#\|\s*default_exp\s+(\S+)', src).group(1)
+    place = {m: i for i, m in enumerate(module_of.values())}
+    for nb in notebooks:
+        src = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        used = set(re.findall(r'from distill_sbs\.(\w+) import', src)) | set(re.findall(r'import distill_sbs\.(\w+)', src))
+        own = module_of[nb.name]
+        later = sorted(m for m in used if m != own and place[m] > place[own])
+        assert not later, f'{nb.name} imports {later}, which later chapters teach'
+    assert len(set(module_of.values())) == len(module_of), 'one notebook per module'

@@ -6,7 +6,7 @@ import httpx2 as httpx
 import pytest
 from conftest import run_cli
 from distill_sbs.serve import free_port, wait_for
-from distill_sbs.trainer import tiny_student
+from distill_sbs.multitask import tiny_student
 
 QS = [f'Ana has {a} apples. Ana buys {b} more and then gives away 1. How many apples does Ana have now?' for a in (2, 3) for b in (1, 2, 3)]
 
@@ -52,10 +52,11 @@ def test_a_batch_of_instances_matches_one_at_a_time(server):
 
 def test_bfloat16_weights(model_dir):
     import torch
-    from distill_sbs.serve import answer_texts, load_served, native_bf16
-    served = load_served(str(model_dir), 'bfloat16')
-    assert served.model.dtype == torch.bfloat16 and len(answer_texts(served, QS[:3], 'predict', 4)) == 3
-    assert load_served(str(model_dir)).dtype == ('bfloat16' if native_bf16('cpu') else 'float32')
+    from distill_sbs.hardware import native_bf16
+    from distill_sbs.inference import load_run
+    served = load_run(str(model_dir), 'bfloat16')
+    assert served.model.dtype == torch.bfloat16 and len(served.answer(QS[:3], 'predict', 4)) == 3
+    assert load_run(str(model_dir), 'auto').dtype == ('bfloat16' if native_bf16('cpu') else 'float32')
 
 def test_rationales_when_asked(server):
     url, _ = server

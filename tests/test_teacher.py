@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from distill_sbs.data import load_task
-from distill_sbs.teacher import LoopbackLLM, Gemini, LocalModel, OpenAIChat, PROMPTS, teach
+from distill_sbs.prompts import PROMPTS
+from distill_sbs.backends import Gemini, LocalModel, OpenAIChat
+from distill_sbs.loopback import LoopbackLLM
+from distill_sbs.teacher import teach
 
 SECRET = 'sk-test-secret-0123456789'
 

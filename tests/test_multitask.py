@@ -2,7 +2,7 @@
 import pytest, torch
 from distill_sbs.data import load_task
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
-from distill_sbs.trainer import make_trainer, tiny_student
+from distill_sbs.multitask import make_trainer, tiny_student
 
 @pytest.fixture(scope='module')
 def setup():
@@ -82,7 +82,7 @@ def test_bart_student_trains(setup):
     assert len(trainer.explain(['What is 1 + 1?'], max_new_tokens=5)) == 1
 
 def test_generate_texts_keeps_order(setup):
-    from distill_sbs.trainer import generate_texts
+    from distill_sbs.inference import generate_texts
     data, model, tok, tokd, batch = setup
     texts = ['a', 'a much longer input text', 'mid length']
     together = generate_texts(model, tok, texts, max_new_tokens=3, batch_size=2)
