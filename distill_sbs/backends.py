@@ -9,6 +9,7 @@ from __future__ import annotations
 import os, re
 from dataclasses import dataclass
 from .data import UserError, one_of
+from .hardware import default_device
 from .prompts import cut_at_stop, flatten_messages
 
 # %% auto #0
@@ -144,7 +145,7 @@ class LocalModel:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
         self.model, self.batch_size = model, batch_size
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        self.device = device or default_device()
         self.seq2seq = AutoConfig.from_pretrained(model).is_encoder_decoder
         cls = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.net = cls.from_pretrained(model, dtype=dtype).to(self.device).eval()

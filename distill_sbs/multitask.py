@@ -145,7 +145,7 @@ def explain(self:TaskPrefixTrainer, inputs:list[str], max_new_tokens:int=128) ->
 def training_args(
     output_dir:str, # where checkpoints and logs go
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
-    hardware:Hardware|None=None, # the device and precision (chapter 2a); default: `pick_hardware`, bf16 only where native and `fast`
+    hardware:Hardware|None=None, # the device and precision (chapter 0a); default: `pick_hardware`, bf16 only where native and `fast`
     fp16:bool=False, # refused for T5, which overflows in fp16
     **kwargs, # any other `Seq2SeqTrainingArguments`
 ) -> Seq2SeqTrainingArguments:
@@ -172,7 +172,7 @@ def make_trainer(
     gen_max_len:int=64, # most tokens generated for a label at evaluation
     fast:bool=True, # the fast settings of `training_args`
     bf16:bool|None=None, # force bf16 autocast on or off (None: where the hardware has it natively, with `fast`)
-    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 2a); else picked here
+    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0a); else picked here
     matmul_precision:str|None=None, # override fp32 matmul precision while training ('highest', 'high', 'medium')
     callbacks:list|None=None, # `TrainerCallback`s
     **kwargs, # any `Seq2SeqTrainingArguments`
