@@ -142,7 +142,6 @@ class LocalModel:
                  batch_size:int=8, # prompts per `generate`
                  device:str|None=None, # 'cuda', 'cpu', …; default: the GPU if there is one
                  dtype:str='auto'): # weights' precision ('auto': as saved, 'bfloat16', 'float32')
-        import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
         self.model, self.batch_size = model, batch_size
         self.device = device or default_device()

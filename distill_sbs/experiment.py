@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil, time
 from dataclasses import replace
 from pathlib import Path
-from .data import UserError, load_task, write_generic
+from .data import load_task, write_generic
 from .inference import CONFIG_FILE, RECORD_FILE
 from .training import ConfigError, TrainConfig, changed_settings, parse_config, train
 from .evaluation import SYSTEM_LABELS, Comparison, evaluate

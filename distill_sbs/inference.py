@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 from .data import UserError, filesystem
-from .collator import MODEL_TYPES, task_input
+from .collator import task_input
 from .hardware import default_device, serving_dtype
 
 # %% auto #0
@@ -69,7 +69,6 @@ class Student:
     model:object # a seq2seq model
     tokenizer:object # its tokenizer
     model_type:str = 'task_prefix' # chapter 2's recipe: 'task_prefix' reads `predict: `/`explain: `, 'standard' the bare input
-    source:str = '' # where it came from, for reports
 
     @property
     def prefixed(self) -> bool: return self.model_type == 'task_prefix'
@@ -124,4 +123,4 @@ def load_run(
         model = AutoModelForSeq2SeqLM.from_pretrained(local, dtype=getattr(torch, serving_dtype(dtype, device))).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(local)
     except OSError as e: raise RunError(f'{run_dir}: cannot load its model ({str(e).splitlines()[0]})') from None
-    return Student(model, tokenizer, model_type, str(run_dir))
+    return Student(model, tokenizer, model_type)

@@ -21,7 +21,7 @@ from .inference import Student
 
 # %% auto #0
 __all__ = ['word_tokenizer', 'tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric',
-           'TaskPrefixTrainer', 'training_args', 'make_trainer']
+           'TaskPrefixTrainer', 'training_hardware', 'training_args', 'make_trainer']
 
 # %% ../nbs/03_multitask.ipynb #20cd44e7
 def word_tokenizer(
@@ -142,16 +142,24 @@ def explain(self:TaskPrefixTrainer, inputs:list[str], max_new_tokens:int=128) ->
     return Student(self.model, self.processing_class).answer(inputs, 'explain', max_new_tokens, self.args.per_device_eval_batch_size)
 
 # %% ../nbs/03_multitask.ipynb #f9752599
+def training_hardware(
+    fast:bool=True, # the fast settings: bf16 autocast where the hardware has it natively
+    bf16:bool|None=None, # force bf16 autocast on or off (None: decided by `fast` and the hardware)
+    use_cpu:bool=False, # train on the CPU even with a GPU
+) -> Hardware:
+    "Chapter 0a's `pick_hardware` for a training run: the plain baseline (`fast=False`) never autocasts unless told to."
+    return pick_hardware(bf16 if bf16 is not None or fast else False, 'cpu' if use_cpu else None)
+
 def training_args(
     output_dir:str, # where checkpoints and logs go
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
-    hardware:Hardware|None=None, # the device and precision (chapter 0a); default: `pick_hardware`, bf16 only where native and `fast`
+    hardware:Hardware|None=None, # the device and precision (chapter 0a); default: `training_hardware(fast)`
     fp16:bool=False, # refused for T5, which overflows in fp16
     **kwargs, # any other `Seq2SeqTrainingArguments`
 ) -> Seq2SeqTrainingArguments:
     "`Seq2SeqTrainingArguments` for `TaskPrefixTrainer`, with the fast settings chosen by measurement."
     if fp16: warnings.warn('T5 is unstable in fp16 (activations overflow); using bf16 where available, else fp32.')
-    hw = hardware or pick_hardware(None if fast else False)
+    hw = hardware or training_hardware(fast, use_cpu=kwargs.get('use_cpu', False))
     on_cuda = hw.device == 'cuda'
     fast_kw = dict(train_sampling_strategy='group_by_length', length_column_name='length',
                    optim='adamw_torch_fused', tf32=True if hw.tf32 else None) if fast else {}
@@ -178,7 +186,7 @@ def make_trainer(
     **kwargs, # any `Seq2SeqTrainingArguments`
 ) -> TaskPrefixTrainer:
     "A `TaskPrefixTrainer` on `tokenized`, scoring generated labels on its `valid` split."
-    hw = hardware or pick_hardware(bf16 if bf16 is not None or fast else False, 'cpu' if kwargs.get('use_cpu') else None)
+    hw = hardware or training_hardware(fast, bf16, kwargs.get('use_cpu', False))
     args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, hardware=hw, **kwargs)
     on_cpu = args.device.type == 'cpu'
     precision = matmul_precision or hw.matmul_precision(fast)

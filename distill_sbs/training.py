@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 import torch, yaml
 from fastcore.basics import patch_to
-from transformers import TrainerCallback, set_seed
+from transformers import set_seed
 from .data import ArgParser, DataSettings, UserError, add_flags, hub_reachable, load_task, one_of
 from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
