@@ -7,11 +7,12 @@ Docs: https://distill-sbs.github.io/distill_sbs/asking.html.md"""
 # %% ../nbs/01d_asking.ipynb #16d98e6a
 from __future__ import annotations
 import hashlib, json, random, sqlite3, threading, time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from tqdm.auto import tqdm
-from .backends import Reply, Retryable, TeacherError
+from .backends import BadReply, Reply, Retryable, TeacherError, reply_problem
 
 # %% auto #0
 __all__ = ['request_key', 'TeacherCache', 'RateLimiter', 'backoff_delay', 'AskReport', 'ask']
@@ -46,6 +47,10 @@ class TeacherCache:
                          reply.prompt_tokens, reply.completion_tokens, time.time()))
         self.db.commit()
 
+    def drop(self, key:str):
+        "Forget the answer for `key` (an unusable one an older version stored), so it is asked again."
+        self.db.execute('DELETE FROM answers WHERE key=?', (key,)); self.db.commit()
+
     def __contains__(self, key): return self.db.execute('SELECT 1 FROM answers WHERE key=?', (key,)).fetchone() is not None
     def __len__(self): return self.db.execute('SELECT COUNT(*) FROM answers').fetchone()[0]
     def close(self): self.db.close()
@@ -75,6 +80,7 @@ class AskReport:
     answered:int = 0 # answered by the teacher in this run
     failed:dict = field(default_factory=dict) # key -> last error, for requests that never succeeded
     retries:int = 0 # extra attempts after retryable failures
+    unusable:int = 0 # replies that came back with nothing usable (not stored, asked again)
     prompt_tokens:int = 0 # billed in this run
     completion_tokens:int = 0 # billed in this run
     seconds:float = 0. # wall time of the round
@@ -82,7 +88,8 @@ class AskReport:
 
     def __str__(self):
         return (f'{self.requests:,} requests: {self.answered:,} answered, {self.cached:,} from the cache, {len(self.failed):,} failed, '
-                f'{self.retries:,} retries, {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
+                f'{self.retries:,} retries' + (f' ({self.unusable:,} replies unusable)' if self.unusable else '') +
+                f', {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))
 
 def ask(
@@ -92,52 +99,71 @@ def ask(
     cache:TeacherCache, # where answers are looked up and stored
     in_flight:int=8, # requests (batches, for a local model) running at once
     rpm:float|None=None, # at most this many requests a minute
-    retries:int=5, # tries after the first, for retryable failures
+    retries:int=5, # tries after the first, for retryable failures and unusable replies
     backoff:float=1., # seconds before the first retry; doubles each time
     max_backoff:float=60., # longest wait between tries
     abort_after:int=20, # stop starting new requests after this many failures in a row
     progress:bool=True, # show a progress bar
 ) -> AskReport:
-    "Answer every request not already in `cache`, `in_flight` at a time, storing each answer as it arrives."
-    rep, t0 = AskReport(requests=len(requests)), time.time()
-    todo = [k for k in requests if k not in cache]
+    "Answer every request not already in `cache`, `in_flight` at a time, storing each usable answer as it arrives."
+    rep, t0, n = AskReport(requests=len(requests)), time.time(), params['n']
+    todo = []
+    for k in requests:
+        if (old := cache.get(k)) is not None and reply_problem(old, n): cache.drop(k); old = None  # an older version stored it
+        if old is None: todo.append(k)
     rep.cached = len(requests) - len(todo)
-    limiter, lock = RateLimiter(rpm), threading.Lock()
-    in_flight = 1 if backend.batch_size > 1 else in_flight  # a local model batches instead
-    chunks = iter([todo[i:i + backend.batch_size] for i in range(0, len(todo), backend.batch_size)])
+    limiter, size = RateLimiter(rpm), backend.batch_size
+    in_flight = 1 if size > 1 else in_flight  # a local model batches instead
+    fresh = iter([(todo[i:i + size], 0, 0.) for i in range(0, len(todo), size)])  # (keys, attempt, seconds to wait first)
+    again, last_error = deque(), {}  # retries, which go first; key -> why its last try failed
 
-    def call(keys):  # runs in a worker thread
-        for attempt in range(retries + 1):
-            limiter.wait()
-            try: return backend.batch([requests[k] for k in keys], params)
-            except Retryable as e:
-                if attempt == retries: raise
-                with lock: rep.retries += 1
-                time.sleep(backoff_delay(attempt, backoff, max_backoff, e.retry_after))
+    def call(keys, attempt, delay):  # runs in a worker thread: one try
+        time.sleep(delay); limiter.wait()
+        return backend.batch([requests[k] for k in keys], params)
+
+    def retry_or_fail(keys, attempt, retry_after=None):  # main thread: try `keys` again later, or give up on them
+        nonlocal failed_in_row
+        if attempt < retries and rep.stopped is None:
+            rep.retries += 1
+            again.append((keys, attempt + 1, backoff_delay(attempt, backoff, max_backoff, retry_after))); return
+        for k in keys: rep.failed[k] = last_error[k]
+        failed_in_row += len(keys); bar.update(len(keys))
+        if failed_in_row >= abort_after and rep.stopped is None:
+            rep.stopped = f'{failed_in_row} requests in a row failed, the last with: {last_error[keys[-1]]}'
 
     bar = tqdm(total=len(todo), desc=f'{backend.name} {backend.model}', disable=not progress, unit='req')
     pool, pending, failed_in_row = ThreadPoolExecutor(in_flight), {}, 0
     try:
         while True:
-            while len(pending) < in_flight and rep.stopped is None and (keys := next(chunks, None)):
-                pending[pool.submit(call, keys)] = keys
+            while len(pending) < in_flight and rep.stopped is None and (job := again.popleft() if again else next(fresh, None)):
+                pending[pool.submit(call, *job)] = job
             if not pending: break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                keys = pending.pop(fut)
-                try: replies = fut.result()
+                keys, attempt, _ = pending.pop(fut)
+                try: replies = list(fut.result())
                 except Exception as e:
-                    for k in keys: rep.failed[k] = f'{type(e).__name__}: {e}' if not isinstance(e, (Retryable, TeacherError)) else str(e)
-                    failed_in_row += len(keys)
-                    if failed_in_row >= abort_after and rep.stopped is None:
-                        rep.stopped = f'{failed_in_row} requests in a row failed, the last with: {rep.failed[keys[-1]]}'
-                else:
-                    failed_in_row = 0
-                    for k, r in zip(keys, replies):
-                        cache.put(k, backend.name, backend.model, requests[k], params, r)
-                        rep.answered += 1; rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
-                bar.update(len(keys))
+                    last_error.update({k: str(e) if isinstance(e, (Retryable, TeacherError)) else f'{type(e).__name__}: {e}' for k in keys})
+                    if isinstance(e, BadReply): rep.unusable += len(keys)
+                    if isinstance(e, Retryable): retry_or_fail(keys, attempt, e.retry_after)
+                    else: retry_or_fail(keys, retries)  # asking again cannot help
+                    continue
+                bad = []
+                for k, r in zip(keys, replies + [None] * (len(keys) - len(replies))):
+                    if r is not None: rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
+                    if problem := reply_problem(r, n): last_error[k] = problem; bad.append(k); continue
+                    cache.put(k, backend.name, backend.model, requests[k], params, r)
+                    rep.answered += 1; bar.update(1)
+                if len(bad) < len(keys): failed_in_row = 0
+                if bad:
+                    rep.unusable += len(bad)
+                    if params['temperature'] <= 0 and getattr(backend, 'repeatable', False):  # it would answer the same again
+                        last_error.update({k: last_error[k] + ' (at temperature 0 a local model answers the same again: not retried)' for k in bad})
+                        retry_or_fail(bad, retries)
+                    else: retry_or_fail(bad, attempt)
                 bar.set_postfix(new=rep.answered, cached=rep.cached, failed=len(rep.failed), refresh=False)
+        for keys, _, _ in again:  # the round stopped with these still to retry
+            for k in keys: rep.failed[k] = last_error[k]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()

@@ -13,14 +13,14 @@ from .hardware import default_device
 from .prompts import cut_at_stop, flatten_messages
 
 # %% auto #0
-__all__ = ['RETRY_STATUS', 'BACKENDS', 'Reply', 'Retryable', 'TeacherError', 'openai_request', 'OpenAIChat', 'gemini_request',
-           'Gemini', 'LocalModel', 'make_backend', 'request_body']
+__all__ = ['RETRY_STATUS', 'BACKENDS', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem', 'openai_request',
+           'OpenAIChat', 'gemini_request', 'Gemini', 'LocalModel', 'make_backend', 'request_body']
 
 # %% ../nbs/01b_backends.ipynb #a9be1765
 @dataclass
 class Reply:
     "A teacher's answer to one request: one text per sample, and the tokens it was billed for."
-    texts:list # the answers, one per sample
+    texts:list # the answers, one per sample (None where the server sent null)
     prompt_tokens:int=0 # tokens in the request, as the server counts them
     completion_tokens:int=0 # tokens in the answers (thinking tokens included)
 
@@ -28,10 +28,24 @@ class Retryable(Exception):
     "A failure worth another try (HTTP 408/409/429/5xx, a timeout, a dropped connection), with the server's `Retry-After`."
     def __init__(self, msg:str, retry_after:float|None=None): super().__init__(msg); self.retry_after = retry_after
 
+class BadReply(Retryable):
+    "A 200 that carries nothing usable (not JSON, not the promised shape, no text): retried like a 5xx, never stored."
+
 class TeacherError(UserError):
     "A teacher that cannot be asked at all: a missing SDK or credential, a bad backend option."
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+def reply_problem(reply:Reply|None, n:int) -> str|None:
+    "Why `reply` is no answer to a request for `n` samples (no reply, no choices, too few, an empty or null text), or None if it is one."
+    if reply is None: return 'no reply'
+    texts = reply.texts
+    if not texts: return 'no choices in the reply'
+    if len(texts) < n: return f'{len(texts)} of the {n} samples asked for (does the server support n?)'
+    for j, t in enumerate(texts):
+        if t is None: return f'null content' + (f' in sample {j}' if n > 1 else '')
+        if not isinstance(t, str) or not t.strip(): return f'empty content' + (f' in sample {j}' if n > 1 else '')
+    return None
 
 def _retry_after(headers) -> float|None:
     try: return float(headers.get('retry-after')) if headers is not None and headers.get('retry-after') else None
@@ -39,6 +53,8 @@ def _retry_after(headers) -> float|None:
 
 def _need(module, extra='teacher'):
     raise TeacherError(f"this backend needs the {module} package: pip install 'distill-sbs[{extra}]'")
+
+def _cut(text:str|None, stop) -> str|None: return None if text is None else cut_at_stop(text, stop)
 
 # %% ../nbs/01b_backends.ipynb #60d41a4e
 def openai_request(model:str, messages:list, params:dict, official:bool=False) -> dict:
@@ -71,9 +87,12 @@ class OpenAIChat:
             msg = f'HTTP {e.status_code}: ' + re.sub(r'^Error code: \d+ - ', '', str(getattr(e, 'message', e)))
             if e.status_code in RETRY_STATUS: raise Retryable(msg, _retry_after(e.response.headers)) from None
             raise TeacherError(msg) from None
-        u = r.usage
-        return Reply([cut_at_stop(c.message.content or '', params['stop']) for c in sorted(r.choices, key=lambda c: c.index)],
-                     u.prompt_tokens if u else 0, u.completion_tokens if u else 0)
+        except ValueError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        try:  # the SDK builds its objects without checking them: a body of another shape shows up here
+            texts = [_cut(c.message.content, params['stop']) for c in sorted(r.choices or [], key=lambda c: c.index or 0)]
+            u = getattr(r, 'usage', None)
+            return Reply(texts, (u.prompt_tokens or 0) if u else 0, (u.completion_tokens or 0) if u else 0)
+        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a chat completion ({e})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
@@ -126,10 +145,14 @@ class Gemini:
             if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
             raise TeacherError(msg) from None
         except (httpx2.TimeoutException, httpx2.TransportError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
-        texts = [''.join(p.text or '' for p in (c.content.parts or [])) if c.content else '' for c in (r.candidates or [])]
-        u = r.usage_metadata
-        return Reply([cut_at_stop(t, params['stop']) for t in texts], (u.prompt_token_count or 0) if u else 0,
-                     ((u.candidates_token_count or 0) + (u.thoughts_token_count or 0)) if u else 0)
+        except ValueError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        try:  # a candidate without parts, or parts without text, is a null text: `reply_problem` says so
+            texts = [None if not (c.content and c.content.parts) or all(p.text is None for p in c.content.parts)
+                     else ''.join(p.text or '' for p in c.content.parts) for c in (r.candidates or [])]
+            u = r.usage_metadata
+            return Reply([_cut(t, params['stop']) for t in texts], (u.prompt_token_count or 0) if u else 0,
+                         ((u.candidates_token_count or 0) + (u.thoughts_token_count or 0)) if u else 0)
+        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a generateContent reply ({e})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
@@ -137,6 +160,7 @@ class Gemini:
 class LocalModel:
     "A local `transformers` model (decoder-only or encoder-decoder) answering batches of prompts."
     name = 'local'
+    repeatable = True # at temperature 0 the same prompt gets the same answer, so an unusable one is not asked again in the run
     def __init__(self,
                  model:str, # a Hub name or a local folder, e.g. 'Qwen/Qwen2.5-7B-Instruct', 'google/flan-t5-xl'
                  batch_size:int=8, # prompts per `generate`
@@ -151,12 +175,15 @@ class LocalModel:
         self.tok = AutoTokenizer.from_pretrained(model)
         self.tok.padding_side, self.tok.truncation_side = ('right' if self.seq2seq else 'left'), 'left'
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
+        adds_bos = self.tok.bos_token_id is not None and self.tok('a').input_ids[:1] == [self.tok.bos_token_id]
+        self.bos = self.tok.bos_token if adds_bos else ''
 
     def prompt(self, messages:list) -> str:
-        "The text the model reads: its chat template if it has one, else the flattened few-shot text."
-        if not self.seq2seq and getattr(self.tok, 'chat_template', None):
+        "The text a decoder-only model reads, special tokens included: its chat template, else its BOS and the flattened text."
+        if self.seq2seq: return flatten_messages(messages)  # the tokenizer adds the encoder's end-of-input
+        if getattr(self.tok, 'chat_template', None):
             return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return flatten_messages(messages)
+        return self.bos + flatten_messages(messages)  # never an EOS after it: that tells the model the text is over
 
     def batch(self, requests:list, params:dict) -> list[Reply]:
         "One `generate` for a batch of requests; `n` samples each."
@@ -164,7 +191,7 @@ class LocalModel:
         room = getattr(self.net.config, 'max_position_embeddings', None) or getattr(self.net.config, 'n_positions', None)
         max_len = max(16, room - params['max_tokens']) if room and not self.seq2seq else 2048
         enc = self.tok([self.prompt(m) for m in requests], return_tensors='pt', padding=True, truncation=True,
-                       max_length=max_len).to(self.device)
+                       max_length=max_len, add_special_tokens=self.seq2seq).to(self.device)
         sample = params['temperature'] > 0
         with torch.inference_mode():
             out = self.net.generate(**enc, max_new_tokens=params['max_tokens'], num_return_sequences=params['n'],

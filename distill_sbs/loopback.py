@@ -12,9 +12,30 @@ from .data import arith_teacher
 from .prompts import cut_at_stop
 
 # %% auto #0
-__all__ = ['LoopbackLLM']
+__all__ = ['MALFORMED', 'LoopbackLLM']
 
 # %% ../nbs/01c_loopback.ipynb #79f1bd00
+MALFORMED = ('invalid_json', 'wrong_shape', 'no_choices', 'null_content', 'empty_content', 'cut_off', 'no_answer_phrase')
+
+def _malformed(kind:str, texts:list, gemini:bool, usage:dict) -> bytes:
+    "The body of a 200 of `kind`: broken JSON, another shape, no choices, null or empty texts, or rationales without their answer."
+    if kind == 'invalid_json': return b'{"choices": [{"index": 0, "message": {"role": "assist'
+    if kind == 'wrong_shape': return json.dumps([{'generated_text': t} for t in texts]).encode()
+    if kind == 'no_answer_phrase': texts = [t.split('So the answer is')[0].strip() for t in texts]
+    elif kind in ('null_content', 'empty_content'): texts = [None if kind == 'null_content' else ''] * len(texts)
+    elif kind == 'no_choices': texts = []
+    if gemini:  # Gemini's null text: a candidate with no content, as when it stops for safety
+        cands = [{'content': {'role': 'model', 'parts': [{'text': t}]}, 'finishReason': 'STOP', 'index': i} if t is not None
+                 else {'finishReason': 'SAFETY', 'index': i} for i, t in enumerate(texts)]
+        return json.dumps({'candidates': cands, 'usageMetadata': usage['gemini']}).encode()
+    return json.dumps({'id': 'chatcmpl-x', 'object': 'chat.completion', 'created': int(time.time()), 'model': 'stand-in',
+                       'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'finish_reason': 'stop'}
+                                   for i, t in enumerate(texts)], 'usage': usage['openai']}).encode()
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's backlog of 5 drops connections when many arrive at once; each dropped one waits 1 s
+
 class LoopbackLLM:
     "A real HTTP server on 127.0.0.1 speaking the OpenAI chat API and Gemini's `generateContent`, for offline runs and tests."
     def __init__(self,
@@ -22,12 +43,14 @@ class LoopbackLLM:
                  latency:float=0., # seconds each request takes
                  fail_first:int=0, # the first this-many requests fail, cycling through 429, 500 and 503
                  fail_always:int|None=None, # an HTTP status every request fails with
+                 malformed_first:int=0, # the next this-many requests get a 200 that is no answer, cycling through `MALFORMED`
+                 fault=None, # (request number from 1, question) -> None, an HTTP status or a `MALFORMED` kind: faults by question
                  retry_after:float|None=None, # the Retry-After header a 429 carries
                  port:int=0): # 0: any free port
-        self.answer, self.latency, self.fail_first, self.fail_always, self.retry_after = answer, latency, fail_first, fail_always, retry_after
+        self.answer, self.latency, self.retry_after = answer, latency, retry_after
+        self.fail_first, self.fail_always, self.malformed_first, self.fault = fail_first, fail_always, malformed_first, fault
         self.log, self.lock, self.seen = [], threading.Lock(), 0
-        self.server = ThreadingHTTPServer(('127.0.0.1', port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(('127.0.0.1', port), self._handler())
         self.port = self.server.server_address[1]
         self.openai_url, self.gemini_url = f'http://127.0.0.1:{self.port}/v1', f'http://127.0.0.1:{self.port}'
 
@@ -38,15 +61,17 @@ class LoopbackLLM:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-    def _status(self):
-        "The HTTP status this request gets: 200, or a failure from the schedule."
-        with self.lock:
-            self.seen += 1
-            if self.fail_always: return self.fail_always
-            return [429, 500, 503][(self.seen - 1) % 3] if self.seen <= self.fail_first else 200
+    def _fault(self, question:str):
+        "What this request gets: None (a good answer), an HTTP status, or one of `MALFORMED`."
+        with self.lock: self.seen += 1; i = self.seen
+        if self.fail_always: return self.fail_always
+        if self.fault is not None and (f := self.fault(i, question)) is not None: return f
+        if i <= self.fail_first: return [429, 500, 503][(i - 1) % 3]
+        if i <= self.fail_first + self.malformed_first: return MALFORMED[(i - self.fail_first - 1) % len(MALFORMED)]
+        return None
 
-    def _reply(self, path, body):
-        "(status, JSON) for one request; logs the question asked."
+    def _reply(self, path, body) -> tuple[int, bytes, str|None]:
+        "(status, body, fault) for one request; logs the question asked."
         gemini = ':generateContent' in path
         if gemini:
             turns = body.get('contents', [])
@@ -55,21 +80,19 @@ class LoopbackLLM:
         elif path.endswith('/chat/completions'):
             turns = body['messages']
             question, n, stop = turns[-1]['content'], body.get('n') or 1, body.get('stop') or []
-        else: return 404, {'error': {'message': f'no route {path}'}}
+        else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
         time.sleep(self.latency)
-        status = self._status()
-        with self.lock: self.log.append({'question': question, 'status': status, 'time': time.time()})
-        if status != 200: return status, {'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}
+        fault = self._fault(question)
+        status = fault if isinstance(fault, int) else 200
+        with self.lock: self.log.append({'question': question, 'status': status, 'fault': fault, 'time': time.time()})
+        if status != 200:
+            return status, json.dumps({'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}).encode(), fault
         texts = [cut_at_stop(self.answer(question.removeprefix('Q: '), s), stop) for s in range(n)]
         p_tok = len(json.dumps(turns)) // 4  # about four characters a token
-        c_tok = [len(t) // 4 for t in texts]
-        if gemini:
-            return 200, {'candidates': [{'content': {'role': 'model', 'parts': [{'text': t}]}, 'finishReason': 'STOP', 'index': i}
-                                        for i, t in enumerate(texts)],
-                         'usageMetadata': {'promptTokenCount': p_tok, 'candidatesTokenCount': sum(c_tok), 'totalTokenCount': p_tok + sum(c_tok)}}
-        return 200, {'id': f'chatcmpl-{len(self.log)}', 'object': 'chat.completion', 'created': int(time.time()), 'model': body.get('model'),
-                     'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'finish_reason': 'stop'} for i, t in enumerate(texts)],
-                     'usage': {'prompt_tokens': p_tok, 'completion_tokens': sum(c_tok), 'total_tokens': p_tok + sum(c_tok)}}
+        c_tok = sum(len(t) // 4 for t in texts)
+        usage = {'gemini': {'promptTokenCount': p_tok, 'candidatesTokenCount': c_tok, 'totalTokenCount': p_tok + c_tok},
+                 'openai': {'prompt_tokens': p_tok, 'completion_tokens': c_tok, 'total_tokens': p_tok + c_tok}}
+        return 200, _malformed(fault or 'healthy', texts, gemini, usage), fault
 
     def _handler(self):
         outer = self
@@ -77,10 +100,12 @@ class LoopbackLLM:
             def log_message(self, *args): pass
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get('content-length', 0))) or b'{}')
-                status, out = outer._reply(self.path, body)
-                data = json.dumps(out).encode()
+                status, data, fault = outer._reply(self.path, body)
                 self.send_response(status)
                 self.send_header('content-type', 'application/json'); self.send_header('content-length', str(len(data)))
                 if status == 429 and outer.retry_after is not None: self.send_header('retry-after', str(outer.retry_after))
-                self.end_headers(); self.wfile.write(data)
+                self.end_headers()
+                if fault == 'cut_off':  # half the body it promised, then the connection closes
+                    self.wfile.write(data[:len(data) // 2]); self.wfile.flush(); self.close_connection = True
+                else: self.wfile.write(data)
         return Handler

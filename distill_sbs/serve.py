@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/serve.html.md"""
 
 # %% ../nbs/06_serve.ipynb #f8208374
 from __future__ import annotations
-import argparse, asyncio, json, os, socket, threading, time, urllib.error, urllib.request
+import argparse, asyncio, json, os, socket, sys, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -17,17 +17,19 @@ from .hardware import DTYPES
 from .inference import Student, load_run
 
 # %% auto #0
-__all__ = ['ServeSettings', 'Batcher', 'BadRequest', 'parse_request', 'create_app', 'serve_parser', 'serve_command', 'free_port',
-           'wait_for']
+__all__ = ['MAX_DEPTH', 'ServeSettings', 'Batcher', 'BadRequest', 'parse_request', 'read_body', 'request_schema', 'create_app',
+           'serve_parser', 'serve_command', 'free_port', 'wait_for']
 
 # %% ../nbs/06_serve.ipynb #7b0be5bd
 @dataclass
 class ServeSettings:
     "Everything the server needs: the model, where to listen, and the limits that keep one request from hurting others."
     model_dir:str = '' # a trained run's folder, local or gs:// (Vertex AI: $AIP_STORAGE_URI)
+    host:str = '127.0.0.1' # where to listen: loopback only; 0.0.0.0 for every interface (the default when $AIP_HTTP_PORT is set, as on Vertex AI)
     port:int = 8080 # Vertex AI: $AIP_HTTP_PORT
     health_route:str = '/health' # Vertex AI: $AIP_HEALTH_ROUTE
     predict_route:str = '/predict' # Vertex AI: $AIP_PREDICT_ROUTE
+    max_body_bytes:int = 1_500_000 # bytes per request body; more is refused with 413 before it is read (Vertex AI's own cap: 1.5 MB)
     max_instances:int = 64 # instances per request
     max_input_chars:int = 2000 # characters per instance
     max_new_tokens:int = 32 # tokens per answer
@@ -46,6 +48,7 @@ class ServeSettings:
         env = os.environ if env is None else env
         kw = {k: env[v] for k, v in [('model_dir', 'AIP_STORAGE_URI'), ('port', 'AIP_HTTP_PORT'),
                                       ('health_route', 'AIP_HEALTH_ROUTE'), ('predict_route', 'AIP_PREDICT_ROUTE')] if env.get(v)}
+        if env.get('AIP_HTTP_PORT'): kw['host'] = '0.0.0.0'  # Vertex AI's contract: its proxy reaches the container from outside
         kw.update({f.name: env[f'DSS_{f.name.upper()}'] for f in fields(cls) if env.get(f'DSS_{f.name.upper()}')})
         kw.update({k: v for k, v in overrides.items() if v is not None})
         out = {}
@@ -108,18 +111,28 @@ class BadRequest(Exception):
     "A request the server refuses, with its HTTP status and a message saying what to fix."
     def __init__(self, msg:str, status:int=400): super().__init__(msg); self.status = status
 
+MAX_DEPTH = 3 # {"instances": [{"input": text}]}: a predict request is never deeper
+
+def _depth_over(x, limit:int) -> bool:
+    "Whether `x` nests deeper than `limit` levels of lists and objects (looks no deeper than `limit + 1`)."
+    if not isinstance(x, (list, dict)): return False
+    if limit == 0: return True
+    return any(_depth_over(v, limit - 1) for v in (x.values() if isinstance(x, dict) else x))
+
 def parse_request(body:bytes, s:ServeSettings) -> tuple[list[str], bool]:
     "(inputs, rationale?) of a predict request, or a `BadRequest` naming what is wrong."
+    shape = '{"instances": ["question", ...], "parameters": {"rationale": false}}'
     try: req = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise BadRequest(f'the body is not valid JSON: {e}') from None
-    if not isinstance(req, dict) or 'instances' not in req:
-        raise BadRequest('no "instances": send {"instances": ["question", ...], "parameters": {"rationale": false}}')
+    except RecursionError: raise BadRequest(f'the JSON is nested far deeper than a request: send {shape}') from None
+    except (ValueError, UnicodeDecodeError) as e: raise BadRequest(f'the body is not valid JSON: {e}') from None  # ValueError: also a 5,000-digit number
+    if _depth_over(req, MAX_DEPTH): raise BadRequest(f'the JSON is nested more than {MAX_DEPTH} levels deep: send {shape}')
+    if not isinstance(req, dict) or 'instances' not in req: raise BadRequest(f'no "instances": send {shape}')
     inst, params = req['instances'], req.get('parameters') or {}
     if not isinstance(inst, list) or not inst: raise BadRequest('"instances" must be a non-empty list')
     if len(inst) > s.max_instances: raise BadRequest(f'{len(inst)} instances; at most {s.max_instances} per request', 413)
     if not isinstance(params, dict): raise BadRequest('"parameters" must be an object')
     unknown = set(params) - {'rationale'}
-    if unknown: raise BadRequest(f'unknown parameters: {", ".join(sorted(unknown))}; the only one is "rationale"')
+    if unknown: raise BadRequest(f'unknown parameters: {", ".join(sorted(map(repr, unknown)))[:200]}; the only one is "rationale"')
     if not isinstance(params.get('rationale', False), bool): raise BadRequest('"parameters.rationale" must be true or false')
     texts = []
     for i, x in enumerate(inst):
@@ -127,10 +140,32 @@ def parse_request(body:bytes, s:ServeSettings) -> tuple[list[str], bool]:
         if not isinstance(t, str) or not t.strip():
             raise BadRequest(f'instance {i}: expected a non-empty text or {{"input": text}}, got {type(t).__name__ if t is not None else "no input"}')
         if len(t) > s.max_input_chars: raise BadRequest(f'instance {i}: {len(t):,} characters; at most {s.max_input_chars:,}', 413)
+        try: t.encode('utf-8')
+        except UnicodeEncodeError as e: raise BadRequest(f'instance {i}: character {e.start} is a lone surrogate, not text') from None
         texts.append(t)
     return texts, params.get('rationale', False)
 
+async def read_body(request, limit:int) -> bytes:
+    "The body of `request`: a 413 from its declared length before any of it is read, or once `limit` bytes have come without one."
+    declared = request.headers.get('content-length')
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f'the body is {int(declared):,} bytes; at most {limit:,} (the server\'s max_body_bytes)', 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit: raise BadRequest(f'the body is over {limit:,} bytes, the most this server reads (max_body_bytes)', 413)
+    return bytes(body)
+
 # %% ../nbs/06_serve.ipynb #731a8ef1
+def request_schema(s:ServeSettings) -> dict:
+    "The predict request in OpenAPI terms, with `s`'s limits: the app's `/docs` page shows it, and the tests generate requests from it."
+    text = {'type': 'string', 'minLength': 1, 'maxLength': s.max_input_chars, 'pattern': r'\S'}
+    return {'requestBody': {'required': True, 'content': {'application/json': {'schema': {
+        'type': 'object', 'required': ['instances'],
+        'properties': {'instances': {'type': 'array', 'minItems': 1, 'maxItems': s.max_instances, 'items': {'oneOf': [
+                           text, {'type': 'object', 'required': ['input'], 'properties': {'input': text}}]}},
+                       'parameters': {'type': 'object', 'properties': {'rationale': {'type': 'boolean'}}, 'additionalProperties': False}}}}}}}
+
 def create_app(settings:ServeSettings):
     "The FastAPI app: health and predict routes from `settings`, the model loaded in the background at start-up."
     state = {'served': None, 'error': None, 'batcher': None}
@@ -165,14 +200,17 @@ def create_app(settings:ServeSettings):
         return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed, 'dtype': state['served'].dtype,
                 'generates': b.generates, 'texts': b.texts}
 
-    @app.post(settings.predict_route)
+    @app.post(settings.predict_route, openapi_extra=request_schema(settings))  # the route reads the body itself
     async def predict(request: Request):
-        if state['batcher'] is None: return JSONResponse({'error': 'the model is still loading; poll ' + settings.health_route}, 503)
-        try: inputs, rationale = parse_request(await request.body(), settings)
+        try: inputs, rationale = parse_request(await read_body(request, settings.max_body_bytes), settings)
         except BadRequest as e: return JSONResponse({'error': str(e)}, e.status)
+        if state['batcher'] is None: return JSONResponse({'error': 'the model is still loading; poll ' + settings.health_route}, 503)
         b = state['batcher']
         jobs = [b.submit('predict', inputs)] + ([b.submit('explain', inputs)] if rationale else [])
-        outs = await asyncio.gather(*jobs)
+        try: outs = await asyncio.gather(*jobs)
+        except Exception as e:  # the model's fault, not the client's: one line in the log, no traceback
+            print(f'predict failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+            return JSONResponse({'error': f'the model failed on this request: {type(e).__name__}'}, 500)
         preds = [{'answer': a} for a in outs[0]]
         if rationale:
             for p, r in zip(preds, outs[1]): p['rationale'] = r
@@ -184,7 +222,6 @@ def serve_parser() -> argparse.ArgumentParser:
     "The flags of `distill-sbs serve`: the model, the address, and each `ServeSettings` field with its comment as help."
     p = argparse.ArgumentParser(prog='distill-sbs serve', description='Serve a trained student over HTTP (Vertex AI custom-container contract).')
     p.add_argument('--model_dir', default=None, help='a trained run folder, local or gs:// (default: $AIP_STORAGE_URI)')
-    p.add_argument('--host', default='0.0.0.0')
     docs = settings_docs(ServeSettings)
     for f in fields(ServeSettings):  # None: not given, so the environment or the default decides (`ServeSettings.from_env`)
         if f.name == 'model_dir': continue
@@ -197,9 +234,12 @@ def serve_command(argv:list|None=None) -> int:
     "`distill-sbs serve`: run the server until stopped."
     import uvicorn
     args = serve_parser().parse_args(argv)
-    s = ServeSettings.from_env(**{k: v for k, v in vars(args).items() if k != 'host'})
-    print(f'serving {s.model_dir} on {args.host}:{s.port}: GET {s.health_route}, POST {s.predict_route}', flush=True)
-    uvicorn.run(create_app(s), host=args.host, port=s.port, log_level='warning')
+    s = ServeSettings.from_env(**vars(args))
+    where = ('loopback only; --host 0.0.0.0 to listen on every interface' if s.host in ('127.0.0.1', 'localhost', '::1') else
+             'every interface' if s.host in ('0.0.0.0', '::') else 'that address only')
+    print(f'serving {s.model_dir} on http://{s.host}:{s.port} ({where}): GET {s.health_route}, POST {s.predict_route}. '
+          'It has no authentication of its own: whoever can reach that address can use it.', flush=True)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level='warning')
     return 0
 
 # %% ../nbs/06_serve.ipynb #726f6064

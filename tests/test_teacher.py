@@ -7,7 +7,7 @@ from conftest import run_cli
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import Gemini, LocalModel, OpenAIChat
-from distill_sbs.loopback import LoopbackLLM
+from distill_sbs.loopback import MALFORMED, LoopbackLLM
 from distill_sbs.teacher import teach
 
 SECRET = 'sk-test-secret-0123456789'
@@ -99,9 +99,46 @@ def test_local_seq2seq_teacher(tmp_path):
     local = LocalModel(str(tmp_path/'t5'), batch_size=5, device='cpu')
     _, rep = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
     t = rep.splits['test']
-    assert rep.ask.answered == len(set(data['test']['input'])) and t.parsed + t.no_answer + t.unparsable == 12
+    assert rep.ask.answered + len(rep.ask.failed) == len(set(data['test']['input'])) and t.parsed + t.no_answer + t.unparsable + t.failed == 12
+    assert all('empty content' in e for e in rep.ask.failed.values()), 'a local model fails only by answering nothing'
     _, again = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
-    assert again.ask.answered == 0 and again.ask.cached == rep.ask.answered
+    assert again.ask.cached == rep.ask.answered and again.ask.requests - again.ask.cached == len(rep.ask.failed)
+
+SYMPTOM = {'openai': {'invalid_json': 'not JSON', 'wrong_shape': 'not a chat completion', 'no_choices': 'no choices',
+                      'null_content': 'null content', 'empty_content': 'empty content', 'cut_off': 'Connection'},
+           'gemini': {'invalid_json': 'not JSON', 'wrong_shape': 'no choices', 'no_choices': 'no choices',
+                      'null_content': 'null content', 'empty_content': 'empty content', 'cut_off': 'RemoteProtocolError'}}
+
+@pytest.mark.parametrize('api', ['openai', 'gemini'])
+def test_malformed_replies_lose_no_row_and_only_their_rows_are_asked_again(tmp_path, monkeypatch, api):
+    "200s with nothing usable: retried in the run, every row in the output, counts that add up, each failure with its reason; the next run asks for exactly those."
+    monkeypatch.setenv('GEMINI_API_KEY', SECRET)
+    data = load_task('arith', n_train=60, n_test=15)
+    stuck = dict(zip((f'Q: {x}' for x in data['test']['input'][:len(MALFORMED)]), MALFORMED))  # these keep getting their fault
+    def teacher(llm): return OpenAIChat('stand-in', base_url=llm.openai_url) if api == 'openai' else Gemini('gemini-2.5-flash', base_url=llm.gemini_url)
+    def run(llm): return teach(data, teacher(llm), PROMPTS['arith'], tmp_path/'c.sqlite', n_samples=2, temperature=0.7, keep_correct=True,
+                               retries=2, backoff=0.01, in_flight=4, progress=False)
+    with LoopbackLLM(malformed_first=len(MALFORMED), fault=lambda i, q: stuck.get(q)) as llm:
+        taught, rep = run(llm)
+        log = list(llm.log)
+    assert [e['fault'] for e in log[:len(MALFORMED)]].count(None) <= 4, 'the first replies were malformed'
+    for s in data:
+        c = rep.splits[s]
+        assert [i for i in taught[s]['id'] if '~' not in i] == data[s]['id'], f'{s}: every row, in order'
+        assert c.samples == c.rows * (2 if s == 'train' else 1) == c.parsed + c.no_answer + c.unparsable + c.failed, (s, c)
+    failed_q = {f"Q: {r['input']}" for s in data for r in data[s] if (s, r['id']) in {(f[0], f[1]) for f in rep.failures}}
+    assert failed_q == {q for q, k in stuck.items() if k != 'no_answer_phrase'}
+    reasons = {stuck[f"Q: {r['input']}"]: e for s in data for r in data[s] for fs, fi, e in rep.failures if (fs, fi) == (s, r['id'])}
+    for kind, symptom in SYMPTOM[api].items(): assert symptom in reasons[kind], (kind, reasons[kind])
+    tries = {q: sum(e['question'] == q for e in log) for q in failed_q}
+    assert all(t % 3 == 0 for t in tries.values()), f'each stuck request tried retries + 1 = 3 times: {tries}'
+    assert rep.ask.unusable >= 5 and rep.ask.retries >= len(MALFORMED) - 1
+    with LoopbackLLM() as llm:
+        again_taught, again = run(llm)
+        asked = [e['question'] for e in llm.log]
+    assert set(asked) == failed_q and len(asked) == len(rep.ask.failed), 'asked again for exactly what got nothing, once each'
+    assert not again.failures and all(again.splits[s].failed == 0 for s in data)
+    assert all(len(again_taught[s]) >= len(data[s]) for s in data)
 
 @pytest.mark.parametrize('backend', ['openai', 'gemini', 'vertex'])
 def test_dry_run_needs_no_credentials(tmp_path, backend):
