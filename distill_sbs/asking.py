@@ -81,6 +81,7 @@ class AskReport:
     failed:dict = field(default_factory=dict) # key -> last error, for requests that never succeeded
     retries:int = 0 # extra attempts after retryable failures
     unusable:int = 0 # replies that came back with nothing usable (not stored, asked again)
+    not_asked:int = 0 # requests never sent because the round stopped early
     prompt_tokens:int = 0 # billed in this run
     completion_tokens:int = 0 # billed in this run
     seconds:float = 0. # wall time of the round
@@ -88,7 +89,8 @@ class AskReport:
 
     def __str__(self):
         return (f'{self.requests:,} requests: {self.answered:,} answered, {self.cached:,} from the cache, {len(self.failed):,} failed, '
-                f'{self.retries:,} retries' + (f' ({self.unusable:,} replies unusable)' if self.unusable else '') +
+                + (f'{self.not_asked:,} not asked, ' if self.not_asked else '') + f'{self.retries:,} retries' +
+                (f' ({self.unusable:,} replies unusable)' if self.unusable else '') +
                 f', {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))
 
@@ -148,24 +150,28 @@ def ask(
                     if isinstance(e, Retryable): retry_or_fail(keys, attempt, e.retry_after)
                     else: retry_or_fail(keys, retries)  # asking again cannot help
                     continue
-                bad = []
+                bad, same_again = [], []  # same_again: empty texts from a model that would write them again
+                repeats = params['temperature'] <= 0 and getattr(backend, 'repeatable', False)
                 for k, r in zip(keys, replies + [None] * (len(keys) - len(replies))):
-                    if r is not None: rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
-                    if problem := reply_problem(r, n): last_error[k] = problem; bad.append(k); continue
+                    if isinstance(r, Reply): rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
+                    if problem := reply_problem(r, n):
+                        last_error[k] = problem
+                        if repeats and problem.startswith(('null', 'empty')):
+                            last_error[k] += ' (at temperature 0 this model writes the same again: not retried)'; same_again.append(k)
+                        else: bad.append(k)
+                        continue
                     cache.put(k, backend.name, backend.model, requests[k], params, r)
                     rep.answered += 1; bar.update(1)
-                if len(bad) < len(keys): failed_in_row = 0
-                if bad:
-                    rep.unusable += len(bad)
-                    if params['temperature'] <= 0 and getattr(backend, 'repeatable', False):  # it would answer the same again
-                        last_error.update({k: last_error[k] + ' (at temperature 0 a local model answers the same again: not retried)' for k in bad})
-                        retry_or_fail(bad, retries)
-                    else: retry_or_fail(bad, attempt)
+                if len(bad) + len(same_again) < len(keys): failed_in_row = 0
+                rep.unusable += len(bad) + len(same_again)
+                if bad: retry_or_fail(bad, attempt)
+                if same_again: retry_or_fail(same_again, retries)
                 bar.set_postfix(new=rep.answered, cached=rep.cached, failed=len(rep.failed), refresh=False)
         for keys, _, _ in again:  # the round stopped with these still to retry
             for k in keys: rep.failed[k] = last_error[k]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
+    rep.not_asked = len(todo) - rep.answered - len(rep.failed)
     rep.seconds = time.time() - t0
     return rep

@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/backends.html.md"""
 
 # %% ../nbs/01b_backends.ipynb #4e4f464a
 from __future__ import annotations
-import os, re
+import json, os, re
 from dataclasses import dataclass
 from .data import UserError, one_of
 from .hardware import default_device
@@ -38,13 +38,15 @@ RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 def reply_problem(reply:Reply|None, n:int) -> str|None:
     "Why `reply` is no answer to a request for `n` samples (no reply, no choices, too few, an empty or null text), or None if it is one."
-    if reply is None: return 'no reply'
+    if not isinstance(reply, Reply): return 'no reply' if reply is None else f'not a reply ({type(reply).__name__})'
     texts = reply.texts
     if not texts: return 'no choices in the reply'
     if len(texts) < n: return f'{len(texts)} of the {n} samples asked for (does the server support n?)'
-    for j, t in enumerate(texts):
-        if t is None: return f'null content' + (f' in sample {j}' if n > 1 else '')
-        if not isinstance(t, str) or not t.strip(): return f'empty content' + (f' in sample {j}' if n > 1 else '')
+    for j, t in enumerate(texts[:n]):  # samples past n are never read
+        where = f' in sample {j}' if n > 1 else ''
+        if t is None: return 'null content' + where
+        if not isinstance(t, str): return f'content that is not text ({type(t).__name__})' + where
+        if not t.strip(): return 'empty content' + where
     return None
 
 def _retry_after(headers) -> float|None:
@@ -54,7 +56,14 @@ def _retry_after(headers) -> float|None:
 def _need(module, extra='teacher'):
     raise TeacherError(f"this backend needs the {module} package: pip install 'distill-sbs[{extra}]'")
 
-def _cut(text:str|None, stop) -> str|None: return None if text is None else cut_at_stop(text, stop)
+def _cut(text, stop): return cut_at_stop(text, stop) if isinstance(text, str) else text  # null or not text: `reply_problem` says which
+
+def _tokens(count) -> int:
+    "A token count as a server sent it, as an int (0 when it sent none, or something else)."
+    try: return max(0, int(count or 0))
+    except (TypeError, ValueError): return 0
+
+def _one_line(e:Exception) -> str: return ' '.join(str(e).split())[:300]
 
 # %% ../nbs/01b_backends.ipynb #60d41a4e
 def openai_request(model:str, messages:list, params:dict, official:bool=False) -> dict:
@@ -87,12 +96,13 @@ class OpenAIChat:
             msg = f'HTTP {e.status_code}: ' + re.sub(r'^Error code: \d+ - ', '', str(getattr(e, 'message', e)))
             if e.status_code in RETRY_STATUS: raise Retryable(msg, _retry_after(e.response.headers)) from None
             raise TeacherError(msg) from None
-        except ValueError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        except ValueError as e: raise BadReply(f'HTTP 200 but not a chat completion: {_one_line(e)}') from None
         try:  # the SDK builds its objects without checking them: a body of another shape shows up here
             texts = [_cut(c.message.content, params['stop']) for c in sorted(r.choices or [], key=lambda c: c.index or 0)]
             u = getattr(r, 'usage', None)
-            return Reply(texts, (u.prompt_tokens or 0) if u else 0, (u.completion_tokens or 0) if u else 0)
-        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a chat completion ({e})') from None
+            return Reply(texts, _tokens(getattr(u, 'prompt_tokens', 0)), _tokens(getattr(u, 'completion_tokens', 0)))
+        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a chat completion ({_one_line(e)})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
@@ -145,14 +155,16 @@ class Gemini:
             if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
             raise TeacherError(msg) from None
         except (httpx2.TimeoutException, httpx2.TransportError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
-        except ValueError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+        except (ValueError, TypeError, AttributeError, KeyError) as e:  # pydantic's checks, or the SDK reading JSON that is not an object
+            raise BadReply(f'HTTP 200 but not a generateContent reply: {_one_line(e) or type(e).__name__}') from None
         try:  # a candidate without parts, or parts without text, is a null text: `reply_problem` says so
             texts = [None if not (c.content and c.content.parts) or all(p.text is None for p in c.content.parts)
                      else ''.join(p.text or '' for p in c.content.parts) for c in (r.candidates or [])]
             u = r.usage_metadata
-            return Reply([_cut(t, params['stop']) for t in texts], (u.prompt_token_count or 0) if u else 0,
-                         ((u.candidates_token_count or 0) + (u.thoughts_token_count or 0)) if u else 0)
-        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a generateContent reply ({e})') from None
+            return Reply([_cut(t, params['stop']) for t in texts], _tokens(getattr(u, 'prompt_token_count', 0)),
+                         _tokens(getattr(u, 'candidates_token_count', 0)) + _tokens(getattr(u, 'thoughts_token_count', 0)))
+        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a generateContent reply ({_one_line(e)})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 

@@ -44,7 +44,7 @@ class LoopbackLLM:
                  fail_first:int=0, # the first this-many requests fail, cycling through 429, 500 and 503
                  fail_always:int|None=None, # an HTTP status every request fails with
                  malformed_first:int=0, # the next this-many requests get a 200 that is no answer, cycling through `MALFORMED`
-                 fault=None, # (request number from 1, question) -> None, an HTTP status or a `MALFORMED` kind: faults by question
+                 fault=None, # (request number from 1, question) -> None, an HTTP status, a `MALFORMED` kind, or the bytes of a 200's body
                  retry_after:float|None=None, # the Retry-After header a 429 carries
                  port:int=0): # 0: any free port
         self.answer, self.latency, self.retry_after = answer, latency, retry_after
@@ -62,7 +62,7 @@ class LoopbackLLM:
     def __exit__(self, *exc): self.stop()
 
     def _fault(self, question:str):
-        "What this request gets: None (a good answer), an HTTP status, or one of `MALFORMED`."
+        "What this request gets: None (a good answer), an HTTP status, one of `MALFORMED`, or a body to send as it is."
         with self.lock: self.seen += 1; i = self.seen
         if self.fail_always: return self.fail_always
         if self.fault is not None and (f := self.fault(i, question)) is not None: return f
@@ -83,8 +83,9 @@ class LoopbackLLM:
         else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
         time.sleep(self.latency)
         fault = self._fault(question)
-        status = fault if isinstance(fault, int) else 200
-        with self.lock: self.log.append({'question': question, 'status': status, 'fault': fault, 'time': time.time()})
+        status, raw = (fault if isinstance(fault, int) else 200), isinstance(fault, bytes)
+        with self.lock: self.log.append({'question': question, 'status': status, 'fault': 'body' if raw else fault, 'time': time.time()})
+        if raw: return 200, fault, 'body'
         if status != 200:
             return status, json.dumps({'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}).encode(), fault
         texts = [cut_at_stop(self.answer(question.removeprefix('Q: '), s), stop) for s in range(n)]

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from fastapi import FastAPI, Request  # the `serve` extra
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from .data import UserError, settings_docs
 from .hardware import DTYPES
 from .inference import Student, load_run
@@ -127,7 +128,8 @@ def parse_request(body:bytes, s:ServeSettings) -> tuple[list[str], bool]:
     except (ValueError, UnicodeDecodeError) as e: raise BadRequest(f'the body is not valid JSON: {e}') from None  # ValueError: also a 5,000-digit number
     if _depth_over(req, MAX_DEPTH): raise BadRequest(f'the JSON is nested more than {MAX_DEPTH} levels deep: send {shape}')
     if not isinstance(req, dict) or 'instances' not in req: raise BadRequest(f'no "instances": send {shape}')
-    inst, params = req['instances'], req.get('parameters') or {}
+    inst, params = req['instances'], req.get('parameters')
+    params = {} if params is None else params
     if not isinstance(inst, list) or not inst: raise BadRequest('"instances" must be a non-empty list')
     if len(inst) > s.max_instances: raise BadRequest(f'{len(inst)} instances; at most {s.max_instances} per request', 413)
     if not isinstance(params, dict): raise BadRequest('"parameters" must be an object')
@@ -151,9 +153,11 @@ async def read_body(request, limit:int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(f'the body is {int(declared):,} bytes; at most {limit:,} (the server\'s max_body_bytes)', 413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit: raise BadRequest(f'the body is over {limit:,} bytes, the most this server reads (max_body_bytes)', 413)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit: raise BadRequest(f'the body is over {limit:,} bytes, the most this server reads (max_body_bytes)', 413)
+    except ClientDisconnect: raise BadRequest('the client left before its body was complete') from None  # nobody reads this answer
     return bytes(body)
 
 # %% ../nbs/06_serve.ipynb #731a8ef1
@@ -204,6 +208,7 @@ def create_app(settings:ServeSettings):
     async def predict(request: Request):
         try: inputs, rationale = parse_request(await read_body(request, settings.max_body_bytes), settings)
         except BadRequest as e: return JSONResponse({'error': str(e)}, e.status)
+        if state['error']: return JSONResponse({'error': f"the model failed to load: {state['error']}"}, 503)
         if state['batcher'] is None: return JSONResponse({'error': 'the model is still loading; poll ' + settings.health_route}, 503)
         b = state['batcher']
         jobs = [b.submit('predict', inputs)] + ([b.submit('explain', inputs)] if rationale else [])

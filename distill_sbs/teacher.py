@@ -48,7 +48,7 @@ class TeachReport:
     def __str__(self):
         a = self.ask
         lines = [f'teacher: {self.backend} {self.model}: {a.requests:,} requests, {a.cached:,} from the cache, {a.answered:,} answered, '
-                 f'{len(a.failed):,} failed, {a.retries:,} retries' + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s',
+                 f'{len(a.failed):,} failed, ' + (f'{a.not_asked:,} not asked, ' if a.not_asked else '') + f'{a.retries:,} retries' + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s',
                  f'tokens billed this run: {a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion'
                  + (f' = {self.cost:.4f} at the prices given' if self.cost is not None else '')]
         for s, t in self.splits.items():
@@ -110,7 +110,7 @@ def teach(
     report = AskReport()
     for n, reqs in requests.items():  # one round per sample count (train may ask for more)
         r = ask(backend, reqs, {**base, 'n': n}, store, **ask_kw)
-        report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable
+        report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
         report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
         report.failed.update(r.failed); report.stopped = report.stopped or r.stopped
     out, counts, failures = {}, {}, []

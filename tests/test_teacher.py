@@ -3,10 +3,11 @@
 import json, os, signal, sqlite3, subprocess, time
 from pathlib import Path
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from conftest import run_cli
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
-from distill_sbs.backends import Gemini, LocalModel, OpenAIChat
+from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, TeacherError, reply_problem
 from distill_sbs.loopback import MALFORMED, LoopbackLLM
 from distill_sbs.teacher import teach
 
@@ -91,15 +92,19 @@ def test_gemini_api_shape(tmp_path, monkeypatch):
 
 def test_local_seq2seq_teacher(tmp_path):
     "A tiny random-weight T5 as a local teacher: batched answers, cached, every unreadable answer counted."
+    import torch
     from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
-    T5ForConditionalGeneration(T5Config(vocab_size=384, d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16,
-                                        decoder_start_token_id=0)).save_pretrained(tmp_path/'t5')
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=384, d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, decoder_start_token_id=0))
+    with torch.no_grad(): t5.lm_head.weight[:3] = 0  # pad, end and unknown never win: random bytes, not an empty answer
+    t5.save_pretrained(tmp_path/'t5')
     ByT5Tokenizer().save_pretrained(tmp_path/'t5')
     data = {'test': load_task('arith', n_train=20, n_test=12)['test']}
     local = LocalModel(str(tmp_path/'t5'), batch_size=5, device='cpu')
     _, rep = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
     t = rep.splits['test']
-    assert rep.ask.answered + len(rep.ask.failed) == len(set(data['test']['input'])) and t.parsed + t.no_answer + t.unparsable + t.failed == 12
+    assert rep.ask.answered > 0 and rep.ask.answered + len(rep.ask.failed) == len(set(data['test']['input']))
+    assert t.parsed + t.no_answer + t.unparsable + t.failed == 12
     assert all('empty content' in e for e in rep.ask.failed.values()), 'a local model fails only by answering nothing'
     _, again = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
     assert again.ask.cached == rep.ask.answered and again.ask.requests - again.ask.cached == len(rep.ask.failed)
@@ -139,6 +144,38 @@ def test_malformed_replies_lose_no_row_and_only_their_rows_are_asked_again(tmp_p
     assert set(asked) == failed_q and len(asked) == len(rep.ask.failed), 'asked again for exactly what got nothing, once each'
     assert not again.failures and all(again.splits[s].failed == 0 for s in data)
     assert all(len(again_taught[s]) >= len(data[s]) for s in data)
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                           lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=10)
+content = st.none() | st.text(max_size=30) | json_values
+openai_like = st.fixed_dictionaries({'choices': st.lists(st.fixed_dictionaries({}, optional={
+    'index': st.integers(-1, 3) | json_values, 'message': st.fixed_dictionaries({}, optional={'role': st.just('assistant'), 'content': content}) | json_values}) | json_values, max_size=3) | json_values},
+    optional={'usage': st.fixed_dictionaries({}, optional={'prompt_tokens': st.integers(-5, 99) | json_values, 'completion_tokens': json_values}) | json_values})
+gemini_like = st.fixed_dictionaries({'candidates': st.lists(st.fixed_dictionaries({}, optional={
+    'content': st.fixed_dictionaries({}, optional={'parts': st.lists(st.fixed_dictionaries({}, optional={'text': content}) | json_values, max_size=2) | json_values}) | json_values,
+    'finishReason': st.sampled_from(['STOP', 'SAFETY', 'MAX_TOKENS'])}), max_size=3) | json_values},
+    optional={'usageMetadata': st.fixed_dictionaries({}, optional={'promptTokenCount': st.integers(0, 99) | json_values}) | json_values})
+
+@pytest.mark.parametrize('api', ['openai', 'gemini'])
+def test_any_200_body_is_an_answer_or_a_retryable_failure(monkeypatch, api):
+    "Generated 200 bodies, near the API's shape and far from it: the backend gives a Reply (usable or not, as `reply_problem` says) or a `Retryable`, nothing else."
+    monkeypatch.setenv('GEMINI_API_KEY', SECRET)
+    body = {'now': b'{}'}
+    params = dict(temperature=0., max_tokens=16, n=1, stop=PROMPTS['arith'].stop)
+    with LoopbackLLM(fault=lambda i, q: body['now']) as llm:
+        teacher = OpenAIChat('stand-in', base_url=llm.openai_url) if api == 'openai' else Gemini('gemini-2.5-flash', base_url=llm.gemini_url)
+        near = openai_like if api == 'openai' else gemini_like
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+        @given(sent=near.map(lambda x: json.dumps(x).encode()) | json_values.map(lambda x: json.dumps(x).encode()) | st.binary(max_size=40))
+        def check(sent):
+            body['now'] = sent
+            try: reply = teacher([{'role': 'user', 'content': 'Q: 2 + 2?'}], params)
+            except Retryable as e: assert str(e) and '\n' not in str(e); return
+            assert isinstance(reply, Reply) and all(isinstance(c, int) and c >= 0 for c in (reply.prompt_tokens, reply.completion_tokens))
+            problem = reply_problem(reply, 1)
+            assert problem is None or isinstance(problem, str)
+            if problem is None: assert isinstance(reply.texts[0], str) and reply.texts[0].strip()
+        check()
 
 @pytest.mark.parametrize('backend', ['openai', 'gemini', 'vertex'])
 def test_dry_run_needs_no_credentials(tmp_path, backend):
