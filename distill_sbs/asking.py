@@ -89,7 +89,7 @@ class AskReport:
 
     def __str__(self):
         return (f'{self.requests:,} requests: {self.answered:,} answered, {self.cached:,} from the cache, {len(self.failed):,} failed, '
-                + (f'{self.not_asked:,} not asked, ' if self.not_asked else '') + f'{self.retries:,} retries' +
+                + (f'{self.not_asked:,} not asked, ' if self.not_asked else '') + f'{self.retries:,} ' + ('retry' if self.retries == 1 else 'retries') +
                 (f' ({self.unusable:,} replies unusable)' if self.unusable else '') +
                 f', {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))

@@ -48,7 +48,7 @@ class TeachReport:
     def __str__(self):
         a = self.ask
         lines = [f'teacher: {self.backend} {self.model}: {a.requests:,} requests, {a.cached:,} from the cache, {a.answered:,} answered, '
-                 f'{len(a.failed):,} failed, ' + (f'{a.not_asked:,} not asked, ' if a.not_asked else '') + f'{a.retries:,} retries' + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s',
+                 f'{len(a.failed):,} failed, ' + (f'{a.not_asked:,} not asked, ' if a.not_asked else '') + f'{a.retries:,} ' + ('retry' if a.retries == 1 else 'retries') + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s',
                  f'tokens billed this run: {a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion'
                  + (f' = {self.cost:.4f} at the prices given' if self.cost is not None else '')]
         for s, t in self.splits.items():
