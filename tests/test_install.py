@@ -29,6 +29,14 @@ def colab_extras(nb) -> tuple:
 def test_every_colab_cell_installs_this_project():
     assert {colab_extras(nb) for nb in NOTEBOOKS} >= {('course',)}
 
+NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'},
+         'deploy': {'distill_sbs.deploy', 'google.cloud'}}  # what a chapter uses that makes it need the extra
+
+def test_each_chapter_installs_exactly_the_extras_it_needs():
+    for nb in NOTEBOOKS:
+        mods = set(imported_modules([nb]))
+        assert set(colab_extras(nb)) == {'course'} | {extra for extra, uses in NEEDS.items() if uses & mods}, (nb.name, sorted(mods))
+
 def test_every_badge_opens_its_own_chapter():
     owner_repo = REPO.removeprefix('https://github.com/')
     for nb in NOTEBOOKS:
