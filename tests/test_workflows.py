@@ -21,6 +21,11 @@ def test_the_workflows_fit_githubs_schema():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
+def test_dependabot_config_fits_its_schema():
+    res = subprocess.run([tool('check-jsonschema'), '--builtin-schema', 'vendor.dependabot', str(ROOT/'.github'/'dependabot.yml')],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
 def test_zizmor_finds_nothing_to_fix():
     res = subprocess.run([tool('zizmor'), '--offline', '--persona', 'pedantic', '--no-progress', str(ROOT/'.github'/'workflows')],
                          capture_output=True, text=True, timeout=120)
@@ -40,6 +45,6 @@ def test_a_release_publishes_what_its_tests_tested():
     assert jobs['publish']['needs'] == ['build', 'test'] and jobs['publish']['permissions'] == {'id-token': 'write'}
     steps = lambda job: ' '.join(str(s) for s in jobs[job]['steps'])
     assert 'python -m build' in steps('build') and 'twine check' in steps('build') and 'upload-artifact' in steps('build')
-    assert 'download-artifact' in steps('test') and 'dist/*.whl' in steps('test') and 'pytest' in steps('test')
+    assert 'download-artifact' in steps('test') and 'dist/*.whl' in steps('test') and 'DIST_WHEEL=' in steps('test') and 'pytest' in steps('test')
     assert 'download-artifact' in steps('publish') and 'python -m build' not in steps('publish'), 'publish builds nothing of its own'
     assert 'password' not in steps('publish') and 'token' not in steps('publish').lower(), 'trusted publishing: no token'
