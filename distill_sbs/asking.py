@@ -118,6 +118,7 @@ def ask(
     in_flight = 1 if size > 1 else in_flight  # a local model batches instead
     fresh = iter([(todo[i:i + size], 0, 0.) for i in range(0, len(todo), size)])  # (keys, attempt, seconds to wait first)
     again, last_error = deque(), {}  # retries, which go first; key -> why its last try failed
+    repeats = params['temperature'] <= 0 and getattr(backend, 'repeatable', False)  # an empty text would come back the same
 
     def call(keys, attempt, delay):  # runs in a worker thread: one try
         time.sleep(delay); limiter.wait()
@@ -151,7 +152,6 @@ def ask(
                     else: retry_or_fail(keys, retries)  # asking again cannot help
                     continue
                 bad, same_again = [], []  # same_again: empty texts from a model that would write them again
-                repeats = params['temperature'] <= 0 and getattr(backend, 'repeatable', False)
                 for k, r in zip(keys, replies + [None] * (len(keys) - len(replies))):
                     if isinstance(r, Reply): rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
                     if problem := reply_problem(r, n):

@@ -5,8 +5,8 @@ import json, os, socket, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-from conftest import run_cli
+from hypothesis import given, strategies as st
+from conftest import fuzz, json_values, run_cli
 from distill_sbs.serve import BadRequest, ServeSettings, free_port, parse_request, wait_for
 from distill_sbs.multitask import tiny_student
 
@@ -168,8 +168,6 @@ def test_it_listens_on_loopback_unless_told_otherwise(server, model_dir):
     finally: proc.terminate(); proc.wait(30)
 
 LIMITS = ServeSettings(model_dir='m', max_instances=16, max_input_chars=300)  # as the server fixture's DSS_* variables set them
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4), max_leaves=10)
 texts = st.text(max_size=40) | st.text(st.sampled_from('ab \t\n\x00\ud800\udfff\u200b'), max_size=6) | st.text(min_size=290, max_size=310)
 instances = texts | st.fixed_dictionaries({'input': texts | json_values}) | json_values
 requests = st.fixed_dictionaries({'instances': st.lists(instances, max_size=20) | json_values},
@@ -177,7 +175,6 @@ requests = st.fixed_dictionaries({'instances': st.lists(instances, max_size=20) 
                                            'other': json_values})
 bodies = (requests.map(lambda r: json.dumps(r).encode()) | json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
           | st.integers(1, 300_000).map(lambda n: b'{"instances": ' + b'[' * n) | requests.map(lambda r: json.dumps(r)[:-1].encode()))
-def fuzz(n): return settings(max_examples=n, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 @fuzz(400)
 @given(body=bodies)

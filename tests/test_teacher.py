@@ -3,8 +3,8 @@
 import json, os, signal, sqlite3, subprocess, time
 from pathlib import Path
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-from conftest import run_cli
+from hypothesis import given, strategies as st
+from conftest import fuzz, json_values, run_cli
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, TeacherError, reply_problem
@@ -145,8 +145,6 @@ def test_malformed_replies_lose_no_row_and_only_their_rows_are_asked_again(tmp_p
     assert not again.failures and all(again.splits[s].failed == 0 for s in data)
     assert all(len(again_taught[s]) >= len(data[s]) for s in data)
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-                           lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=10)
 content = st.none() | st.text(max_size=30) | json_values
 openai_like = st.fixed_dictionaries({'choices': st.lists(st.fixed_dictionaries({}, optional={
     'index': st.integers(-1, 3) | json_values, 'message': st.fixed_dictionaries({}, optional={'role': st.just('assistant'), 'content': content}) | json_values}) | json_values, max_size=3) | json_values},
@@ -165,7 +163,7 @@ def test_any_200_body_is_an_answer_or_a_retryable_failure(monkeypatch, api):
     with LoopbackLLM(fault=lambda i, q: body['now']) as llm:
         teacher = OpenAIChat('stand-in', base_url=llm.openai_url) if api == 'openai' else Gemini('gemini-2.5-flash', base_url=llm.gemini_url)
         near = openai_like if api == 'openai' else gemini_like
-        @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+        @fuzz(150)
         @given(sent=near.map(lambda x: json.dumps(x).encode()) | json_values.map(lambda x: json.dumps(x).encode()) | st.binary(max_size=40))
         def check(sent):
             body['now'] = sent
