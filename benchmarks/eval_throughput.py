@@ -19,10 +19,10 @@ import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from distill_sbs.data import load_task
-from distill_sbs.collator import task_input
+from distill_sbs.students import task_input
 from distill_sbs.hardware import cpu_info, native_bf16
 from distill_sbs.inference import Student
-from distill_sbs.multitask import tiny_student
+from distill_sbs.students import tiny_student
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 

@@ -16,7 +16,7 @@ import argparse, json, os, subprocess, tempfile, time
 from pathlib import Path
 import httpx2 as httpx
 from distill_sbs.hardware import cpu_info
-from distill_sbs.multitask import tiny_student
+from distill_sbs.students import tiny_student
 from distill_sbs.serve import free_port, wait_for
 
 def peak_rss_mb(pid) -> float:

@@ -30,7 +30,7 @@ def make_model(config, out):
         AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config')).save_pretrained(out)
         AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer').save_pretrained(out)
         return f'{config} config (random weights), T5 tokenizer'
-    from distill_sbs.multitask import tiny_student
+    from distill_sbs.students import tiny_student
     m, t = tiny_student(); m.save_pretrained(out); t.save_pretrained(out)
     return 'tiny student (no ../shared here)'
 

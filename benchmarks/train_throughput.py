@@ -18,7 +18,8 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Train
 from distill_sbs.data import load_task
 from distill_sbs.collator import tokenize_tasks
 from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
-from distill_sbs.multitask import make_trainer, tiny_student
+from distill_sbs.multitask import make_trainer
+from distill_sbs.students import tiny_student
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 

@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct, equation_match,
                               flag_values, load_task, normalize_answer)
 from .hardware import default_device
+from .students import TINY
 from .inference import RECORD_FILE, Student, load_run, run_config
+from .multitask import rouge_l
 from .training import ConfigError, open_student, vocab_texts
 
 # %% auto #0
@@ -29,7 +31,7 @@ def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
     if n == 0: return (math.nan, math.nan)
     p = correct / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return ((centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n))
+    return (max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n)))  # clipped: rounding
 
 # %% ../nbs/05_evaluation.ipynb #9bf908ca
 SYSTEM_LABELS = {'teacher': 'teacher', 'base': 'base student', 'standard': 'standard finetuning',
@@ -50,27 +52,40 @@ class Comparison:
     answers:dict = field(default_factory=dict) # system name -> its answers, aligned with `rows` (None: no answer)
     sources:dict = field(default_factory=dict) # system name -> where its answers came from
     seconds:dict = field(default_factory=dict) # system name -> seconds spent generating its answers
+    metric:str = 'accuracy' # what the chart shows: 'accuracy', or 'rouge_l' for free-text labels
+    generated:dict = field(default_factory=dict) # system name -> its `Generations` (token counts, stopped), for generated answers
 
-    def add(self, name:str, answers:list, source:str='', seconds:float|None=None):
-        "Add system `name` with its `answers`, one per row."
+    def add(self, name:str, answers:list, source:str='', seconds:float|None=None, generated=None):
+        "Add system `name` with its `answers`, one per row (and the `Generations` they came from, if generated)."
         if len(answers) != len(self.rows): raise ValueError(f'{name}: {len(answers)} answers for {len(self.rows)} test rows')
         self.answers[name], self.sources[name] = list(answers), source
         if seconds is not None: self.seconds[name] = seconds
+        if generated is not None: self.generated[name] = generated
         return self
 
     def correct(self, name:str) -> list[bool]:
         "Which rows system `name` got right."
         return [answer_correct(self.task, a, r['label']) for a, r in zip(self.answers[name], self.rows)]
 
+    def rouge(self, name:str) -> list[float]:
+        "ROUGE-L F1 of each of system `name`'s answers against the gold label."
+        return [rouge_l(a, r['label']) for a, r in zip(self.answers[name], self.rows)]
+
     def table(self) -> pd.DataFrame:
-        "Accuracy of each system, with its 95% interval and answers per second where generated."
+        "Accuracy of each system with its 95% interval, mean ROUGE-L with its interval, answers per second, tokens per answer and the share that stopped on their own, where generated."
         out = []
         for name in self.answers:
             k, n = sum(self.correct(name)), len(self.rows)
             lo, hi = wilson_interval(k, n)
-            s = self.seconds.get(name)
-            out.append(dict(system=name, accuracy=k / n, correct=k, n=n, ci_low=lo, ci_high=hi,
-                            answers_per_s=n / s if s else None, source=self.sources.get(name, '')))
+            r = self.rouge(name)
+            mean = sum(r) / n
+            half = 1.96 * math.sqrt(sum((x - mean) ** 2 for x in r) / max(1, n - 1) / n)
+            s, g = self.seconds.get(name), self.generated.get(name)
+            out.append(dict(system=name, accuracy=k / n, correct=k, n=n, ci_low=lo, ci_high=hi, rouge_l=mean,
+                            rouge_low=max(0.0, mean - half), rouge_high=min(1.0, mean + half),
+                            answers_per_s=n / s if s else None,
+                            tokens_per_answer=sum(g.tokens) / n if g else None, stopped=sum(g.stopped) / n if g else None,
+                            source=self.sources.get(name, '')))
         return pd.DataFrame(out).set_index('system')
 
     def by_choice(self) -> pd.DataFrame:
@@ -94,17 +109,18 @@ def plot_comparison(cmp:Comparison, title:str|None=None):
     import matplotlib
     import matplotlib.pyplot as plt
     t = cmp.table()
+    col, lo, hi, what = ('rouge_l', 'rouge_low', 'rouge_high', 'ROUGE-L') if cmp.metric == 'rouge_l' else ('accuracy', 'ci_low', 'ci_high', 'accuracy')
     bars = t.drop(index='majority', errors='ignore')
     fig, ax = plt.subplots(figsize=(1.6 * len(bars) + 2, 3.8))
     x = range(len(bars))
-    err = [bars.accuracy - bars.ci_low, bars.ci_high - bars.accuracy]
-    ax.bar(x, bars.accuracy, yerr=err, capsize=4, color=[_COLORS.get(s, '#2ca02c') for s in bars.index])
-    for i, a in zip(x, bars.accuracy): ax.text(i, a + 0.02, f'{a:.1%}', ha='center', va='bottom', fontsize=10)
+    err = [bars[col] - bars[lo], bars[hi] - bars[col]]
+    ax.bar(x, bars[col], yerr=err, capsize=4, color=[_COLORS.get(s, '#2ca02c') for s in bars.index])
+    for i, a in zip(x, bars[col]): ax.text(i, a + 0.02, f'{a:.1%}', ha='center', va='bottom', fontsize=10)
     if 'majority' in t.index:
-        ax.axhline(t.accuracy['majority'], color='k', ls='--', lw=1)
-        ax.text(len(bars) - 0.5, t.accuracy['majority'], f"majority guess {t.accuracy['majority']:.1%}", ha='right', va='bottom', fontsize=9)
+        ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
+        ax.text(len(bars) - 0.5, t[col]['majority'], f"majority guess {t[col]['majority']:.1%}", ha='right', va='bottom', fontsize=9)
     ax.set_xticks(list(x), [SYSTEM_LABELS.get(s, s).replace(' ', '\n', 1) for s in bars.index])
-    ax.set(ylim=(0, 1.1), ylabel=f'test accuracy (n = {len(cmp.rows):,})', title=title or f'{cmp.task}: test accuracy, 95% intervals')
+    ax.set(ylim=(0, 1.1), ylabel=f'test {what} (n = {len(cmp.rows):,})', title=title or f'{cmp.task}: test {what}, 95% intervals')
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.spines[['top', 'right']].set_visible(False)
     fig.tight_layout()
@@ -127,31 +143,36 @@ def _md_table(df:pd.DataFrame) -> str:
 
 @patch_to(Comparison)
 def summary(self) -> str:
-    "The accuracy of each system with its 95% interval, as a markdown table."
-    return _md_table(_formatted(self.table()[['accuracy', 'correct', 'n', 'ci_low', 'ci_high']]))
+    "The accuracy of each system with its 95% interval (and ROUGE-L when that is the metric), as a markdown table."
+    cols = ['accuracy', 'correct', 'n', 'ci_low', 'ci_high'] + (['rouge_l', 'rouge_low', 'rouge_high'] if self.metric == 'rouge_l' else [])
+    return _md_table(_formatted(self.table()[cols]))
 
 @patch_to(Comparison)
 def results(self, **details) -> dict:
     "Every number of the comparison as a JSON-ready dict, with `details` (runs, data, timings) added."
     t = self.table()
+    num = lambda v, k=4: None if v is None or pd.isna(v) else round(float(v), k)
     systems = {s: dict(label=SYSTEM_LABELS.get(s, s), accuracy=r.accuracy, correct=int(r.correct), n=int(r.n),
-                       ci95=[r.ci_low, r.ci_high], source=r.source,
-                       answers_per_second=None if pd.isna(r.answers_per_s) else round(r.answers_per_s, 2))
+                       ci95=[r.ci_low, r.ci_high], rouge_l=round(r.rouge_l, 4), rouge_l_ci95=[num(r.rouge_low), num(r.rouge_high)],
+                       source=r.source, answers_per_second=num(r.answers_per_s, 2),
+                       tokens_per_answer=num(r.tokens_per_answer, 2), stopped=num(r.stopped))
                for s, r in t.iterrows()}
-    return dict(task=self.task, n_test=len(self.rows), systems=systems,
+    return dict(task=self.task, metric=self.metric, n_test=len(self.rows), systems=systems,
                 by_choice=json.loads(self.by_choice().to_json(orient='index')), **details)
 
 @patch_to(Comparison)
 def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> str:
     "A markdown report of `results` (from `Comparison.results`): accuracy table, chart, by answer choice, examples."
     rows = [(v['label'], _pct(v['accuracy']), f"{v['correct']:,} / {v['n']:,}", f"{_pct(v['ci95'][0])} to {_pct(v['ci95'][1])}",
+             _pct(v.get('rouge_l')), '' if v.get('tokens_per_answer') is None else f"{v['tokens_per_answer']:.1f}", _pct(v.get('stopped')),
              v['source']) for v in results['systems'].values()]
-    acc = pd.DataFrame(rows, columns=['system', 'accuracy', 'correct', '95% interval', 'answers from']).set_index('system')
+    acc = pd.DataFrame(rows, columns=['system', 'accuracy', 'correct', '95% interval', 'ROUGE-L', 'tokens per answer',
+                                      'stopped on its own', 'answers from']).set_index('system')
     out = [f"# Distilling step-by-step: {self.task}, {len(self.rows):,} test examples", '',
            _md_table(acc), '', f'![test accuracy]({image})', '']
     for name, run in results.get('runs', {}).items():
         out.append(f"- **{SYSTEM_LABELS.get(name, name)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
-                   f"best validation accuracy {_pct(run['best_valid_accuracy'])} ({run['best_checkpoint']}), `{run['dir']}`")
+                   f"best validation {run.get('metric') or 'accuracy'} {_pct(run.get('best_valid_metric', run['best_valid_accuracy']))} ({run['best_checkpoint']}), `{run['dir']}`")
     if 'rationale_metrics' in results:
         r = results['rationale_metrics']
         out += ['', f"Rationales of the distilled student on the test set: token F1 against the teacher's {r['token_f1']:.3f}; "
@@ -167,7 +188,7 @@ def save(self, out_dir:str|Path, rationales:list|None=None, **details) -> dict:
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     res = self.results(**details)
     (out/'results.json').write_text(json.dumps(res, indent=2, default=str) + '\n')
-    fig = plot_comparison(self); fig.savefig(out/'accuracy.png', dpi=120); plt.close(fig)
+    fig = plot_comparison(self); fig.savefig(out/'accuracy.png', dpi=120); plt.close(fig)  # the chart shows `metric`
     (out/'report.md').write_text(self.report(res))
     right = {s: self.correct(s) for s in self.answers}
     with open(out/'predictions.jsonl', 'w') as f:
@@ -234,7 +255,8 @@ def evaluate(
     data = load_task(settings)
     test = data['test']
     rows = [dict(id=r['id'], input=r['input'], label=r['label'], choices=r['choices']) for r in test]
-    cmp = Comparison(settings.dataset, rows)
+    records = {d: json.loads((Path(d)/RECORD_FILE).read_text()) for d in configs}
+    cmp = Comparison(settings.dataset, rows, metric=next(iter(records.values())).get('metric') or 'accuracy')
     print(f"test set: {len(rows):,} examples of {settings.dataset}")
     if any(t is not None for t in test['teacher_label']):
         cmp.add('teacher', list(test['teacher_label']), data.summary.teacher or 'teacher labels')
@@ -250,11 +272,13 @@ def evaluate(
             model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train']))
             student = Student(model.to(default_device()), tok, 'standard')
         t0 = time.perf_counter()
-        answers = student.answer(inputs, 'predict', max_new_tokens or cfg['gen_max_len'], batch_size)
-        cmp.add(name, answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] == 'tiny' else ', before finetuning'), time.perf_counter() - t0)
+        gen = student.generations(inputs, 'predict', max_new_tokens or cfg['gen_max_len'], batch_size)
+        cmp.add(name, gen.texts, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),
+                time.perf_counter() - t0, gen)
+        answers = gen.texts
         if run_dir:
-            rec = json.loads((Path(run_dir)/RECORD_FILE).read_text())
-            runs[name] = dict(dir=str(run_dir), **{k: rec.get(k) for k in ('steps', 'train_seconds', 'best_valid_accuracy', 'best_checkpoint')})
+            rec = records[run_dir]
+            runs[name] = dict(dir=str(run_dir), **{k: rec.get(k) for k in ('steps', 'train_seconds', 'metric', 'best_valid_metric', 'best_valid_accuracy', 'best_checkpoint')})
             if output_rationale and student.prefixed and rationales is None:
                 rationales = student.answer(inputs, 'explain', 128, batch_size)
                 rat = rationale_metrics(cmp.task, rationales, list(test['rationale']), answers)

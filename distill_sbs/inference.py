@@ -10,66 +10,64 @@ import json, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-from transformers.modeling_outputs import BaseModelOutput
+from transformers import AutoConfig, AutoTokenizer
 from .data import UserError, filesystem
-from .collator import task_input
+from .students import StudentError, student_kind
 from .hardware import default_device, serving_dtype
 
 # %% auto #0
-__all__ = ['CONFIG_FILE', 'RECORD_FILE', 'encode_grouped', 'generate_texts', 'Student', 'RunError', 'run_config', 'load_run']
+__all__ = ['CONFIG_FILE', 'RECORD_FILE', 'Generations', 'generate', 'generate_texts', 'Student', 'RunError', 'run_config',
+           'load_run']
 
 # %% ../nbs/02b_inference.ipynb #33120f72
-def encode_grouped(model, enc, slack:float=1.1):
-    "Encoder states for the padded batch `enc`, run in groups of similar length; None if one group would do."
-    lens = enc['attention_mask'].sum(1).tolist()
-    order = sorted(range(len(lens)), key=lambda i: -lens[i])
-    groups, real = [[order[0]]], lens[order[0]]  # real: the tokens of the last group, without padding
-    for i in order[1:]:  # a group grows while its padded size stays within `slack` of its real tokens
-        g = groups[-1]
-        if (len(g) + 1) * lens[g[0]] <= slack * (real + lens[i]): g.append(i); real += lens[i]
-        else: groups.append([i]); real = lens[i]
-    if len(groups) == 1: return None
-    hidden = None
-    for g in groups:
-        n, idx = lens[g[0]], torch.tensor(g, device=enc['input_ids'].device)
-        h = model.get_encoder()(input_ids=enc['input_ids'][idx, :n], attention_mask=enc['attention_mask'][idx, :n]).last_hidden_state
-        if hidden is None: hidden = h.new_zeros(len(lens), enc['input_ids'].shape[1], h.shape[-1])
-        hidden[idx, :n] = h
-    return BaseModelOutput(last_hidden_state=hidden)
+@dataclass
+class Generations:
+    "Greedy answers, with how many tokens each took and whether it ended with its stop token rather than at the limit."
+    texts:list[str] # the answers, decoded from the new tokens only
+    tokens:list[int] # tokens generated for each answer, its stop token not counted
+    stopped:list[bool] # the answer ended with a stop token (end of turn, end of sequence), not at max_new_tokens
 
 @torch.no_grad()
-def generate_texts(
-    model, tokenizer, texts:list[str],
+def generate(
+    model, tokenizer, prompts:list[str], # prompts as the student reads them (chapter 2's `StudentKind.prompt`)
     max_new_tokens:int=64, # longest answer
-    batch_size:int=64, # texts per generate
+    batch_size:int=64, # prompts per generate
     min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models: equal work each way)
-    group_encoder:bool=True, # encode uneven batches in groups of similar length (encoder-decoder, right padding)
-) -> list[str]:
-    "Greedy generations for `texts`, batched longest first, returned in the order of `texts`."
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out, was_training = [None] * len(texts), model.training
+    group_encoder:bool=True, # encode uneven batches in groups of similar length (encoder-decoder students)
+) -> Generations:
+    "Greedy generations for `prompts`, batched longest first (padded the way the student's kind needs), in the order of `prompts`."
+    kind = student_kind(model)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    texts, tokens, stopped, was_training = [None] * len(prompts), [0] * len(prompts), [False] * len(prompts), model.training
+    stops = set(kind.stop_ids(tokenizer))
     model.eval()
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        enc = tokenizer([texts[j] for j in idx], return_tensors='pt', padding=True).to(model.device)
-        grouped = group_encoder and model.config.is_encoder_decoder and tokenizer.padding_side == 'right'
-        states = encode_grouped(model, enc) if grouped else None
-        kw = dict(enc) if states is None else {'encoder_outputs': states, 'attention_mask': enc['attention_mask']}
-        gen = model.generate(**kw, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, max_length=None,
-                             do_sample=False, num_beams=1)  # max_length=None: no clash with a saved max_length
-        for j, t in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True)): out[j] = t.strip()
+        enc = kind.batch(tokenizer, [prompts[j] for j in idx]).to(model.device)
+        new = kind.generate(model, tokenizer, enc, group_encoder=group_encoder, max_new_tokens=max_new_tokens,
+                            min_new_tokens=min_new_tokens or None, max_length=None, do_sample=False, num_beams=1)
+        for j, ids in zip(idx, new.tolist()):  # max_length=None: no clash with a saved max_length
+            end = next((k for k, t in enumerate(ids) if t in stops), None)
+            tokens[j], stopped[j] = (len(ids), False) if end is None else (end, True)
+            texts[j] = tokenizer.decode(ids[:tokens[j]], skip_special_tokens=True).strip()
     model.train(was_training)
-    return out
+    return Generations(texts, tokens, stopped)
+
+def generate_texts(model, tokenizer, prompts:list[str], max_new_tokens:int=64, batch_size:int=64, min_new_tokens:int=0,
+                   group_encoder:bool=True) -> list[str]:
+    "The answers of `generate`, only."
+    return generate(model, tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens, group_encoder).texts
 
 # %% ../nbs/02b_inference.ipynb #f3c628ec
 @dataclass
 class Student:
     "A student ready to answer: its model and tokenizer, and the recipe it was trained with, which decides what it reads."
-    model:object # a seq2seq model
+    model:object # a seq2seq or causal model
     tokenizer:object # its tokenizer
-    model_type:str = 'task_prefix' # chapter 2's recipe: 'task_prefix' reads `predict: `/`explain: `, 'standard' the bare input
+    model_type:str = 'task_prefix' # the recipe: 'task_prefix' reads the task's prefix or instruction, 'standard' the bare input
 
+    @property
+    def kind(self): return student_kind(self.model)
     @property
     def prefixed(self) -> bool: return self.model_type == 'task_prefix'
     @property
@@ -83,8 +81,13 @@ class Student:
                min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
               ) -> list[str]:
         "Greedy answers to `inputs`, each asked the way the student was trained."
-        return generate_texts(self.model, self.tokenizer, [task_input(t, task, self.model_type) for t in inputs],
-                              max_new_tokens, batch_size, min_new_tokens)
+        return self.generations(inputs, task, max_new_tokens, batch_size, min_new_tokens).texts
+
+    def generations(self, inputs:list[str], task:str='predict', max_new_tokens:int=32, batch_size:int=64,
+                    min_new_tokens:int=0) -> Generations:
+        "`answer`'s answers with their token counts and whether each stopped on its own."
+        prompts = [self.kind.prompt(self.tokenizer, t, task, self.model_type) for t in inputs]
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
 
 # %% ../nbs/02b_inference.ipynb #ba3af61a
 CONFIG_FILE = 'train_config.json'  # a run's resolved settings, saved in its folder when it starts
@@ -106,7 +109,7 @@ def run_config(
     except json.JSONDecodeError as e: raise RunError(f'{path}: not valid JSON ({e})') from None
 
 def load_run(
-    run_dir:str|Path, # a trained run's folder (or any saved seq2seq model's), local or gs://
+    run_dir:str|Path, # a trained run's folder (or any saved student's), local or gs://
     dtype:str='float32', # the weights' type: 'float32', 'bfloat16', or 'auto' (bfloat16 where the device multiplies it natively)
     device:str|None=None, # default: the GPU if there is one
 ) -> Student:
@@ -116,11 +119,18 @@ def load_run(
         fs, path = filesystem(local)
         local = tempfile.mkdtemp(prefix='model-')
         fs.get(path.rstrip('/') + '/', local, recursive=True)
-    if not Path(local, 'config.json').exists(): raise RunError(f"{run_dir}: no config.json; is it a trained run's folder?")
+    if not Path(local, 'config.json').exists():
+        if Path(local, 'adapter_config.json').exists():
+            raise RunError(f'{run_dir}: a LoRA adapter only (adapter_config.json, no config.json); serve the finished run\'s folder, which holds the merged model')
+        raise RunError(f"{run_dir}: no config.json; is it a trained run's folder?")
     model_type = run_config(local, finished=False).get('model_type', 'task_prefix') if Path(local, CONFIG_FILE).exists() else 'task_prefix'
     device = device or default_device()
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(local, dtype=getattr(torch, serving_dtype(dtype, device))).to(device).eval()
+        kind = student_kind(AutoConfig.from_pretrained(local))
+        model = kind.auto_model.from_pretrained(local, dtype=getattr(torch, serving_dtype(dtype, device))).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(local)
-    except OSError as e: raise RunError(f'{run_dir}: cannot load its model ({str(e).splitlines()[0]})') from None
+    except (OSError, ValueError) as e:
+        if isinstance(e, StudentError): raise RunError(f'{run_dir}: {e}') from None
+        raise RunError(f'{run_dir}: cannot load its model ({str(e).splitlines()[0]})') from None
+    kind.prepare(tokenizer)
     return Student(model, tokenizer, model_type)

@@ -1,4 +1,4 @@
-"""Distilling step-by-step's loss, α · label loss + (1 − α) · rationale loss, on `transformers`' `Seq2SeqTrainer`: first plainly, then fast.
+"""Distilling step-by-step's loss, α · label loss + (1 − α) · rationale loss, on `transformers`' `Trainer`, for either kind of student: first plainly, then fast.
 
 Docs: https://distill-sbs.github.io/distill_sbs/multitask.html.md"""
 
@@ -6,66 +6,26 @@ Docs: https://distill-sbs.github.io/distill_sbs/multitask.html.md"""
 
 # %% ../nbs/03_multitask.ipynb #7785df6f
 from __future__ import annotations
-import tempfile, warnings
-import numpy as np
+import tempfile, time, warnings
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerFast, Seq2SeqTrainer,
-                          Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration)
+from rouge_score import rouge_scorer
+from transformers import Trainer, TrainingArguments
 from fastcore.basics import patch
 from .data import answer_correct
-from .collator import PREFIXES, TaskPrefixCollator
+from .students import student_kind
+from .collator import TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
 from .inference import Student
 
 # %% auto #0
-__all__ = ['word_tokenizer', 'tiny_student', 'load_student', 'two_pass_losses', 'one_pass_losses', 'accuracy_metric',
-           'TaskPrefixTrainer', 'training_hardware', 'training_args', 'make_trainer']
-
-# %% ../nbs/03_multitask.ipynb #20cd44e7
-def word_tokenizer(
-    texts, # the training texts whose words make the vocabulary
-) -> PreTrainedTokenizerFast:
-    "A word-level tokenizer over `texts`, the task prefixes and all ten digits: words, digits and punctuation, ending in `</s>`."
-    tk = Tokenizer(models.WordLevel(unk_token='<unk>'))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(),
-                                                pre_tokenizers.Digits(individual_digits=True)])
-    tk.decoder = decoders.Metaspace()  # '▁' marks a space, so decoding gives back the text exactly
-    tk.train_from_iterator([*PREFIXES.values(), '0 1 2 3 4 5 6 7 8 9', *texts], trainers.WordLevelTrainer(special_tokens=['<pad>', '</s>', '<unk>']))
-    tk.post_processor = processors.TemplateProcessing(single='$A </s>', special_tokens=[('</s>', 1)])  # T5's ids: pad 0, eos 1
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>', unk_token='<unk>')
-
-# %% ../nbs/03_multitask.ipynb #6a2a3bb4
-def tiny_student(
-    d_model:int=128, # width
-    layers:int=3, # encoder layers, and as many decoder layers
-    seed:int=0, # initialisation seed
-    texts=None, # training texts for a word-level vocabulary (`word_tokenizer`); None: byte-level
-) -> tuple:
-    "A randomly initialised small T5 and its tokenizer (needs no files), for CPU runs and tests."
-    tok = ByT5Tokenizer() if texts is None else word_tokenizer(texts)
-    torch.manual_seed(seed)
-    cfg = T5Config(vocab_size=len(tok), d_model=d_model, d_ff=4 * d_model, d_kv=32, num_heads=max(1, d_model // 32),
-                   num_layers=layers, num_decoder_layers=layers, dropout_rate=0.0,
-                   decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return T5ForConditionalGeneration(cfg), tok
-
-# %% ../nbs/03_multitask.ipynb #0f9c12cb
-def load_student(
-    name:str='tiny', # `'tiny'`, a Hub id such as `google/flan-t5-base`, or a local folder
-    seed:int=0, # initialisation seed of the tiny student
-    texts=None, # the tiny student's word-level vocabulary comes from these (None: byte-level)
-    **kwargs, # for `from_pretrained`, e.g. `local_files_only=True`
-) -> tuple:
-    "(model, tokenizer) of a seq2seq student."
-    if name == 'tiny': return tiny_student(seed=seed, texts=texts)
-    return AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
+__all__ = ['METRICS', 'two_pass_losses', 'one_pass_losses', 'rouge_l', 'score_answers', 'default_metric', 'TaskPrefixTrainer',
+           'training_hardware', 'training_args', 'make_trainer']
 
 # %% ../nbs/03_multitask.ipynb #bf963d9a
 def two_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Tensor]:
     "(label loss, rationale loss): one forward pass per task, each loss the mean over its task's target tokens."
-    return model(**pred).loss, model(**expl).loss
+    return model(**pred, use_cache=False).loss, model(**expl, use_cache=False).loss  # no key/value cache: nothing generates here
 
 # %% ../nbs/03_multitask.ipynb #a7addc62
 def _pad_to(x, n, value): return F.pad(x, (0, n - x.shape[1]), value=value)
@@ -74,38 +34,51 @@ def one_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Te
     "(label loss, rationale loss) from one forward pass over both tasks stacked, each the mean over its own tokens."
     n_in = max(pred['input_ids'].shape[1], expl['input_ids'].shape[1])
     n_out = max(pred['labels'].shape[1], expl['labels'].shape[1])
-    pad_id = model.config.pad_token_id
+    pad_id = model.config.pad_token_id or 0  # padded positions are masked and never targets, so any id will do
     ids = torch.cat([_pad_to(pred['input_ids'], n_in, pad_id), _pad_to(expl['input_ids'], n_in, pad_id)])
     mask = torch.cat([_pad_to(pred['attention_mask'], n_in, 0), _pad_to(expl['attention_mask'], n_in, 0)])
     labels = torch.cat([_pad_to(pred['labels'], n_out, -100), _pad_to(expl['labels'], n_out, -100)])
-    logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits
+    logits, labels = student_kind(model).logits(model, ids, mask, labels)  # a causal student's are shifted by one
     token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction='none')
     real, b = labels != -100, len(pred['labels'])
     return token_loss[:b].sum() / real[:b].sum(), token_loss[b:].sum() / real[b:].sum()
 
-# %% ../nbs/03_multitask.ipynb #e7705588
-def accuracy_metric(tokenizer, task:str='generic'):
-    "A `compute_metrics` for generated labels: the share right by chapter 0's `answer_correct`."
-    def compute_metrics(eval_pred):
-        preds, labels = eval_pred
-        preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
-        labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
-        pred_txt = tokenizer.batch_decode(preds, skip_special_tokens=True)
-        gold_txt = tokenizer.batch_decode(labels, skip_special_tokens=True)
-        return {'accuracy': float(np.mean([answer_correct(task, p.strip(), g.strip()) for p, g in zip(pred_txt, gold_txt)]))}
-    return compute_metrics
+# %% ../nbs/03_multitask.ipynb #f449446c
+METRICS = ('accuracy', 'rouge_l')  # how answers are scored: right by `answer_correct`, or ROUGE-L F1 for free-text labels
 
-class TaskPrefixTrainer(Seq2SeqTrainer):
-    "`Seq2SeqTrainer` training `predict:` and `explain:` together: loss = alpha·label loss + (1−alpha)·rationale loss."
+def rouge_l(pred:str|None, gold:str) -> float:
+    "ROUGE-L F1 of `pred` against `gold` (the `rouge-score` package: longest common subsequence of lower-cased words)."
+    return _ROUGE.score(gold, pred or '')['rougeL'].fmeasure
+
+_ROUGE = rouge_scorer.RougeScorer(['rougeL'])
+
+def score_answers(task:str, answers:list, golds:list) -> dict:
+    "Accuracy (`answer_correct`) and mean ROUGE-L F1 of `answers` against `golds`."
+    n = max(1, len(golds))
+    return {'accuracy': sum(answer_correct(task, a, g) for a, g in zip(answers, golds)) / n,
+            'rouge_l': sum(rouge_l(a, g) for a, g in zip(answers, golds)) / n}
+
+def default_metric(task:str, labels:list[str]) -> str:
+    "The metric that keeps the best checkpoint: accuracy for the built-in tasks and short labels, ROUGE-L for free text (labels over 3 words on average)."
+    if task != 'generic' or not labels: return 'accuracy'
+    return 'rouge_l' if sum(len(str(l).split()) for l in labels) / len(labels) > 3 else 'accuracy'
+
+# %% ../nbs/03_multitask.ipynb #e7705588
+class TaskPrefixTrainer(Trainer):
+    "`Trainer` training `predict` and `explain` together: loss = alpha·label loss + (1−alpha)·rationale loss; evaluation generates and scores."
     def __init__(self, *args,
                  alpha:float=0.5, # weight of the label loss; 1 - alpha weighs the rationale loss
                  one_pass:bool=False, # stack both tasks into one forward pass instead of two
                  gen_max_len:int=64, # most tokens generated for a label at evaluation
                  matmul_precision:str='highest', # fp32 matrix products while training: 'highest', 'high' (TF32), 'medium' (bf16)
+                 eval_rows=None, # the raw validation rows (`input`, `label`) whose generated answers are scored
+                 task:str='generic', # how answers are scored (chapter 0's `answer_correct`)
+                 model_type:str='task_prefix', # what the student reads (chapter 2a's recipe)
                  **kwargs):
         if not 0 <= alpha <= 1: raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         super().__init__(*args, **kwargs)
         self.alpha, self.one_pass, self.gen_max_len, self.matmul_precision = alpha, one_pass, gen_max_len, matmul_precision
+        self.eval_rows, self.task, self.model_type = eval_rows, task, model_type
         self._task_losses = []  # (label loss, rationale loss) of the steps since the last log
 
     def train(self, *args, **kwargs):
@@ -128,12 +101,26 @@ class TaskPrefixTrainer(Seq2SeqTrainer):
             self._task_losses = []
         super().log(logs, *args, **kwargs)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
-        if 'pred' in inputs: inputs = inputs['pred']  # evaluation scores the label task
-        # max_length counts the decoder's start token: for an encoder-decoder it is max_new_tokens + 1, and unlike
-        # max_new_tokens it does not clash with the max_length Seq2SeqTrainer writes into the generation config
-        if not gen_kwargs: gen_kwargs = {**getattr(self, '_gen_kwargs', {}), 'max_length': self.gen_max_len + 1}
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if 'pred' in inputs: inputs = inputs['pred']  # the validation loss is the label task's
+        return super().prediction_step(model, inputs, True, ignore_keys)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval') -> dict:
+        "The validation loss, then the student's generated answers to the validation inputs, scored (accuracy and ROUGE-L)."
+        t0 = time.time()
+        out = self.evaluation_loop(self.get_eval_dataloader(eval_dataset), 'Evaluation', prediction_loss_only=True,
+                                   ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        metrics = dict(out.metrics)
+        if self.eval_rows is not None:
+            gen = Student(self.model, self.processing_class, self.model_type).generations(
+                list(self.eval_rows['input']), 'predict', self.gen_max_len, self.args.per_device_eval_batch_size)
+            scores = score_answers(self.task, gen.texts, list(self.eval_rows['label']))
+            scores |= {'tokens_per_answer': sum(gen.tokens) / max(1, len(gen.tokens)), 'stopped': sum(gen.stopped) / max(1, len(gen.stopped))}
+            metrics |= {f'{metric_key_prefix}_{k}': round(v, 4) for k, v in scores.items()}
+        metrics[f'{metric_key_prefix}_runtime'] = round(time.time() - t0, 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
 # %% ../nbs/03_multitask.ipynb #405f88f1
 @patch
@@ -155,18 +142,18 @@ def training_args(
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
     hardware:Hardware|None=None, # the device and precision (chapter 0a); default: `training_hardware(fast)`
     fp16:bool=False, # refused for T5, which overflows in fp16
-    **kwargs, # any other `Seq2SeqTrainingArguments`
-) -> Seq2SeqTrainingArguments:
-    "`Seq2SeqTrainingArguments` for `TaskPrefixTrainer`, with the fast settings chosen by measurement."
+    **kwargs, # any other `TrainingArguments`
+) -> TrainingArguments:
+    "`TrainingArguments` for `TaskPrefixTrainer`, with the fast settings chosen by measurement."
     if fp16: warnings.warn('T5 is unstable in fp16 (activations overflow); using bf16 where available, else fp32.')
     hw = hardware or training_hardware(fast, use_cpu=kwargs.get('use_cpu', False))
     on_cuda = hw.device == 'cuda'
     fast_kw = dict(train_sampling_strategy='group_by_length', length_column_name='length',
                    optim='adamw_torch_fused', tf32=True if hw.tf32 else None) if fast else {}
-    base = dict(output_dir=output_dir, remove_unused_columns=False, predict_with_generate=True, report_to='none',
+    base = dict(output_dir=output_dir, remove_unused_columns=False, report_to='none',
                 save_strategy='no', eval_strategy='no', bf16=hw.bf16, dataloader_pin_memory=on_cuda)
     if hw.bf16 and not on_cuda: base['use_cpu'] = True  # the Trainer autocasts to bf16 on a CPU only when told it is one
-    return Seq2SeqTrainingArguments(**{**base, **fast_kw, **kwargs})
+    return TrainingArguments(**{**base, **fast_kw, **kwargs})
 
 # %% ../nbs/03_multitask.ipynb #6487d494
 def make_trainer(
@@ -183,15 +170,17 @@ def make_trainer(
     hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0a); else picked here
     matmul_precision:str|None=None, # override fp32 matmul precision while training ('highest', 'high', 'medium')
     callbacks:list|None=None, # `TrainerCallback`s
-    **kwargs, # any `Seq2SeqTrainingArguments`
+    eval_rows=None, # the raw validation rows whose generated answers are scored (default: the `valid` split `tokenized` came from)
+    model_type:str='task_prefix', # what the student reads: it must be what `tokenized` was made for
+    **kwargs, # any `TrainingArguments`
 ) -> TaskPrefixTrainer:
-    "A `TaskPrefixTrainer` on `tokenized`, scoring generated labels on its `valid` split."
+    "A `TaskPrefixTrainer` on `tokenized`: its validation loss on `valid`, and the answers generated for `eval_rows`, scored."
     hw = hardware or training_hardware(fast, bf16, kwargs.get('use_cpu', False))
+    if eval_rows is None and getattr(tokenized, 'source', None) is not None: eval_rows = tokenized.source.get('valid')
     args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, hardware=hw, **kwargs)
     on_cpu = args.device.type == 'cpu'
     precision = matmul_precision or hw.matmul_precision(fast)
     return TaskPrefixTrainer(model=model, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
                              data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if on_cpu else 8),
-                             processing_class=tokenizer,
-                             compute_metrics=accuracy_metric(tokenizer, task), callbacks=callbacks, alpha=alpha,
-                             one_pass=one_pass, gen_max_len=gen_max_len, matmul_precision=precision)
+                             processing_class=tokenizer, callbacks=callbacks, alpha=alpha, one_pass=one_pass,
+                             gen_max_len=gen_max_len, matmul_precision=precision, eval_rows=eval_rows, task=task, model_type=model_type)

@@ -1,4 +1,4 @@
-"""`distill-sbs train`: one command that picks the hardware's settings, keeps the best checkpoint by validation accuracy, resumes a killed run, and scales to several GPUs.
+"""`distill-sbs train`: one command that picks the hardware's settings, trains a seq2seq or a decoder-only student (whole, or LoRA adapters), keeps the best checkpoint by validation accuracy or ROUGE-L, resumes a killed run, and scales to several GPUs.
 
 Docs: https://distill-sbs.github.io/distill_sbs/training.html.md"""
 
@@ -14,16 +14,17 @@ import torch, yaml
 from fastcore.basics import patch_to
 from transformers import set_seed
 from .data import ArgParser, DataSettings, UserError, add_flags, hub_reachable, load_task, one_of
+from .students import TINY, StudentError, load_student, student_kind
 from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .multitask import load_student, make_trainer
+from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'config_parser',
-           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'last_checkpoint', 'changed_settings',
-           'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions', 'run_history', 'plot_history',
-           'train_command']
+           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'add_lora', 'last_checkpoint',
+           'changed_settings', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions', 'run_history',
+           'plot_history', 'train_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -40,7 +41,7 @@ STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 2
 @dataclass
 class TrainConfig(DataSettings):
     "One training run: its data (chapter 0's settings), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
-    from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base), a local folder, or 'tiny' (random weights, offline)
+    from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base, Qwen/Qwen2.5-0.5B-Instruct), a local folder, or 'tiny' / 'tiny-causal' (random weights, offline)
     label_type:str = 'gt' # train on gold labels ('gt') or on the teacher's ('llm')
     model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only
     alpha:float = 0.5 # weight of the label loss; 1 - alpha weighs the rationale loss
@@ -65,9 +66,14 @@ class TrainConfig(DataSettings):
     fsdp:str = '' # shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)
     max_label_length:int = 256 # label tokens kept
     max_rationale_length:int = 256 # rationale tokens kept
+    metric:Optional[str] = None # what keeps the best checkpoint: 'accuracy' or 'rouge_l' (default: accuracy, ROUGE-L for free-text generic labels)
+    lora_r:int = 0 # LoRA rank: train low-rank adapters (merged into the model at the end) instead of every weight; 0: off
+    lora_alpha:int = 16 # LoRA scaling: the adapters' update is scaled by lora_alpha / lora_r
+    lora_dropout:float = 0.05 # dropout on the adapters' input
+    lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
 
     def __post_init__(self):
-        tiny = self.from_pretrained == 'tiny'
+        tiny = self.from_pretrained in TINY
         for name, (for_tiny, for_pretrained) in STUDENT_DEFAULTS.items():
             if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
         if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
@@ -86,6 +92,9 @@ def check(self):
     one_of('label_type', self.label_type, LABEL_TYPES)
     one_of('model_type', self.model_type, MODEL_TYPES)
     _check(0 <= self.alpha <= 1, f'--alpha must be in [0, 1] (the weight of the label loss), got {self.alpha}')
+    if self.metric is not None: one_of('metric', self.metric, METRICS)
+    _check(self.lora_r >= 0, f'--lora_r must be 0 (off) or a rank of at least 1, got {self.lora_r}')
+    _check(0 <= self.lora_dropout < 1, f'--lora_dropout must be in [0, 1), got {self.lora_dropout}')
     for name in ('batch_size', 'grad_steps', 'eval_steps', 'max_steps', 'logging_steps', 'max_input_length', 'gen_max_len'):
         _check(getattr(self, name) >= 1, f'--{name} must be at least 1, got {getattr(self, name)}')
     _check(self.lr > 0, f'--lr must be positive, got {self.lr}')
@@ -134,13 +143,14 @@ def parse_config(argv:list[str]) -> TrainConfig:
 
 # %% ../nbs/04_training.ipynb #6e5ac3a1
 def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
-    "Chapter 3's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
-    if name == 'tiny': return load_student(name, seed, texts=texts)
+    "Chapter 2's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
+    if name in TINY: return load_student(name, seed, texts=texts)
     local = Path(name).expanduser()
     if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
         raise ConfigError(f'--from_pretrained {name}: no such model folder')
     online = local.is_dir() or hub_reachable()
     try: return load_student(name, local_files_only=not online)
+    except StudentError as e: raise ConfigError(f'--from_pretrained {name}: {e}') from None
     except OSError as e:
         where = 'is not a model folder' if local.is_dir() else \
                 'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
@@ -149,6 +159,18 @@ def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
 def vocab_texts(train) -> list[str]:
     "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels (for the tiny student's vocabulary)."
     return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None]
+
+# %% ../nbs/04_training.ipynb #4407160e
+def add_lora(model, cfg:TrainConfig):
+    "`model` with LoRA adapters as `cfg` says (PEFT), the rest of its weights frozen; refuses targets the model lacks, naming them."
+    from peft import LoraConfig, get_peft_model
+    target = cfg.lora_target if cfg.lora_target == 'all-linear' else [t.strip() for t in cfg.lora_target.split(',') if t.strip()]
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
+                      task_type=student_kind(model).peft_task)
+    try: return get_peft_model(model, lora)
+    except ValueError as e:
+        names = sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f'--lora_target {cfg.lora_target}: {str(e).splitlines()[0]} (its linear layers: {", ".join(names)})') from None
 
 # %% ../nbs/04_training.ipynb #cb4d736d
 # settings that may differ between a run and its resumption: they do not change what is trained
@@ -212,18 +234,27 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     data = load_task(cfg)  # a run's configuration holds its data settings
     say(data.summary)
     model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train']))
+    kind = student_kind(model)
+    say(f'student: {cfg.from_pretrained} ({kind.name}, {model.num_parameters() / 1e6:,.1f}M parameters)')
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
+    if cfg.lora_r:
+        model = add_lora(model, cfg)
+        if cfg.gradient_checkpointing: model.enable_input_require_grads()
+        trainable, total = model.get_nb_trainable_parameters()
+        say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length)
+                               cfg.max_label_length, cfg.max_rationale_length, kind=kind)
     say(tokenized.report)
+    metric = cfg.metric or default_metric(cfg.dataset, list(data['train']['label']))
     trainer = make_trainer(
         model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
+        eval_rows=data['valid'], model_type=cfg.model_type,
         one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
         eval_strategy='steps', eval_steps=cfg.eval_steps, save_strategy='steps', save_steps=cfg.eval_steps,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model='accuracy',
+        save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric,
         report_to='none' if cfg.no_log else 'tensorboard', fsdp=cfg.fsdp, ddp_find_unused_parameters=False,
         **({'use_cpu': True, 'ddp_backend': 'gloo'} if hw.device == 'cpu' and hw.processes > 1 else {}))
     if _is_main():
@@ -236,21 +267,30 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if _is_oom(e): raise TrainError(oom_advice(cfg, hw)) from None
         raise
-    trainer.save_model(cfg.output_dir)  # the best checkpoint by validation accuracy (loaded back at the end), and the tokenizer
+    if cfg.lora_r and _is_main():  # checkpoints hold the adapters; the final folder a plain model, loaded like any other
+        trainer.model.merge_and_unload().save_pretrained(cfg.output_dir)
+        tokenizer.save_pretrained(cfg.output_dir)
+    else: trainer.save_model(cfg.output_dir)  # the best checkpoint by validation accuracy (loaded back at the end), and the tokenizer
     trainer.save_state()  # trainer_state.json: the whole loss and accuracy history
     record = dict(config=asdict(cfg), hardware=asdict(hw), data=data.summary.to_dict(), tokenized=str(tokenized.report),
                   steps=trainer.state.global_step, resumed_from=checkpoint and Path(checkpoint).name,
                   best_checkpoint=trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-                  best_valid_accuracy=trainer.state.best_metric,
+                  metric=metric, best_valid_metric=trainer.state.best_metric,
+                  best_valid_accuracy=_best_log(trainer.state, 'eval_accuracy'),
                   train_seconds=round(result.metrics['train_runtime'], 1),
                   train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
     if _is_main():
         _write_json(Path(cfg.output_dir)/RECORD_FILE, record)
-        say(f"steps {record['steps']}; best validation accuracy {record['best_valid_accuracy']:.1%} "
+        say(f"steps {record['steps']}; best validation {metric} {record['best_valid_metric']:.1%} "
             f"({record['best_checkpoint']}); model and tokenizer in {cfg.output_dir}")
     return record
 
 # %% ../nbs/04_training.ipynb #20019df7
+def _best_log(state, key):
+    "`key` in the log line of the best checkpoint's evaluation (None if there was none)."
+    best = state.best_model_checkpoint and int(Path(state.best_model_checkpoint).name.split('-')[1])
+    return next((h[key] for h in state.log_history if h.get('step') == best and key in h), None)
+
 def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path):
     "The student's answers (and with `cfg.output_rationale`, rationales) for the validation split, as JSON Lines."
     inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type)

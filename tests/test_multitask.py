@@ -2,7 +2,8 @@
 import pytest, torch
 from distill_sbs.data import load_task
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
-from distill_sbs.multitask import make_trainer, tiny_student
+from distill_sbs.multitask import make_trainer
+from distill_sbs.students import tiny_student
 
 @pytest.fixture(scope='module')
 def setup():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 from conftest import fuzz, json_values, run_cli
 from distill_sbs.serve import BadRequest, ServeSettings, free_port, parse_request, wait_for
-from distill_sbs.multitask import tiny_student
+from distill_sbs.students import tiny_student
 
 QS = [f'Ana has {a} apples. Ana buys {b} more and then gives away 1. How many apples does Ana have now?' for a in (2, 3) for b in (1, 2, 3)]
 
