@@ -248,7 +248,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     metric = cfg.metric or default_metric(cfg.dataset, list(data['train']['label']))
     trainer = make_trainer(
         model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
-        eval_rows=data['valid'], model_type=cfg.model_type,
+        model_type=cfg.model_type,  # validation answers come from the rows `tokenized` was made from
         one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
