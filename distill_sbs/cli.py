@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
     'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _later('teacher', 'teach_command')),
     'train': ('train a student: the paper\'s flags, checkpoints, --resume (see `distill-sbs train --help`)', None, _later('training', 'train_command')),
+    'teacher-logits': ('write a local teacher\'s top-k token distributions on the training set once, for --teacher_logits', None, _later('training', 'teacher_logits_command')),
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _later('evaluation', 'evaluate_command')),
     'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _later('serve', 'serve_command')),
     'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('deploy', 'deploy_command')),

@@ -7,6 +7,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/collator.html.md"""
 # %% ../nbs/02a_collator.ipynb #77d85349
 from __future__ import annotations
 from dataclasses import dataclass, field
+import torch
 from datasets import DatasetDict
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 from .students import Seq2SeqKind, StudentKind
@@ -39,6 +40,7 @@ def tokenize_tasks(
     max_rationale_length:int=256, # rationale tokens kept
     num_proc:int|None=None, # processes for `datasets.map`
     kind:StudentKind|None=None, # the student's kind (chapter 2's `student_kind(model)`); default: seq2seq
+    rows:bool=False, # give each training row its index (`row`): how batches find their teacher logits on disk (chapter 2c)
 ) -> DatasetDict:
     "Token ids for training and evaluation: `input_ids`/`labels`, and for `task_prefix` training `expl_input_ids`/`expl_labels`."
     if model_type not in MODEL_TYPES: raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
@@ -69,6 +71,7 @@ def tokenize_tasks(
         cut_cols = [c for c in ds.column_names if c.startswith('_cut_')]
         report.truncated[split] = {c[5:]: sum(ds[c]) for c in cut_cols}
         out[split] = ds.remove_columns(cut_cols)
+        if rows and train: out[split] = out[split].add_column('row', list(range(len(ds))))
     out.report, out.source = report, data  # what was left out or cut; the rows the tokens came from
     return out
 
@@ -85,6 +88,7 @@ class TaskPrefixCollator:
 
     def __call__(self, features:list[dict]) -> dict:
         pred = self.pad([{'input_ids': f['input_ids'], 'labels': f['labels']} for f in features])
-        if 'expl_input_ids' not in features[0]: return pred
+        rows = {'row': torch.tensor([f['row'] for f in features])} if 'row' in features[0] else {}
+        if 'expl_input_ids' not in features[0]: return {'pred': pred, **rows} if rows else pred
         expl = self.pad([{'input_ids': f['expl_input_ids'], 'labels': f['expl_labels']} for f in features])
-        return {'pred': pred, 'expl': expl}
+        return {'pred': pred, 'expl': expl, **rows}

@@ -6,7 +6,8 @@ Docs: https://distill-sbs.github.io/distill_sbs/multitask.html.md"""
 
 # %% ../nbs/03_multitask.ipynb #7785df6f
 from __future__ import annotations
-import tempfile, time, warnings
+import random, tempfile, time, warnings
+from collections import defaultdict
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
@@ -17,6 +18,7 @@ from .students import student_kind
 from .collator import TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
 from .inference import Student
+from .kd import KDSettings, OnlineTeacher, sample_completions
 
 # %% auto #0
 __all__ = ['METRICS', 'two_pass_losses', 'one_pass_losses', 'rouge_l', 'score_answers', 'default_metric', 'TaskPrefixTrainer',
@@ -74,12 +76,18 @@ class TaskPrefixTrainer(Trainer):
                  eval_rows=None, # the raw validation rows (`input`, `label`) whose generated answers are scored
                  task:str='generic', # how answers are scored (chapter 0's `answer_correct`)
                  model_type:str='task_prefix', # what the student reads (chapter 2a's recipe)
+                 kd:KDSettings|None=None, # add a token-level distillation term (chapter 2c); None: off
+                 teacher=None, # where KD's teacher distributions come from: an `OnlineTeacher` or a `TopKLogits` folder
                  **kwargs):
         if not 0 <= alpha <= 1: raise ValueError(f'alpha must be in [0, 1], got {alpha}')
+        if (kd is None) != (teacher is None): raise ValueError('kd and teacher go together: give both or neither')
+        if kd is not None and kd.on_policy and not isinstance(teacher, OnlineTeacher):
+            raise ValueError('on-policy distillation needs a teacher in memory to score what the student samples (an OnlineTeacher)')
         super().__init__(*args, **kwargs)
         self.alpha, self.one_pass, self.gen_max_len, self.matmul_precision = alpha, one_pass, gen_max_len, matmul_precision
         self.eval_rows, self.task, self.model_type = eval_rows, task, model_type
-        self._task_losses = []  # (label loss, rationale loss) of the steps since the last log
+        self.kd, self.teacher, self._coin = kd, teacher, random.Random(self.args.seed)  # the coin picks on-policy batches
+        self._logged = defaultdict(list)  # each loss term of the steps since the last log
 
     def train(self, *args, **kwargs):
         prev = torch.get_float32_matmul_precision()
@@ -88,17 +96,45 @@ class TaskPrefixTrainer(Trainer):
         finally: torch.set_float32_matmul_precision(prev)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.kd is not None and model.training: return self.distill_loss(model, inputs, return_outputs)
+        if 'pred' in inputs and 'expl' not in inputs: inputs = inputs['pred']
         if 'pred' not in inputs: return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         losses = one_pass_losses if self.one_pass else two_pass_losses
         pred_loss, expl_loss = losses(model, inputs['pred'], inputs['expl'])
-        if model.training: self._task_losses.append(torch.stack([pred_loss.detach(), expl_loss.detach()]))
+        if model.training: self._logged['label_loss'].append(pred_loss.detach()); self._logged['rationale_loss'].append(expl_loss.detach())
         loss = self.alpha * pred_loss + (1 - self.alpha) * expl_loss
         return (loss, {'pred_loss': pred_loss, 'expl_loss': expl_loss}) if return_outputs else loss
 
+    def distill_loss(self, model, inputs, return_outputs=False):
+        "ce_weight · (α · label CE + (1 − α) · rationale CE) + γ · KD, KD on the tasks `kd.on` names (weighed α and 1 − α when both)."
+        kd, kind, rows = self.kd, student_kind(self.model), inputs.get('row')
+        tasks = {'label': inputs['pred'], 'rationale': inputs.get('expl')} if 'pred' in inputs else {'label': inputs}
+        tasks = {t: b for t, b in tasks.items() if b is not None}
+        weight = {'label': self.alpha, 'rationale': 1 - self.alpha} if 'rationale' in tasks else {'label': 1.0}
+        on_policy = kd.on_policy > 0 and self._coin.random() < kd.on_policy  # this batch: the student's own completions
+        ce, div = {}, {}
+        for task, batch in tasks.items():
+            logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
+            with torch.set_grad_enabled(torch.is_grad_enabled() and kd.ce_weight > 0):  # pure KD: the CE is only logged
+                ce[task] = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
+            if task not in kd.tasks: continue
+            if on_policy:
+                batch = sample_completions(self.model, self.processing_class, batch)
+                logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
+            div[task] = kd(logits, targets, self.teacher.tokens(batch, task, rows), vocab_size=len(self.processing_class))
+        kd_w = {t: weight[t] for t in div} if sum(weight[t] for t in div) > 0 else dict.fromkeys(div, 1.0)  # alpha 1 with KD on rationales
+        kd_term = sum(kd_w[t] * d for t, d in div.items()) / sum(kd_w.values())
+        loss = kd.ce_weight * sum(weight[t] * l for t, l in ce.items()) + kd.weight * kd_term
+        for t, l in ce.items(): self._logged[f'{t}_loss'].append(l.detach())
+        for t, d in div.items(): self._logged[f'kd_{t}_loss'].append(d.detach())
+        self._logged['kd_loss'].append(kd_term.detach())
+        if kd.on_policy: self._logged['on_policy'].append(torch.tensor(float(on_policy)))
+        return (loss, {'ce': ce, 'kd': div}) if return_outputs else loss
+
     def log(self, logs:dict, *args, **kwargs):
-        if self._task_losses and 'loss' in logs:
-            logs['label_loss'], logs['rationale_loss'] = (round(v, 4) for v in torch.stack(self._task_losses).mean(0).tolist())
-            self._task_losses = []
+        if self._logged and 'loss' in logs:
+            logs |= {k: round(torch.stack(v).float().mean().item(), 4) for k, v in self._logged.items()}
+            self._logged = defaultdict(list)
         super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -172,6 +208,8 @@ def make_trainer(
     callbacks:list|None=None, # `TrainerCallback`s
     eval_rows=None, # the raw validation rows whose generated answers are scored (default: the `valid` split `tokenized` came from)
     model_type:str='task_prefix', # what the student reads: it must be what `tokenized` was made for
+    kd:KDSettings|None=None, # a token-level distillation term (chapter 2c); None: off
+    teacher=None, # its teacher: an `OnlineTeacher` (moved to the student's device) or a `TopKLogits` folder
     **kwargs, # any `TrainingArguments`
 ) -> TaskPrefixTrainer:
     "A `TaskPrefixTrainer` on `tokenized`: its validation loss on `valid`, and the answers generated for `eval_rows`, scored."
@@ -180,7 +218,9 @@ def make_trainer(
     args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, hardware=hw, **kwargs)
     on_cpu = args.device.type == 'cpu'
     precision = matmul_precision or hw.matmul_precision(fast)
+    if isinstance(teacher, OnlineTeacher): teacher.model.to(args.device)
     return TaskPrefixTrainer(model=model, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
                              data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if on_cpu else 8),
                              processing_class=tokenizer, callbacks=callbacks, alpha=alpha, one_pass=one_pass,
-                             gen_max_len=gen_max_len, matmul_precision=precision, eval_rows=eval_rows, task=task, model_type=model_type)
+                             gen_max_len=gen_max_len, matmul_precision=precision, eval_rows=eval_rows, task=task, model_type=model_type,
+                             kd=kd, teacher=teacher)

@@ -18,7 +18,7 @@ from .data import UserError
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
            'StudentKind', 'Seq2SeqKind', 'encode_grouped', 'CausalKind', 'student_kind', 'tiny_student', 'tiny_causal',
-           'load_student']
+           'tiny_teacher', 'load_student']
 
 # %% ../nbs/02_students.ipynb #144bbaf2
 PREFIXES = {'predict': 'predict: ', 'explain': 'explain: '}
@@ -101,6 +101,15 @@ class Seq2SeqKind(StudentKind):
         inputs = dict(enc) if states is None else {'encoder_outputs': states, 'attention_mask': enc['attention_mask']}
         return model.generate(**inputs, **kw)[:, 1:]
     def stop_ids(self, tokenizer) -> list[int]: return [tokenizer.eos_token_id]
+    def prompt_ids(self, batch:dict) -> list[list[int]]:
+        "Each row's prompt ids in a tokenised batch: its input without padding."
+        return [ids[m.bool()].tolist() for ids, m in zip(batch['input_ids'], batch['attention_mask'])]
+    def pad_prompts(self, tokenizer, prompts:list[list[int]]) -> dict:
+        "Prompt ids padded for generation, on the right."
+        return tokenizer.pad({'input_ids': prompts}, padding_side='right', return_tensors='pt')
+    def join(self, prompt:list[int], completion:list[int]) -> dict:
+        "One training row from prompt and completion ids: the encoder reads the prompt, the decoder's targets are the completion."
+        return {'input_ids': prompt, 'labels': completion}
 
 def _cut(ids, max_length, keep_last):
     "`ids` cut to `max_length`, keeping a final `keep_last` token; and a 0/1 flag per sequence that was cut."
@@ -174,6 +183,15 @@ class CausalKind(StudentKind):
         "Prompts padded for generation: on the left, so that every answer starts right after its prompt."
         return tokenizer(list(prompts), return_tensors='pt', padding=True, padding_side='left', add_special_tokens=not self.chat(tokenizer))
     def stop_ids(self, tokenizer) -> list[int]: return list(dict.fromkeys([self.end_of_turn(tokenizer), tokenizer.eos_token_id]))
+    def prompt_ids(self, batch:dict) -> list[list[int]]:
+        "Each row's prompt ids in a tokenised batch: the tokens before its completion (those the loss masks), without padding."
+        return [ids[m.bool() & (l == -100)].tolist() for ids, m, l in zip(batch['input_ids'], batch['attention_mask'], batch['labels'])]
+    def pad_prompts(self, tokenizer, prompts:list[list[int]]) -> dict:
+        "Prompt ids padded for generation, on the left."
+        return tokenizer.pad({'input_ids': prompts}, padding_side='left', return_tensors='pt')
+    def join(self, prompt:list[int], completion:list[int]) -> dict:
+        "One training row from prompt and completion ids: the model reads both, the loss sees the completion only."
+        return {'input_ids': prompt + completion, 'labels': [-100] * len(prompt) + completion}
     def generate(self, model, tokenizer, enc, group_encoder:bool=True, **kw) -> torch.Tensor:
         "Greedy answer tokens for the left-padded batch `enc`: only the new ones, stopping at the end of turn."
         gen = model.generate(**enc, eos_token_id=self.stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id, **kw)
@@ -225,10 +243,14 @@ def tiny_causal(
     return model, tok
 
 # %% ../nbs/02_students.ipynb #df7df99c
-TINY = {'tiny': tiny_student, 'tiny-causal': tiny_causal}  # the offline students, by their --from_pretrained name
+def tiny_teacher(seed:int=0, texts=None) -> tuple:
+    "A T5 of the same tokenizer as `tiny` but 4× its width and more layers (7.4M vs 1.4M weights on the built-in task): a teacher to finetune and distil from, offline."
+    return tiny_student(d_model=256, layers=4, seed=seed, texts=texts)
+
+TINY = {'tiny': tiny_student, 'tiny-causal': tiny_causal, 'tiny-large': tiny_teacher}  # the offline models, by their --from_pretrained name
 
 def load_student(
-    name:str='tiny', # 'tiny' (T5), 'tiny-causal' (Qwen2), a Hub id such as `google/flan-t5-base` or `Qwen/Qwen2.5-0.5B-Instruct`, or a local folder
+    name:str='tiny', # 'tiny' (T5), 'tiny-causal' (Llama), 'tiny-large' (a wider T5), a Hub id such as `google/flan-t5-base` or `Qwen/Qwen2.5-0.5B-Instruct`, or a local folder
     seed:int=0, # initialisation seed of a tiny student
     texts=None, # a tiny student's word-level vocabulary comes from these (None: byte-level)
     quiet:bool=False, # do not print what was changed in the tokenizer

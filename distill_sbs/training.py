@@ -18,13 +18,14 @@ from .students import TINY, StudentError, load_student, student_kind
 from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
+from .kd import DIVERGENCES, KD_TASKS, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
 from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
-__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'config_parser',
-           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'add_lora', 'last_checkpoint',
-           'changed_settings', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions', 'run_history',
-           'plot_history', 'train_command']
+__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'config_parser',
+           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'open_teacher', 'add_lora',
+           'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions',
+           'run_history', 'plot_history', 'train_command', 'teacher_logits', 'teacher_logits_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -71,12 +72,24 @@ class TrainConfig(DataSettings):
     lora_alpha:int = 16 # LoRA scaling: the adapters' update is scaled by lora_alpha / lora_r
     lora_dropout:float = 0.05 # dropout on the adapters' input
     lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
+    teacher:str = '' # token-level distillation from this model, run beside the student: a folder, a Hub id or 'tiny-large', of the student's tokenizer and kind
+    teacher_logits:str = '' # token-level distillation from a folder written by `distill-sbs teacher-logits` (no teacher in memory)
+    kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with a teacher, else 0)
+    kd_loss:str = 'forward_kl' # the divergence: 'forward_kl', 'reverse_kl', 'jsd', 'skew_forward_kl' or 'skew_reverse_kl'
+    kd_beta:float = 0.5 # JSD(β): towards 0 the forward KL, towards 1 the reverse KL
+    kd_skew:float = 0.1 # λ of the skew KLs: the share of one distribution mixed into the other
+    kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T²
+    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only)
+    kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
+    ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
+    top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
 
     def __post_init__(self):
         tiny = self.from_pretrained in TINY
         for name, (for_tiny, for_pretrained) in STUDENT_DEFAULTS.items():
             if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
         if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
+        if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits else 0.0
         self.check()
 
 # %% ../nbs/04_training.ipynb #a4e9a361
@@ -98,9 +111,31 @@ def check(self):
     for name in ('batch_size', 'grad_steps', 'eval_steps', 'max_steps', 'logging_steps', 'max_input_length', 'gen_max_len'):
         _check(getattr(self, name) >= 1, f'--{name} must be at least 1, got {getattr(self, name)}')
     _check(self.lr > 0, f'--lr must be positive, got {self.lr}')
+    check_kd(self)
     _check(not (self.resume and self.overwrite), '--resume and --overwrite contradict each other: pick one')
     if self.data_dir and not _is_remote(self.data_dir):
         _check(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
+
+def check_kd(cfg:TrainConfig):
+    "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, and weights that teach something."
+    one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
+    one_of('kd_on', cfg.kd_on, KD_TASKS)
+    _check(not (cfg.teacher and cfg.teacher_logits), '--teacher and --teacher_logits: give one source of teacher distributions, not both')
+    has_teacher = bool(cfg.teacher or cfg.teacher_logits)
+    _check(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
+    _check(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL or --teacher_logits DIR')
+    _check(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
+    _check(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
+    _check(not cfg.kd_on_policy or cfg.teacher, f'--kd_on_policy {cfg.kd_on_policy} needs --teacher: the student\'s own samples must be scored by a '
+           'teacher in memory' + (' (a --teacher_logits file holds only the training set\'s tokens)' if cfg.teacher_logits else ''))
+    _check(0 <= cfg.kd_beta <= 1, f'--kd_beta must be in [0, 1], got {cfg.kd_beta}')
+    _check(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
+    _check(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
+    _check(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
+    _check(not (cfg.kd_on == 'rationale' and cfg.model_type == 'standard'), '--kd_on rationale: standard finetuning has no rationale task (--model_type task_prefix has)')
+    _check(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
+    if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
+        _check(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
 
 # %% ../nbs/04_training.ipynb #0decfff1
 def config_parser() -> ArgParser:
@@ -159,6 +194,20 @@ def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
 def vocab_texts(train) -> list[str]:
     "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels (for the tiny student's vocabulary)."
     return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None]
+
+def open_teacher(name:str, hw:Hardware, seed:int=0, texts=None) -> OnlineTeacher:
+    "`--teacher`: loaded once, in eval mode without gradients, in bf16 where the hardware multiplies it natively (chapter 2c)."
+    kw = {'dtype': torch.bfloat16} if hw.native_bf16 else {}
+    if name in TINY:
+        model, tok = load_student(name, seed, texts=texts, quiet=True)
+        model = model.to(**kw)
+    else:
+        local = Path(name).expanduser()
+        if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
+            raise ConfigError(f'--teacher {name}: no such model folder')
+        try: model, tok = load_student(name, quiet=True, local_files_only=not (local.is_dir() or hub_reachable()), **kw)
+        except (StudentError, OSError) as e: raise ConfigError(f'--teacher {name}: {str(e).splitlines()[0]}') from None
+    return OnlineTeacher(model.to(hw.device), tok, name)
 
 # %% ../nbs/04_training.ipynb #4407160e
 def add_lora(model, cfg:TrainConfig):
@@ -243,13 +292,24 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
         trainable, total = model.get_nb_trainable_parameters()
         say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length, kind=kind)
+                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits))
     say(tokenized.report)
+    teacher, kd = None, None
+    if cfg.teacher:  # a teacher beside the student; refused if it cannot teach it
+        t = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train']))
+        teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
+    if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
+        teacher = TopKLogits(cfg.teacher_logits)
+        teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
+    if teacher is not None:
+        kd = KDSettings(cfg.kd_weight, cfg.kd_loss, cfg.kd_beta, cfg.kd_skew, cfg.kd_temperature, cfg.kd_on, cfg.kd_on_policy, cfg.ce_weight)
+        say(f'token-level distillation from {teacher}: {cfg.kd_loss} on {cfg.kd_on} tokens, weight {cfg.kd_weight}'
+            + (f', {cfg.kd_on_policy:.0%} of batches on the student\'s own samples' if cfg.kd_on_policy else ''))
     metric = cfg.metric or default_metric(cfg.dataset, list(data['train']['label']))
     trainer = make_trainer(
         model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
         model_type=cfg.model_type,  # validation answers come from the rows `tokenized` was made from
-        one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run,
+        one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run, kd=kd, teacher=teacher,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
@@ -330,3 +390,29 @@ def plot_history(run_dir:str|Path, resumed_at:int|None=None):
 def train_command(argv:list[str]):
     "`distill-sbs train`: parse the flags (or `--config` YAML) and run `train`."
     train(parse_config(argv))
+
+def teacher_logits(cfg:TrainConfig) -> dict:
+    "The `--teacher`'s top-`--top_k` log-probabilities at every target token of the training set `cfg` tokenises, written to `cfg.output_dir` (chapter 2c); rerun, it finishes a killed run."
+    _check(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
+    hw = pick_hardware(cfg.bf16)
+    print(hw)
+    data = load_task(cfg)
+    print(data.summary)
+    teacher = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train']))
+    if cfg.top_k > len(teacher.tokenizer):  # before anything is written
+        raise ConfigError(f'--top_k {cfg.top_k} is larger than the vocabulary of {cfg.teacher} ({len(teacher.tokenizer):,} tokens)')
+    tokenized = tokenize_tasks({'train': data['train']}, teacher.tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
+                               cfg.max_label_length, cfg.max_rationale_length, kind=teacher.kind)
+    print(tokenized.report)
+    if cfg.overwrite and Path(cfg.output_dir).exists(): shutil.rmtree(cfg.output_dir)
+    summary = write_teacher_logits(teacher, tokenized['train'], cfg.output_dir, cfg.top_k, cfg.kd_temperature, batch_size=cfg.batch_size,
+                                   about=dict(dataset=cfg.dataset, model_type=cfg.model_type, label_type=cfg.label_type))
+    print(f"{cfg.output_dir}: {summary['rows']:,} rows, {summary['tokens']:,} target tokens, top {summary['k']} "
+          f"({summary['bytes']:,} bytes, {summary['bytes_per_token']} per token); train from it with --teacher_logits {cfg.output_dir}")
+    return summary
+
+def teacher_logits_command(argv:list[str]):
+    "`distill-sbs teacher-logits`: `distill-sbs train`'s data flags, `--teacher`, `--top_k` (default --output_dir runs/teacher_logits)."
+    if not any(a.split('=')[0] == '--output_dir' for a in argv) and not {'-h', '--help'} & set(argv):
+        argv = [*argv, '--output_dir', 'runs/teacher_logits']
+    teacher_logits(parse_config(argv))
