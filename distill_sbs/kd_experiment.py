@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 import pandas as pd
 from .inference import RECORD_FILE
-from .kd import LOGITS_META, TopKLogits
+from .kd import TeacherError, TopKLogits
 from .training import TrainConfig, teacher_logits
 from .evaluation import SYSTEM_LABELS, evaluate
 from .experiment import _trained
@@ -27,7 +27,7 @@ def _logits(cfg:TrainConfig, teacher_dir:str, model_type:str, top_k:int) -> str:
     "The teacher's top-k for the training data of `model_type`, written once (an unfinished folder is finished)."
     out = Path(cfg.output_dir)/f'logits_{model_type}'
     try: TopKLogits(out); return str(out)
-    except Exception: pass  # absent or unfinished: write (or finish) it
+    except TeacherError: pass  # absent or unfinished: write (or finish) it
     teacher_logits(replace(cfg, teacher=teacher_dir, teacher_logits='', kd_weight=None, model_type=model_type, top_k=top_k,
                            output_dir=str(out), overwrite=False, resume=False))
     return str(out)
