@@ -23,6 +23,8 @@ def request_key(backend_name:str, model:str, messages:list, params:dict) -> str:
     blob = json.dumps([backend_name, model, messages, {k: params[k] for k in sorted(params)}], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
+_COLUMNS = ('key', 'backend', 'model', 'request', 'params', 'texts', 'prompt_tokens', 'completion_tokens', 'created', 'logprobs')
+
 class TeacherCache:
     "Every teacher answer in a SQLite file, one row per request, committed as it arrives."
     def __init__(self, path:str|Path): # the SQLite file (created, with its folder, if missing)
@@ -32,19 +34,24 @@ class TeacherCache:
         self.db.execute('PRAGMA journal_mode=WAL')  # a killed writer leaves every committed answer readable
         self.db.execute('PRAGMA synchronous=NORMAL')  # no fsync per answer; safe against a killed process (not a power cut)
         self.db.execute('CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, backend TEXT, model TEXT, request TEXT, '
-                        'params TEXT, texts TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)')
+                        'params TEXT, texts TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, logprobs TEXT)')
+        if 'logprobs' not in {r[1] for r in self.db.execute('PRAGMA table_info(answers)')}:  # a file from before logprobs
+            try: self.db.execute('ALTER TABLE answers ADD COLUMN logprobs TEXT')
+            except sqlite3.OperationalError as e:  # another process opening it added it first
+                if 'duplicate column' not in str(e): raise
         self.db.commit()
 
     def get(self, key:str) -> Reply|None:
         "The stored answer for `key`, or None."
-        row = self.db.execute('SELECT texts, prompt_tokens, completion_tokens FROM answers WHERE key=?', (key,)).fetchone()
-        return None if row is None else Reply(json.loads(row[0]), row[1], row[2])
+        row = self.db.execute('SELECT texts, prompt_tokens, completion_tokens, logprobs FROM answers WHERE key=?', (key,)).fetchone()
+        return None if row is None else Reply(json.loads(row[0]), row[1], row[2], None if row[3] is None else json.loads(row[3]))
 
     def put(self, key:str, backend:str, model:str, messages:list, params:dict, reply:Reply):
-        "Store one answer and commit at once."
-        self.db.execute('INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?)',
+        "Store one answer, its logprobs with it, and commit at once."
+        self.db.execute(f'INSERT OR REPLACE INTO answers ({", ".join(_COLUMNS)}) VALUES ({", ".join("?" * len(_COLUMNS))})',
                         (key, backend, model, json.dumps(messages, ensure_ascii=False), json.dumps(params), json.dumps(reply.texts, ensure_ascii=False),
-                         reply.prompt_tokens, reply.completion_tokens, time.time()))
+                         reply.prompt_tokens, reply.completion_tokens, time.time(),
+                         None if reply.logprobs is None else json.dumps(reply.logprobs, ensure_ascii=False)))
         self.db.commit()
 
     def drop(self, key:str):
@@ -79,6 +86,7 @@ class AskReport:
     cached:int = 0 # answered from the cache, no call made
     answered:int = 0 # answered by the teacher in this run
     failed:dict = field(default_factory=dict) # key -> last error, for requests that never succeeded
+    refused:list = field(default_factory=list) # keys of those that failed with an error asking again cannot fix (HTTP 4xx, a bad key)
     retries:int = 0 # extra attempts after retryable failures
     unusable:int = 0 # replies that came back with nothing usable (not stored, asked again)
     not_asked:int = 0 # requests never sent because the round stopped early
@@ -108,10 +116,10 @@ def ask(
     progress:bool=True, # show a progress bar
 ) -> AskReport:
     "Answer every request not already in `cache`, `in_flight` at a time, storing each usable answer as it arrives."
-    rep, t0, n = AskReport(requests=len(requests)), time.time(), params['n']
+    rep, t0, n, lp = AskReport(requests=len(requests)), time.time(), params['n'], params.get('logprobs') or 0
     todo = []
     for k in requests:
-        if (old := cache.get(k)) is not None and reply_problem(old, n): cache.drop(k); old = None  # an older version stored it
+        if (old := cache.get(k)) is not None and reply_problem(old, n, lp): cache.drop(k); old = None  # an older version stored it
         if old is None: todo.append(k)
     rep.cached = len(requests) - len(todo)
     limiter, size = RateLimiter(rpm), backend.batch_size
@@ -149,12 +157,12 @@ def ask(
                     last_error.update({k: str(e) if isinstance(e, (Retryable, TeacherError)) else f'{type(e).__name__}: {e}' for k in keys})
                     if isinstance(e, BadReply): rep.unusable += len(keys)
                     if isinstance(e, Retryable): retry_or_fail(keys, attempt, e.retry_after)
-                    else: retry_or_fail(keys, retries)  # asking again cannot help
+                    else: rep.refused += keys; retry_or_fail(keys, retries)  # asking again cannot help
                     continue
                 bad, same_again = [], []  # same_again: empty texts from a model that would write them again
                 for k, r in zip(keys, replies + [None] * (len(keys) - len(replies))):
                     if isinstance(r, Reply): rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
-                    if problem := reply_problem(r, n):
+                    if problem := reply_problem(r, n, lp):
                         last_error[k] = problem
                         if repeats and problem.startswith(('null', 'empty')):
                             last_error[k] += ' (at temperature 0 this model writes the same again: not retried)'; same_again.append(k)

@@ -6,48 +6,59 @@ Docs: https://distill-sbs.github.io/distill_sbs/backends.html.md"""
 
 # %% ../nbs/01b_backends.ipynb #4e4f464a
 from __future__ import annotations
-import json, os, re
+import itertools, json, math, os, re
 from dataclasses import dataclass
 from .data import UserError, one_of
 from .hardware import default_device
 from .prompts import cut_at_stop, flatten_messages
 
 # %% auto #0
-__all__ = ['RETRY_STATUS', 'BACKENDS', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem', 'openai_request',
-           'OpenAIChat', 'gemini_request', 'Gemini', 'LocalModel', 'make_backend', 'request_body']
+__all__ = ['RETRY_STATUS', 'BACKENDS', 'BACKEND_CLASSES', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem',
+           'check_logprobs', 'openai_request', 'before_stop', 'openai_logprobs', 'OpenAIChat', 'gemini_request',
+           'Gemini', 'LocalModel', 'make_backend', 'request_body']
 
 # %% ../nbs/01b_backends.ipynb #a9be1765
 @dataclass
 class Reply:
-    "A teacher's answer to one request: one text per sample, and the tokens it was billed for."
+    "A teacher's answer to one request: one text per sample, the tokens it was billed for, and each token's log-probabilities if asked."
     texts:list # the answers, one per sample (None where the server sent null)
     prompt_tokens:int=0 # tokens in the request, as the server counts them
     completion_tokens:int=0 # tokens in the answers (thinking tokens included)
+    logprobs:list|None=None # per sample, its tokens up to the stop: [token, logprob, [[alternative, logprob], ...]]; None when not asked
 
 class Retryable(Exception):
     "A failure worth another try (HTTP 408/409/429/5xx, a timeout, a dropped connection), with the server's `Retry-After`."
     def __init__(self, msg:str, retry_after:float|None=None): super().__init__(msg); self.retry_after = retry_after
 
 class BadReply(Retryable):
-    "A 200 that carries nothing usable (not JSON, not the promised shape, no text): retried like a 5xx, never stored."
+    "A 200 that carries nothing usable (not JSON, not the promised shape, no text, no logprobs asked for): retried like a 5xx, never stored."
 
 class TeacherError(UserError):
     "A teacher that cannot be asked at all: a missing SDK or credential, a bad backend option."
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
-def reply_problem(reply:Reply|None, n:int) -> str|None:
-    "Why `reply` is no answer to a request for `n` samples (no reply, no choices, too few, an empty or null text), or None if it is one."
+def reply_problem(reply:Reply|None, n:int, logprobs:int=0) -> str|None:
+    "Why `reply` is no answer to a request for `n` samples (no reply, no choices, too few, an empty or null text, no tokens when `logprobs` were asked), or None if it is one."
     if not isinstance(reply, Reply): return 'no reply' if reply is None else f'not a reply ({type(reply).__name__})'
     texts = reply.texts
     if not texts: return 'no choices in the reply'
     if len(texts) < n: return f'{len(texts)} of the {n} samples asked for (does the server support n?)'
+    lps = reply.logprobs if isinstance(reply.logprobs, list) else []
     for j, t in enumerate(texts[:n]):  # samples past n are never read
         where = f' in sample {j}' if n > 1 else ''
         if t is None: return 'null content' + where
         if not isinstance(t, str): return f'content that is not text ({type(t).__name__})' + where
         if not t.strip(): return 'empty content' + where
+        if logprobs and not (j < len(lps) and isinstance(lps[j], list) and lps[j]): return 'no logprobs' + where
     return None
+
+def check_logprobs(k:int, backend:str, supported:bool):
+    "Refuse `--logprobs k` below 0, or above 0 for a `backend` that cannot return log-probabilities: one line, before anything is sent."
+    if k < 0: raise TeacherError(f"--logprobs must be 0 (none) or more, got {k}")
+    if k and not supported:
+        raise TeacherError(f"--logprobs {k}: the {backend} backend cannot return log-probabilities here; "
+                           "use --backend openai with a server that sends them (OpenAI, vLLM) or --backend local")
 
 def _retry_after(headers) -> float|None:
     try: return float(headers.get('retry-after')) if headers is not None and headers.get('retry-after') else None
@@ -67,13 +78,42 @@ def _one_line(e:Exception) -> str: return ' '.join(str(e).split())[:300]
 
 # %% ../nbs/01b_backends.ipynb #60d41a4e
 def openai_request(model:str, messages:list, params:dict, official:bool=False) -> dict:
-    "The chat-completions body: `max_completion_tokens` for OpenAI itself (`official`), `max_tokens` for other servers."
+    "The chat-completions body: `max_completion_tokens` for OpenAI itself (`official`), `max_tokens` for other servers; the top `logprobs` if asked."
+    k = params.get('logprobs') or 0
     return dict(model=model, messages=messages, n=params['n'], temperature=params['temperature'], stop=params['stop'] or None,
-                **{'max_completion_tokens' if official else 'max_tokens': params['max_tokens']})
+                **{'max_completion_tokens' if official else 'max_tokens': params['max_tokens']},
+                **({'logprobs': True, 'top_logprobs': k} if k else {}))
+
+def before_stop(tokens:list, stop:list) -> list:
+    "The `[token, ...]` entries that start before the first stop sequence in their joined text: the tokens of what `cut_at_stop` keeps."
+    text = ''.join(t[0] for t in tokens)
+    cut = min((text.index(s) for s in stop or [] if s and s in text), default=None)
+    if cut is None: return tokens
+    return [t for t, at in zip(tokens, itertools.accumulate((len(t[0]) for t in tokens), initial=0)) if at < cut]
+
+def _field(o, name):
+    "`o[name]` of a JSON object, or `o.name` of the SDK's object built from one; None when it has none."
+    return o.get(name) if isinstance(o, dict) else getattr(o, name, None)
+
+def _is_logprob(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+def openai_logprobs(logprobs, stop:list) -> list:
+    "One choice's `logprobs` as OpenAI sends them, as `[token, logprob, [[alternative, logprob], ...]]` per token before the stop; a `BadReply` if none or malformed."
+    content = _field(logprobs, 'content')
+    if not isinstance(content, list) or not content: raise BadReply('HTTP 200 but no logprobs in it, though they were asked for')
+    tokens = []
+    for i, t in enumerate(content):
+        token, lp, top = _field(t, 'token'), _field(t, 'logprob'), _field(t, 'top_logprobs')
+        alts = [[_field(a, 'token'), _field(a, 'logprob')] for a in top] if isinstance(top, list) else None
+        if not (isinstance(token, str) and _is_logprob(lp) and alts is not None and all(isinstance(a, str) and _is_logprob(p) for a, p in alts)):
+            raise BadReply(f'HTTP 200 but token {i} of its logprobs is not {{token, logprob, top_logprobs}}')
+        tokens.append([token, lp, alts])
+    return before_stop(tokens, stop)
 
 class OpenAIChat:
     "Any OpenAI-compatible chat-completions endpoint, through the `openai` SDK."
     name, batch_size = 'openai', 1
+    supports_logprobs = True # sends `logprobs`/`top_logprobs`; the server may still refuse a K it does not allow (OpenAI: at most 20)
     def __init__(self,
                  model:str, # the model name the server knows, e.g. 'gpt-4o-mini', 'llama3.1:8b'
                  base_url:str|None=None, # the server, e.g. 'http://localhost:8000/v1'; None: OpenAI itself
@@ -88,7 +128,7 @@ class OpenAIChat:
         self.client = openai.OpenAI(api_key=key or 'not-needed', base_url=base_url, timeout=timeout, max_retries=0)
 
     def __call__(self, messages:list, params:dict) -> Reply:
-        "One chat completion for `messages` with `params` (temperature, max_tokens, n, stop)."
+        "One chat completion for `messages` with `params` (temperature, max_tokens, n, stop; logprobs if asked)."
         oa = self._openai
         try: r = self.client.chat.completions.create(**openai_request(self.model, messages, params, official=self.base_url is None))
         except (oa.APITimeoutError, oa.APIConnectionError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
@@ -99,9 +139,11 @@ class OpenAIChat:
         except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
         except ValueError as e: raise BadReply(f'HTTP 200 but not a chat completion: {_one_line(e)}') from None
         try:  # the SDK builds its objects without checking them: a body of another shape shows up here
-            texts = [_cut(c.message.content, params['stop']) for c in sorted(r.choices or [], key=lambda c: c.index or 0)]
+            choices = sorted(r.choices or [], key=lambda c: c.index or 0)
+            texts = [_cut(c.message.content, params['stop']) for c in choices]
+            lps = [openai_logprobs(c.logprobs, params['stop']) for c in choices] if params.get('logprobs') else None
             u = getattr(r, 'usage', None)
-            return Reply(texts, _tokens(getattr(u, 'prompt_tokens', 0)), _tokens(getattr(u, 'completion_tokens', 0)))
+            return Reply(texts, _tokens(getattr(u, 'prompt_tokens', 0)), _tokens(getattr(u, 'completion_tokens', 0)), lps)
         except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a chat completion ({_one_line(e)})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
@@ -120,6 +162,7 @@ def gemini_request(messages:list, params:dict) -> dict:
 class Gemini:
     "Gemini through the `google-genai` SDK: on Vertex AI (`vertexai=True`) or with a Gemini API key."
     batch_size = 1
+    supports_logprobs = False # Gemini's own logprobs are not wired up here
     def __init__(self,
                  model:str='gemini-2.5-flash', # the Gemini model
                  vertexai:bool=False, # True: Vertex AI with your project's credentials; False: the Gemini API with a key
@@ -146,6 +189,7 @@ class Gemini:
 
     def __call__(self, messages:list, params:dict) -> Reply:
         "One `generate_content` call for `messages` with `params`."
+        check_logprobs(params.get('logprobs') or 0, self.name, self.supports_logprobs)
         errors, body = self._errors, gemini_request(messages, params)  # the dry run prints this same body
         config = {**body['generationConfig'], **({'systemInstruction': body['systemInstruction']} if 'systemInstruction' in body else {})}
         import httpx2
@@ -169,10 +213,39 @@ class Gemini:
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
 # %% ../nbs/01b_backends.ipynb #f9987863
+class _TopLogprobs:
+    "A logits processor that records each step's top-k log-probabilities and, a step later, the one of the token chosen."
+    def __init__(self, k:int): self.k, self.prev, self.top, self.chosen = k, None, [], []
+    def __call__(self, input_ids, scores):
+        import torch
+        if self.prev is not None: self.chosen.append(self.prev.gather(1, input_ids[:, -1:]))
+        self.prev = torch.log_softmax(scores.float(), -1).clamp(min=-9999.)  # -9999 for impossible tokens, as OpenAI sends
+        self.top.append(self.prev.topk(min(self.k, scores.shape[-1]), -1))
+        return scores
+
+    def tokens(self, tok, ids, stop:list, ctx:int=4) -> list:
+        "Each generated row of `ids` as `[token, logprob, [[alternative, logprob], ...]]`, up to its end and its stop sequence."
+        import torch
+        chosen = torch.cat(self.chosen + [self.prev.gather(1, ids[:, -1:])], 1).tolist()
+        vals, alts = (torch.stack(x, 1).tolist() for x in zip(*self.top))
+        ends, out = {tok.eos_token_id, tok.pad_token_id}, []
+        for i, r in enumerate(ids.tolist()):
+            n, w = next((t for t, x in enumerate(r) if x in ends), len(r)), len(vals[i][0]) + 2
+            # a token's text: what it adds to the `ctx` tokens before it, so a leading space or a split character comes out right
+            said = tok.batch_decode([s for t in range(n) for c in [r[max(0, t - ctx):t]] for s in [c, c + [r[t]], *(c + [a] for a in alts[i][t])]],
+                                    skip_special_tokens=True)
+            toks = []
+            for t in range(n):
+                before, mine, *others = said[t * w:(t + 1) * w]
+                toks.append([mine[len(before):], chosen[i][t], [[o[len(before):], v] for o, v in zip(others, vals[i][t])]])
+            out.append(before_stop(toks, stop))
+        return out
+
 class LocalModel:
     "A local `transformers` model (decoder-only or encoder-decoder) answering batches of prompts."
     name = 'local'
     repeatable = True # at temperature 0 the same prompt gets the same answer, so an unusable one is not asked again in the run
+    supports_logprobs = True # the top-k of each step's log-softmax, recorded while generating
     def __init__(self,
                  model:str, # a Hub name or a local folder, e.g. 'Qwen/Qwen2.5-7B-Instruct', 'google/flan-t5-xl'
                  batch_size:int=8, # prompts per `generate`
@@ -198,23 +271,24 @@ class LocalModel:
         return self.bos + flatten_messages(messages)  # never an EOS after it: that tells the model the text is over
 
     def batch(self, requests:list, params:dict) -> list[Reply]:
-        "One `generate` for a batch of requests; `n` samples each."
+        "One `generate` for a batch of requests; `n` samples each, with their tokens' top `logprobs` if asked."
         import torch
         room = getattr(self.net.config, 'max_position_embeddings', None) or getattr(self.net.config, 'n_positions', None)
         max_len = max(16, room - params['max_tokens']) if room and not self.seq2seq else 2048
         enc = self.tok([self.prompt(m) for m in requests], return_tensors='pt', padding=True, truncation=True,
                        max_length=max_len, add_special_tokens=self.seq2seq).to(self.device)
-        sample = params['temperature'] > 0
+        sample, top = params['temperature'] > 0, _TopLogprobs(params['logprobs']) if params.get('logprobs') else None
         with torch.inference_mode():
             out = self.net.generate(**enc, max_new_tokens=params['max_tokens'], num_return_sequences=params['n'],
                                     do_sample=sample, temperature=params['temperature'] if sample else None, top_p=None, top_k=None,
-                                    pad_token_id=self.tok.pad_token_id)
+                                    pad_token_id=self.tok.pad_token_id, **({'logits_processor': [top]} if top else {}))
         new = out if self.seq2seq else out[:, enc['input_ids'].shape[1]:]
         texts = self.tok.batch_decode(new, skip_special_tokens=True)
+        lps = top.tokens(self.tok, new[:, 1:] if self.seq2seq else new, params['stop']) if top else None  # seq2seq: after the start token
         n_new = (new != self.tok.pad_token_id).sum(1).tolist()
         n_in = enc['attention_mask'].sum(1).tolist()
         k = params['n']
-        return [Reply([cut_at_stop(t, params['stop']) for t in texts[i*k:(i+1)*k]], n_in[i], sum(n_new[i*k:(i+1)*k]))
+        return [Reply([cut_at_stop(t, params['stop']) for t in texts[i*k:(i+1)*k]], n_in[i], sum(n_new[i*k:(i+1)*k]), lps and lps[i*k:(i+1)*k])
                 for i in range(len(requests))]
 
 # %% ../nbs/01b_backends.ipynb #89f3239b
@@ -239,9 +313,12 @@ def make_backend(
         return Gemini(model, vertexai=backend == 'vertex', project=project, location=location, base_url=base_url, timeout=timeout, **key)
     return LocalModel(model, batch_size=batch_size, device=device)
 
+BACKEND_CLASSES = {'openai': OpenAIChat, 'gemini': Gemini, 'vertex': Gemini, 'local': LocalModel}
+
 def request_body(backend:str, model:str, messages:list, params:dict, base_url:str|None=None) -> dict:
     "What `backend` would send for `messages`: the OpenAI or Gemini JSON body, or a local model's prompt text."
     one_of('backend', backend, BACKENDS)
+    check_logprobs(params.get('logprobs') or 0, backend, BACKEND_CLASSES[backend].supports_logprobs)
     if backend == 'openai': return openai_request(model, messages, params, official=base_url is None)
     if backend in ('gemini', 'vertex'): return gemini_request(messages, params)
     return {'prompt': flatten_messages(messages), **params}

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import torch
 from datasets import DatasetDict
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
+from .cot import MODEL_TYPES, Recipe, TargetError, make_recipe
 from .students import Seq2SeqKind, StudentKind
 
 # %% auto #0
-__all__ = ['MODEL_TYPES', 'LABEL_TYPES', 'TokenizeReport', 'tokenize_tasks', 'TaskPrefixCollator']
+__all__ = ['LABEL_TYPES', 'TokenizeReport', 'tokenize_tasks', 'TaskPrefixCollator']
 
 # %% ../nbs/02a_collator.ipynb #310c84c6
-MODEL_TYPES, LABEL_TYPES = ('task_prefix', 'standard'), ('gt', 'llm')
+LABEL_TYPES = ('gt', 'llm')  # the recipes, MODEL_TYPES, are chapter 1f's
 
 @dataclass
 class TokenizeReport:
@@ -30,25 +31,35 @@ class TokenizeReport:
     __repr__ = __str__
 
 # %% ../nbs/02a_collator.ipynb #7d46f28b
+def _unusable(ds, recipe, label_col, counts):
+    "`ds` without the training rows `recipe` cannot make a target of, each counted in `counts` by reason."
+    keep = []
+    for n, row in enumerate(ds):
+        try: recipe.pair(row, label_col, True); keep.append(n)
+        except TargetError as e: counts[e.reason] = counts.get(e.reason, 0) + 1
+    return ds if len(keep) == len(ds) else ds.select(keep)
+
 def tokenize_tasks(
     data:DatasetDict, # train/valid/test in the record schema (chapter 0)
     tokenizer:PreTrainedTokenizerBase, # the student's tokenizer
-    model_type:str='task_prefix', # 'task_prefix' (distilling step-by-step) or 'standard' (label only)
+    model_type:str='task_prefix', # 'task_prefix' (distilling step-by-step), 'standard' (label only) or 'cot' (rationale first, chapter 1f)
     label_type:str='gt', # train on gold labels ('gt') or the teacher's ('llm')
     max_input_length:int=1024, # input tokens kept
     max_label_length:int=256, # label tokens kept
-    max_rationale_length:int=256, # rationale tokens kept
+    max_rationale_length:int=256, # rationale tokens kept (a rationale-first target: rationale and label together)
     num_proc:int|None=None, # processes for `datasets.map`
     kind:StudentKind|None=None, # the student's kind (chapter 2's `student_kind(model)`); default: seq2seq
     rows:bool=False, # give each training row its index (`row`): how batches find their teacher logits on disk (chapter 2c)
+    recipe:Recipe|None=None, # what the student reads and writes (chapter 1f's `make_recipe`; a cot mixture with in-context formats needs one with its exemplars); default: `model_type`'s
 ) -> DatasetDict:
     "Token ids for training and evaluation: `input_ids`/`labels`, and for `task_prefix` training `expl_input_ids`/`expl_labels`."
-    if model_type not in MODEL_TYPES: raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    recipe = recipe or make_recipe(model_type)
+    if recipe.name != model_type: raise ValueError(f"the recipe is {recipe.name!r} but model_type is {model_type!r}")
     if label_type not in LABEL_TYPES: raise ValueError(f"label_type must be one of {LABEL_TYPES}, got {label_type!r}")
     report, out, kind = TokenizeReport(), DatasetDict(), kind or Seq2SeqKind()
     for split, ds in data.items():
         train = split == 'train'
-        needs = ([('rationale', 'no teacher rationale')] if train and model_type == 'task_prefix' else []) + \
+        needs = ([(col, f'no teacher {col}') for col in recipe.needs] if train else []) + \
                 ([('teacher_label', 'no teacher label')] if train and label_type == 'llm' else [])
         report.dropped[split] = {}
         for col, why in needs:
@@ -56,10 +67,13 @@ def tokenize_tasks(
             ds = ds.filter(lambda v: v is not None, input_columns=col)
             report.dropped[split][why] = n - len(ds)
         label_col = 'teacher_label' if train and label_type == 'llm' else 'label'
+        if train and recipe.writes_rationale: ds = _unusable(ds, recipe, label_col, report.dropped[split])
+        target = 'target' if recipe.writes_rationale else 'label'
         def encode(batch):
-            pred = kind.encode(tokenizer, [kind.prompt(tokenizer, t, 'predict', model_type) for t in batch['input']], batch[label_col],
-                               max_input_length, max_label_length)
-            enc = {'input_ids': pred['input_ids'], 'labels': pred['labels'], '_cut_input': pred['cut_input'], '_cut_label': pred['cut_target']}
+            pairs = [recipe.pair(dict(zip(batch, values)), label_col, train) for values in zip(*batch.values())]
+            pred = kind.encode(tokenizer, [kind.prompt(tokenizer, c, 'predict', model_type) for c, _ in pairs], [t for _, t in pairs],
+                               max_input_length, recipe.target_length(max_label_length, max_rationale_length))
+            enc = {'input_ids': pred['input_ids'], 'labels': pred['labels'], '_cut_input': pred['cut_input'], f'_cut_{target}': pred['cut_target']}
             if train and model_type == 'task_prefix':
                 expl = kind.encode(tokenizer, [kind.prompt(tokenizer, t, 'explain') for t in batch['input']], batch['rationale'],
                                    max_input_length, max_rationale_length)
@@ -72,7 +86,7 @@ def tokenize_tasks(
         report.truncated[split] = {c[5:]: sum(ds[c]) for c in cut_cols}
         out[split] = ds.remove_columns(cut_cols)
         if rows and train: out[split] = out[split].add_column('row', list(range(len(ds))))
-    out.report, out.source = report, data  # what was left out or cut; the rows the tokens came from
+    out.report, out.source, out.recipe = report, data, recipe  # what was left out or cut; the rows the tokens came from; how
     return out
 
 # %% ../nbs/02a_collator.ipynb #869dea31

@@ -1,4 +1,4 @@
-"""One record schema for the paper's four tasks, your own files and a built-in offline task, with teacher outputs parsed and every dropped row counted.
+"""One record schema for the paper's four tasks, three sets of math word problems, your own files and a built-in offline task, with teacher outputs parsed and every dropped row counted.
 
 Docs: https://distill-sbs.github.io/distill_sbs/data.html.md"""
 
@@ -6,8 +6,8 @@ Docs: https://distill-sbs.github.io/distill_sbs/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #c6cb40cf
 from __future__ import annotations
-import argparse, ast, csv, difflib, inspect, io, json, linecache, math, operator, os, random, re, string, tokenize
-import types, typing, unicodedata, urllib.request
+import argparse, ast, contextlib, csv, difflib, inspect, io, json, linecache, math, operator, os, random, re, string, tokenize
+import tempfile, types, typing, unicodedata, urllib.request
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -17,16 +17,17 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 from fastcore.docments import docments
 
 # %% auto #0
-__all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'NUMERIC_TASKS', 'ARITH_NAMES', 'ARITH_ITEMS', 'ARITH_STEPS', 'SLIPS',
-           'NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'DATASETS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'UserError',
-           'DataError', 'filesystem', 'read_text', 'read_records', 'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa',
-           'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith',
-           'equation_match', 'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith',
-           'solve_arith', 'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
-           'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'hub_reachable', 'ArgParser', 'one_of',
-           'str2bool', 'settings_docs', 'add_flags', 'flag_values', 'DataSettings', 'SplitReport', 'DataSummary',
-           'TaskData', 'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic',
-           'add_data_args', 'data_command']
+__all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'EQUATION_TASKS', 'MATH_TASKS', 'NUMERIC_TASKS', 'ARITH_NAMES',
+           'ARITH_ITEMS', 'ARITH_STEPS', 'SLIPS', 'NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'DATASETS',
+           'GENERIC_NAMES', 'GENERIC_EXTS', 'UserError', 'DataError', 'filesystem', 'read_text', 'read_records',
+           'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer',
+           'normalize_answer', 'exact_match', 'eval_arith', 'equation_match', 'numeric_value', 'number_match',
+           'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith', 'solve_arith',
+           'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir', 'read_teacher_outputs',
+           'read_paper_split', 'read_hub_splits', 'hub_reachable', 'numeric_label', 'format_gsm8k', 'format_multiarith',
+           'format_asdiv', 'ArgParser', 'one_of', 'str2bool', 'settings_docs', 'add_flags', 'flag_values',
+           'DataSettings', 'SplitReport', 'DataSummary', 'TaskData', 'attach_teacher', 'generic_files', 'load_task',
+           'plot_lengths', 'find_shared', 'write_generic', 'add_data_args', 'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
 FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': Value('string'),
@@ -224,12 +225,43 @@ def equation_match(pred:str|None, gold:str, tol:float=1e-4) -> bool:
     p, g = eval_arith(pred), eval_arith(gold)
     return p is not None and g is not None and math.isclose(p, g, rel_tol=tol, abs_tol=tol)
 
+# %% ../nbs/00_data.ipynb #13f7254c
+_NUMERAL = r'\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+'  # 1,250.5  1250.5  .5
+_NUMBER_TEXT = re.compile(
+    r'(?P<neg>[-−])?\s*[$€£¥]?\s*(?P<neg2>[-−])?'          # a sign and a currency sign, either way round: -$3, $-3
+    rf'(?P<num>(?:{_NUMERAL})(?:\s*/\s*(?:{_NUMERAL}))?)'   # the number, or a fraction: 3/4
+    r'\s*(?:%|\([^\d()]*\)|[^\W\d_][^\d()]*)?\.?')          # a unit with no digit in it (%, (apples), apples), a full stop
+
+def _number_parts(text):
+    "(sign, numeral without commas or spaces) of `text` written as one number, or None."
+    m = _NUMBER_TEXT.fullmatch(text)
+    if m is None or (m['neg'] and m['neg2']): return None
+    return ('-' if m['neg'] or m['neg2'] else ''), re.sub(r'[\s,]', '', m['num'])
+
+def numeric_value(text:str|None, max_len:int=100) -> float|None:
+    "The number `text` states (`1,250`, `$18.`, `9 (apples)`, `12.5%` = 12.5, or an `eval_arith` expression), or None for no number or several."
+    if not isinstance(text, str) or len(text) > max_len: return None
+    text = unicodedata.normalize('NFKC', text).strip()
+    if (value := eval_arith(text)) is not None: return value
+    parts = _number_parts(text)
+    return None if parts is None else eval_arith(''.join(parts))
+
+def number_match(pred:str|None, gold:str, tol:float=1e-6) -> bool:
+    "Do `pred` and `gold` state the same number (`numeric_value`), within `tol`? Never runs code."
+    p, g = numeric_value(pred), numeric_value(gold)
+    return p is not None and g is not None and math.isclose(p, g, rel_tol=1e-9, abs_tol=tol)
+
+
 # %% ../nbs/00_data.ipynb #f3b6b5eb
-NUMERIC_TASKS = ('svamp', 'arith')
+EQUATION_TASKS = ('svamp', 'arith')  # labels are equations or counts: compared by `equation_match`
+MATH_TASKS = ('gsm8k', 'multiarith', 'asdiv')  # labels are numbers: compared by `number_match`
+NUMERIC_TASKS = EQUATION_TASKS + MATH_TASKS
 
 def answer_correct(task:str, pred:str|None, gold:str) -> bool:
-    "Is `pred` right for `task`: by value for equations and numbers (`svamp`, `arith`), by normalised exact match otherwise."
-    return equation_match(pred, gold) if task in NUMERIC_TASKS else exact_match(pred, gold)
+    "Is `pred` right for `task`: by value for equations (`svamp`, `arith`) and numbers (`gsm8k`, `multiarith`, `asdiv`), by normalised exact match otherwise."
+    if task in EQUATION_TASKS: return equation_match(pred, gold)
+    if task in MATH_TASKS: return number_match(pred, gold)
+    return exact_match(pred, gold)
 
 # %% ../nbs/00_data.ipynb #f785d138
 ARITH_NAMES = ['Ana', 'Ben', 'Chen', 'Dara', 'Eli', 'Fatima', 'Gus', 'Hana', 'Ivan', 'Jo', 'Kofi', 'Lena', 'Mia',
@@ -352,12 +384,14 @@ def format_svamp(r:dict, where:str='record') -> dict:
 
 @dataclass
 class Task:
-    "How one of the paper's tasks is read: formatting, parsing, and where the Hub keeps it."
+    "How a task is read: formatting, parsing, where the Hub keeps it, and what `data_dir` holds."
     name:str # the paper's name, e.g. 'cqa'
     format:callable # raw record -> schema row
     parse:callable # raw teacher output -> (rationale, label)
     hub:tuple # (path, config) for `datasets.load_dataset`
     hub_splits:dict # our split -> the Hub's split
+    layout:str = 'paper' # what `data_dir` holds: 'paper' (the paper's released layout) or 'hub' (a local copy of the Hub repository)
+    teacher:str|None = None # where the rationales the source itself holds come from (None: it holds none)
 
 TASKS = {
     'cqa': Task('cqa', format_cqa, parse_cqa, ('cos_e', 'v1.11'), {'train': 'train', 'test': 'validation'}),
@@ -407,23 +441,85 @@ def read_paper_split(task:str, tdir:str, split:str) -> tuple[list[dict], str]|No
     return [TASKS[task].format(r, f'{f}: record {n}') for n, r in enumerate(read_records(f), 1)], f
 
 # %% ../nbs/00_data.ipynb #90cf6cd8
-def read_hub_splits(task:str) -> tuple[dict, str]:
-    "{split: schema rows} of a paper task from the Hub, with a description of the source."
+def read_hub_splits(
+    task:str, # a task of `TASKS`
+    data_dir:str|None=None, # a local copy of the task's Hub repository (its files, in its layout); None: the Hub
+) -> tuple[dict, str]:
+    "{split: schema rows} of a task from the Hub or a local copy of its repository, with a description of the source."
     from datasets import load_dataset
-    path, config = TASKS[task].hub
-    src = f"{path}{'/' + config if config else ''} on the Hugging Face Hub"
-    try: hub = load_dataset(path, config) if config else load_dataset(path)
-    except Exception as e:
-        raise DataError(f"{task}: could not load {src} ({type(e).__name__}: {str(e)[:200]}); offline, pass --data_dir "
-                        "with the paper's released layout") from None
-    return {ours: [TASKS[task].format(r, f'{src} [{theirs}] record {n}') for n, r in enumerate(hub[theirs], 1)]
-            for ours, theirs in TASKS[task].hub_splits.items()}, src
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    t = TASKS[task]
+    (hub, config), name = t.hub, '/'.join(filter(None, t.hub))
+    if data_dir is None: path, src = hub, f"{name} on the Hugging Face Hub"
+    else:
+        path, src = str(data_dir), f"{data_dir} (a local copy of {name})"
+        if not Path(path).is_dir(): raise DataError(f"{data_dir}: no such folder (expected a local copy of the Hub repository {hub})")
+    quiet = data_dir is not None and not are_progress_bars_disabled()  # a local copy loads at once: no bars before a one-line error
+    if quiet: disable_progress_bars()
+    # `datasets` keys its cache of a local folder by the folder's name and README.md, not by its files, so a changed copy,
+    # or another copy of the same name, would load stale rows: a local copy gets a fresh cache each time
+    fresh = tempfile.TemporaryDirectory(ignore_cleanup_errors=True) if data_dir is not None else contextlib.nullcontext()
+    try:
+        with fresh as cache:
+            try: got = load_dataset(path, config, cache_dir=cache)
+            except Exception as e:
+                why = f"{task}: could not load {src} ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                if data_dir is not None: raise DataError(why + f"--data_dir must hold {hub}'s files in the Hub's layout, README.md included") from None
+                raise DataError(why + "offline, pass --data_dir with " + ("the paper's released layout" if t.layout == 'paper' else
+                                                                            f"a local copy of the Hub repository {hub}")) from None
+            for theirs in t.hub_splits.values():
+                if theirs not in got: raise DataError(f"{src}: no {theirs!r} split (it has {', '.join(got) or 'none'})")
+            return {ours: [t.format(r, f'{src} [{theirs}] record {n}') for n, r in enumerate(got[theirs], 1)]
+                    for ours, theirs in t.hub_splits.items()}, src
+    finally:
+        if quiet: enable_progress_bars()
 
 def hub_reachable(timeout:float=3.0) -> bool:
     "Can this machine reach the Hugging Face Hub? (False at once with `HF_HUB_OFFLINE=1`.)"
     if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', ''): return False
     try: urllib.request.urlopen('https://huggingface.co/api/models/google/flan-t5-small', timeout=timeout); return True
     except Exception: return False
+
+# %% ../nbs/00_data.ipynb #c2d80def
+_CALCULATOR = re.compile(r'<<[^<>]*>>')  # GSM8K's calculator annotations: 48/2 = <<48/2=24>>24
+
+def numeric_label(text:str) -> tuple[str|None, str|None]:
+    "(the number a dataset's answer `text` states, as a label, None), or (None, why it has none): unit, currency sign and thousands commas go."
+    text = unicodedata.normalize('NFKC', str(text)).strip()
+    parts = _number_parts(text)
+    if parts is not None and eval_arith(''.join(parts)) is not None: return ''.join(parts), None
+    if eval_arith(text) is not None: return text, None
+    if not re.search(r'\d', text): return None, 'answer has no number'
+    if re.search(r'\d\s*:\s*\d', text): return None, 'answer is a ratio'
+    if len(re.findall(r'\d+(?:[.,]\d+)*', text)) > 1: return None, 'answer has several numbers'
+    return None, 'answer is not a number'
+
+def format_gsm8k(r:dict, where:str='record') -> dict:
+    "A GSM8K record as a schema row: the worked solution without calculator annotations is the rationale, the number after `####` the label."
+    question, answer = _field_text(r, 'question', where), _field_text(r, 'answer', where)
+    solution, sep, final = answer.rpartition('####')
+    if not sep: raise DataError(f"{where}: field 'answer' has no '#### <number>' line (it ends {answer.strip()[-30:]!r})")
+    label, why = numeric_label(final)  # a row without a label says why: `load_task` drops it and counts the reason
+    rationale = '\n'.join(line.strip() for line in _CALCULATOR.sub('', solution).splitlines() if line.strip())
+    return dict(input=question, label=label, why=why, rationale=rationale or None, teacher_label=label)
+
+def format_multiarith(r:dict, where:str='record') -> dict:
+    "A MultiArith record as a schema row: the question, and `final_ans` as a number."
+    label, why = numeric_label(_field_text(r, 'final_ans', where))
+    return dict(input=_field_text(r, 'question', where), label=label, why=why)
+
+def format_asdiv(r:dict, where:str='record') -> dict:
+    "An ASDiv record as a schema row: `body\\nquestion`, as SVAMP's; the number in `answer`, without its unit."
+    label, why = numeric_label(_field_text(r, 'answer', where))
+    return dict(input=f"{_field_text(r, 'body', where)}\n{_field_text(r, 'question', where)}", label=label, why=why)
+
+TASKS.update({
+    'gsm8k': Task('gsm8k', format_gsm8k, parse_answer, ('openai/gsm8k', 'main'), {'train': 'train', 'test': 'test'}, 'hub',
+                  "GSM8K's human-written worked solutions"),
+    'multiarith': Task('multiarith', format_multiarith, parse_answer, ('ChilleD/MultiArith', None), {'train': 'train', 'test': 'test'}, 'hub'),
+    'asdiv': Task('asdiv', format_asdiv, parse_answer, ('EleutherAI/asdiv', 'asdiv'), {'train': 'validation'}, 'hub'),
+})
+PARSERS.update({k: TASKS[k].parse for k in MATH_TASKS})
 
 # %% ../nbs/00_data.ipynb #1eb87386
 class ArgParser(argparse.ArgumentParser):
@@ -502,8 +598,8 @@ DATASETS = ['arith', *TASKS, 'generic']
 @dataclass
 class DataSettings:
     "Which data a stage reads and how much of it: every stage of the course loads its data through these settings."
-    dataset:str = 'arith' # the task: 'arith' (built-in, offline), 'cqa', 'esnli', 'anli1', 'svamp', or 'generic' (your files)
-    data_dir:Optional[str] = None # paper-layout folder, or your file/folder for generic (local or gs://); default: the Hub, or generated (arith)
+    dataset:str = 'arith' # the task: 'arith' (built-in, offline), the paper's 'cqa', 'esnli', 'anli1', 'svamp', the math word problems 'gsm8k', 'multiarith', 'asdiv', or 'generic' (your files)
+    data_dir:Optional[str] = None # paper-layout folder; a local copy of the Hub repository for gsm8k, multiarith, asdiv; your file/folder for generic (local or gs://); default: the Hub, or generated (arith)
     subsample:float = 1.0 # fraction of train kept, the paper's data-efficiency knob
     run:int = 0 # seed of the subsample (the paper's `--run`); a training run also seeds initialisation and data order with it
     valid_frac:float = 0.1 # part of train carved out for validation when the source has no validation split
@@ -614,16 +710,18 @@ def attach_teacher(
     report.teacher_outputs += len(outputs)
 
 def _drop(rows, report):
-    "Rows that can be used; the others are counted in `report.dropped` by reason."
+    "Rows that can be used; the others are counted in `report.dropped` by reason: the row's `why`, else 'no gold label'."
     keep = []
     for r in rows:
-        if r['label'] is None: report.dropped['no gold label'] = report.dropped.get('no gold label', 0) + 1
+        why = r.pop('why', None) or 'no gold label'
+        if r['label'] is None: report.dropped[why] = report.dropped.get(why, 0) + 1
         else: keep.append(r)
     return keep
 
 def _blank_row(row, split, n):
     out = {c: row.get(c) for c in COLUMNS}
     if out['id'] is None: out['id'] = f'{split}-{n}'
+    if row.get('why'): out['why'] = row['why']  # why a row has no label, for `_drop`
     return out
 
 # %% ../nbs/00_data.ipynb #b506ffb3
@@ -659,9 +757,9 @@ def _read_splits(task, data_dir, n, opts):
         files = generic_files(data_dir)
         return ({s: to_rows(read_records(f), f, s) for s, f in files.items()}, {}, 'your data: ' + ', '.join(files.values()),
                 'the rationale / teacher_label fields')
-    if data_dir is None:
-        rows, src = read_hub_splits(task)
-        return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, None
+    if data_dir is None or TASKS[task].layout == 'hub':  # the Hub, or a local copy of its repository
+        rows, src = read_hub_splits(task, data_dir)
+        return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, TASKS[task].teacher
     tdir = task_dir(data_dir, task)
     rows, teacher = {}, {}
     for split in ('train', 'valid', 'test'):
@@ -703,7 +801,8 @@ def load_task(
     if 'test' not in ds:
         parts = ds['train'].train_test_split(test_size=valid_frac, seed=0)
         ds['train'], ds['test'] = parts['train'], parts['test']
-        summary.notes.append(f"test: {len(ds['test']):,} rows carved from train ({valid_frac:.0%}, seed 0); give a test file to fix it")
+        fix = '; give a test file to fix it' if dataset == 'generic' else ': the source has no test split'
+        summary.notes.append(f"test: {len(ds['test']):,} rows carved from train ({valid_frac:.0%}, seed 0){fix}")
     if cfg.subsample < 1:
         n = len(ds['train'])
         ds['train'] = ds['train'].train_test_split(train_size=cfg.subsample, seed=cfg.run)['train']

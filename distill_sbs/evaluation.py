@@ -16,14 +16,16 @@ from tqdm.auto import tqdm
 from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct, equation_match,
                               flag_values, load_task, normalize_answer)
 from .hardware import default_device
+from .cot import ExemplarPool, make_recipe
 from .students import TINY
 from .inference import RECORD_FILE, Student, load_run, run_config
 from .multitask import rouge_l
 from .training import ConfigError, open_student, vocab_texts
 
 # %% auto #0
-__all__ = ['SYSTEM_LABELS', 'wilson_interval', 'choice_key', 'Comparison', 'plot_comparison', 'token_f1', 'rationale_metrics',
-           'EvalError', 'same_data', 'system_name', 'evaluate', 'evaluate_parser', 'evaluate_command']
+__all__ = ['SYSTEM_LABELS', 'wilson_interval', 'system_label', 'choice_key', 'Comparison', 'plot_comparison', 'token_f1',
+           'rationale_metrics', 'EvalError', 'same_data', 'system_name', 'evaluate', 'evaluate_parser',
+           'evaluate_command']
 
 # %% ../nbs/05_evaluation.ipynb #fb5723a1
 def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
@@ -35,7 +37,13 @@ def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
 
 # %% ../nbs/05_evaluation.ipynb #9bf908ca
 SYSTEM_LABELS = {'teacher': 'teacher', 'base': 'base student', 'standard': 'standard finetuning',
-                 'distilled': 'distilling step-by-step', 'majority': 'majority guess'}
+                 'distilled': 'distilling step-by-step', 'cot': 'rationale-first', 'base_cot': 'base student, chain of thought',
+                 'majority': 'majority guess'}
+
+def system_label(name:str) -> str:
+    "How a system is called in tables and charts: `SYSTEM_LABELS`, and `name@k` as asked with k exemplars."
+    base, _, k = name.partition('@')
+    return SYSTEM_LABELS.get(base, base) + (f', {k} exemplars' if k else '')
 
 def choice_key(row:dict) -> str:
     "What to group `row` by for accuracy by answer choice: the gold answer's letter among `choices`, else the gold label."
@@ -72,7 +80,7 @@ class Comparison:
         return [rouge_l(a, r['label']) for a, r in zip(self.answers[name], self.rows)]
 
     def table(self) -> pd.DataFrame:
-        "Accuracy of each system with its 95% interval, mean ROUGE-L with its interval, answers per second, tokens per answer and the share that stopped on their own, where generated."
+        "Accuracy of each system with its 95% interval, mean ROUGE-L with its interval; where generated, answers per second, tokens per answer, the share that stopped on their own and the share with no answer."
         out = []
         for name in self.answers:
             k, n = sum(self.correct(name)), len(self.rows)
@@ -85,6 +93,7 @@ class Comparison:
                             rouge_low=max(0.0, mean - half), rouge_high=min(1.0, mean + half),
                             answers_per_s=n / s if s else None,
                             tokens_per_answer=sum(g.tokens) / n if g else None, stopped=sum(g.stopped) / n if g else None,
+                            no_answer=sum(a is None for a in self.answers[name]) / n if g else None,
                             source=self.sources.get(name, '')))
         return pd.DataFrame(out).set_index('system')
 
@@ -102,16 +111,18 @@ class Comparison:
                              for i, r in enumerate(self.rows[:n])])
 
 # %% ../nbs/05_evaluation.ipynb #a27a6885
-_COLORS = {'teacher': '#7f7f7f', 'base': '#c7c7c7', 'standard': '#1f77b4', 'distilled': '#ff7f0e'}
+_COLORS = {'teacher': '#7f7f7f', 'base': '#c7c7c7', 'base_cot': '#dddddd', 'standard': '#1f77b4', 'distilled': '#ff7f0e', 'cot': '#2ca02c'}
 
-def plot_comparison(cmp:Comparison, title:str|None=None):
-    "Accuracy of each system as a bar with its 95% interval, and the majority guess as a dashed line."
+def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
+    "Accuracy of each system as a bar with its 95% interval, the majority guess as a dashed line; with `cost` (default: when answers were generated), beside it what an answer costs: tokens generated and answers per second."
     import matplotlib
     import matplotlib.pyplot as plt
     t = cmp.table()
     col, lo, hi, what = ('rouge_l', 'rouge_low', 'rouge_high', 'ROUGE-L') if cmp.metric == 'rouge_l' else ('accuracy', 'ci_low', 'ci_high', 'accuracy')
     bars = t.drop(index='majority', errors='ignore')
-    fig, ax = plt.subplots(figsize=(1.6 * len(bars) + 2, 3.8))
+    cost = bool(cmp.generated) if cost is None else cost
+    fig, axs = plt.subplots(1, 2 if cost else 1, figsize=((1.6 * len(bars) + 2) * (1.8 if cost else 1), 3.8), squeeze=False)
+    ax = axs[0, 0]
     x = range(len(bars))
     err = [bars[col] - bars[lo], bars[hi] - bars[col]]
     ax.bar(x, bars[col], yerr=err, capsize=4, color=[_COLORS.get(s, '#2ca02c') for s in bars.index])
@@ -119,10 +130,19 @@ def plot_comparison(cmp:Comparison, title:str|None=None):
     if 'majority' in t.index:
         ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
         ax.text(len(bars) - 0.5, t[col]['majority'], f"majority guess {t[col]['majority']:.1%}", ha='right', va='bottom', fontsize=9)
-    ax.set_xticks(list(x), [SYSTEM_LABELS.get(s, s).replace(' ', '\n', 1) for s in bars.index])
+    ax.set_xticks(list(x), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in bars.index], fontsize=8)
     ax.set(ylim=(0, 1.1), ylabel=f'test {what} (n = {len(cmp.rows):,})', title=title or f'{cmp.task}: test {what}, 95% intervals')
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.spines[['top', 'right']].set_visible(False)
+    if cost:
+        gen = t[t.tokens_per_answer.notna()]
+        bx = axs[0, 1]
+        bx.bar(range(len(gen)), gen.tokens_per_answer, color=[_COLORS.get(s.split('@')[0], '#2ca02c') for s in gen.index])
+        for i, (tok, aps) in enumerate(zip(gen.tokens_per_answer, gen.answers_per_s)):
+            bx.text(i, tok * 1.05, f'{tok:.0f} tokens' + (f'\n{aps:,.0f}/s' if aps else ''), ha='center', va='bottom', fontsize=8)
+        bx.set_xticks(range(len(gen)), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in gen.index], fontsize=8)
+        bx.set(ylabel='tokens generated per answer', title='what an answer costs (answers per second above)', ylim=(0, gen.tokens_per_answer.max() * 1.35 + 1))
+        bx.spines[['top', 'right']].set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -152,10 +172,10 @@ def results(self, **details) -> dict:
     "Every number of the comparison as a JSON-ready dict, with `details` (runs, data, timings) added."
     t = self.table()
     num = lambda v, k=4: None if v is None or pd.isna(v) else round(float(v), k)
-    systems = {s: dict(label=SYSTEM_LABELS.get(s, s), accuracy=r.accuracy, correct=int(r.correct), n=int(r.n),
+    systems = {s: dict(label=system_label(s), accuracy=r.accuracy, correct=int(r.correct), n=int(r.n),
                        ci95=[r.ci_low, r.ci_high], rouge_l=round(r.rouge_l, 4), rouge_l_ci95=[num(r.rouge_low), num(r.rouge_high)],
                        source=r.source, answers_per_second=num(r.answers_per_s, 2),
-                       tokens_per_answer=num(r.tokens_per_answer, 2), stopped=num(r.stopped))
+                       tokens_per_answer=num(r.tokens_per_answer, 2), stopped=num(r.stopped), no_answer=num(r.no_answer))
                for s, r in t.iterrows()}
     return dict(task=self.task, metric=self.metric, n_test=len(self.rows), systems=systems,
                 by_choice=json.loads(self.by_choice().to_json(orient='index')), **details)
@@ -164,14 +184,15 @@ def results(self, **details) -> dict:
 def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> str:
     "A markdown report of `results` (from `Comparison.results`): accuracy table, chart, by answer choice, examples."
     rows = [(v['label'], _pct(v['accuracy']), f"{v['correct']:,} / {v['n']:,}", f"{_pct(v['ci95'][0])} to {_pct(v['ci95'][1])}",
-             _pct(v.get('rouge_l')), '' if v.get('tokens_per_answer') is None else f"{v['tokens_per_answer']:.1f}", _pct(v.get('stopped')),
+             _pct(v.get('rouge_l')), '' if v.get('tokens_per_answer') is None else f"{v['tokens_per_answer']:.1f}",
+             '' if not v.get('answers_per_second') else f"{v['answers_per_second']:,.1f}", _pct(v.get('stopped')), _pct(v.get('no_answer')),
              v['source']) for v in results['systems'].values()]
-    acc = pd.DataFrame(rows, columns=['system', 'accuracy', 'correct', '95% interval', 'ROUGE-L', 'tokens per answer',
-                                      'stopped on its own', 'answers from']).set_index('system')
+    acc = pd.DataFrame(rows, columns=['system', 'accuracy', 'correct', '95% interval', 'ROUGE-L', 'tokens per answer', 'answers per second',
+                                      'stopped on its own', 'no answer', 'answers from']).set_index('system')
     out = [f"# Distilling step-by-step: {self.task}, {len(self.rows):,} test examples", '',
            _md_table(acc), '', f'![test accuracy]({image})', '']
     for name, run in results.get('runs', {}).items():
-        out.append(f"- **{SYSTEM_LABELS.get(name, name)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
+        out.append(f"- **{system_label(name)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
                    f"best validation {run.get('metric') or 'accuracy'} {_pct(run.get('best_valid_metric', run['best_valid_accuracy']))} ({run['best_checkpoint']}), `{run['dir']}`")
     if 'rationale_metrics' in results:
         r = results['rationale_metrics']
@@ -191,10 +212,12 @@ def save(self, out_dir:str|Path, rationales:list|None=None, **details) -> dict:
     fig = plot_comparison(self); fig.savefig(out/'accuracy.png', dpi=120); plt.close(fig)  # the chart shows `metric`
     (out/'report.md').write_text(self.report(res))
     right = {s: self.correct(s) for s in self.answers}
+    writers = [s for s, g in self.generated.items() if g.texts != self.answers[s]]  # rationale-first: what it wrote, beside its answer
     with open(out/'predictions.jsonl', 'w') as f:
         for i, r in enumerate(self.rows):
             line = dict(id=r['id'], input=r['input'], gold=r['label'], answers={s: a[i] for s, a in self.answers.items()},
                         correct={s: right[s][i] for s in self.answers})
+            if writers: line['outputs'] = {s: self.generated[s].texts[i] for s in writers}
             if rationales: line['rationale'] = rationales[i]
             f.write(json.dumps(line) + '\n')
     return res
@@ -237,8 +260,8 @@ def same_data(configs:dict) -> DataSettings:
 
 # %% ../nbs/05_evaluation.ipynb #14bdc28d
 def system_name(cfg:dict) -> str:
-    "`distilled` for a distilling step-by-step run, `standard` for standard finetuning."
-    return 'distilled' if cfg['model_type'] == 'task_prefix' else 'standard'
+    "`distilled` for a distilling step-by-step run, `standard` for standard finetuning, `cot` for a rationale-first student."
+    return {'task_prefix': 'distilled', 'standard': 'standard', 'cot': 'cot'}[cfg['model_type']]
 
 def evaluate(
     run_dirs:list, # folders of finished `distill-sbs train` runs
@@ -247,8 +270,9 @@ def evaluate(
     output_rationale:bool=False, # the distilled student also writes test rationales, scored by `rationale_metrics`
     batch_size:int=64, # answers generated per forward pass
     max_new_tokens:int|None=None, # most tokens per answer (default: each run's `gen_max_len`)
+    shots:int=0, # also ask every student with this many worked examples from the training split (chapter 1f), as `name@k`
 ) -> tuple[Comparison, dict]:
-    "Score the runs in `run_dirs`, the teacher, the base student and the majority guess on one test set; save a report."
+    "Score the runs in `run_dirs`, the teacher, the base student and the majority guess on one test set, zero-shot and with `shots` exemplars; save a report."
     configs = {str(d): run_config(d) for d in run_dirs}
     if not configs: raise EvalError('no runs to evaluate')
     settings = same_data(configs)
@@ -263,22 +287,31 @@ def evaluate(
     names = Counter(system_name(c) for c in configs.values())
     first = next(iter(configs.values()))
     runs, rationales, inputs = {}, None, list(test['input'])
-    steps = [('base', None)] if base else []
-    steps += [(system_name(c) if names[system_name(c)] == 1 else Path(d).name, d) for d, c in configs.items()]
-    for name, run_dir in tqdm(steps, desc='answering', leave=False):
-        cfg = configs[run_dir] if run_dir else first
+    pool = None
+    if shots:  # the same exemplars for every student: drawn per question from the training split, never a scored question
+        pool = ExemplarPool.from_file(first['exemplars'], data) if first.get('exemplars') else ExemplarPool.from_data(data, settings.dataset)
+        print(pool)
+    model_types = [c['model_type'] for c in configs.values()]
+    steps = [('base', None, 'standard')] if base else []  # the base student has been taught no prefix: it reads the bare question
+    if base and 'cot' in model_types: steps.append(('base_cot', None, 'cot'))  # and zero-shot chain of thought, the baseline of rationale-first students
+    steps += [(system_name(c) if names[system_name(c)] == 1 else Path(d).name, d, c['model_type']) for d, c in configs.items()]
+    for name, run_dir, model_type in tqdm(steps, desc='answering', leave=False):
+        cfg = configs[run_dir] if run_dir else next((c for c in configs.values() if c['model_type'] == model_type), first)
         if run_dir: student = load_run(run_dir)
-        else:  # the base student has been taught no task prefix: it reads the bare question
-            model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train']))
-            student = Student(model.to(default_device()), tok, 'standard')
-        t0 = time.perf_counter()
-        gen = student.generations(inputs, 'predict', max_new_tokens or cfg['gen_max_len'], batch_size)
-        cmp.add(name, gen.texts, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),
-                time.perf_counter() - t0, gen)
-        answers = gen.texts
+        else:
+            model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train'], make_recipe(model_type)))
+            student = Student(model.to(default_device()), tok, model_type)
+        student.pool = pool
+        limit = max_new_tokens or (cfg['gen_max_len'] if cfg['model_type'] == model_type else make_recipe(model_type).gen_max_len(cfg['max_rationale_length']))
+        for k in ([0, shots] if shots else [0]):
+            t0 = time.perf_counter()
+            gen = student.generations(inputs, 'predict', limit, batch_size, shots=k)
+            cmp.add(name if not k else f'{name}@{k}', gen.answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),
+                    time.perf_counter() - t0, gen)
+            if not k: answers = gen.answers
         if run_dir:
             rec = records[run_dir]
-            runs[name] = dict(dir=str(run_dir), **{k: rec.get(k) for k in ('steps', 'train_seconds', 'metric', 'best_valid_metric', 'best_valid_accuracy', 'best_checkpoint')})
+            runs[name] = dict(dir=str(run_dir), model_type=model_type, **{k: rec.get(k) for k in ('steps', 'train_seconds', 'metric', 'best_valid_metric', 'best_valid_accuracy', 'best_checkpoint')})
             if output_rationale and student.prefixed and rationales is None:
                 rationales = student.answer(inputs, 'explain', 128, batch_size)
                 rat = rationale_metrics(cmp.task, rationales, list(test['rationale']), answers)

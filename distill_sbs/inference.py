@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer
 from .data import UserError, filesystem
+from .cot import ExemplarPool, make_recipe
 from .students import StudentError, student_kind
 from .hardware import default_device, serving_dtype
 
@@ -26,6 +27,9 @@ class Generations:
     texts:list[str] # the answers, decoded from the new tokens only
     tokens:list[int] # tokens generated for each answer, its stop token not counted
     stopped:list[bool] # the answer ended with a stop token (end of turn, end of sequence), not at max_new_tokens
+    answers:list|None = None # what the texts answer, read by the student's recipe (chapter 1f): the texts themselves, or a chain of thought's answer (None: it gave none)
+    def __post_init__(self):
+        if self.answers is None: self.answers = list(self.texts)
 
 @torch.no_grad()
 def generate(
@@ -61,13 +65,16 @@ def generate_texts(model, tokenizer, prompts:list[str], max_new_tokens:int=64, b
 # %% ../nbs/02b_inference.ipynb #f3c628ec
 @dataclass
 class Student:
-    "A student ready to answer: its model and tokenizer, and the recipe it was trained with, which decides what it reads."
+    "A student ready to answer: its model and tokenizer, and the recipe it was trained with, which decides what it reads and how its answer is read."
     model:object # a seq2seq or causal model
     tokenizer:object # its tokenizer
-    model_type:str = 'task_prefix' # the recipe: 'task_prefix' reads the task's prefix or instruction, 'standard' the bare input
+    model_type:str = 'task_prefix' # the recipe (chapter 1f): 'task_prefix' reads the task's prefix or instruction, 'standard' the bare input, 'cot' writes a chain of thought first
+    pool:ExemplarPool|None = None # worked examples, for answers in context (`shots`)
 
     @property
     def kind(self): return student_kind(self.model)
+    @property
+    def recipe(self): return make_recipe(self.model_type)
     @property
     def prefixed(self) -> bool: return self.model_type == 'task_prefix'
     @property
@@ -76,18 +83,25 @@ class Student:
     def answer(self,
                inputs:list[str], # raw inputs, as the data has them
                task:str='predict', # 'predict' for labels, 'explain' for rationales
-               max_new_tokens:int=32, # most tokens an answer may have (labels are short; rationales want about 128)
+               max_new_tokens:int=32, # most tokens an answer may have (labels are short; rationales and chains of thought want about 128)
                batch_size:int=64, # answers per generate
                min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
-              ) -> list[str]:
-        "Greedy answers to `inputs`, each asked the way the student was trained."
-        return self.generations(inputs, task, max_new_tokens, batch_size, min_new_tokens).texts
+               shots:int=0, # worked examples from `pool` before each question (0: zero-shot)
+              ) -> list:
+        "Greedy answers to `inputs`, each asked the way the student was trained (a rationale-first student's: read from its answer sentence, None without one)."
+        return self.generations(inputs, task, max_new_tokens, batch_size, min_new_tokens, shots).answers
 
     def generations(self, inputs:list[str], task:str='predict', max_new_tokens:int=32, batch_size:int=64,
-                    min_new_tokens:int=0) -> Generations:
-        "`answer`'s answers with their token counts and whether each stopped on its own."
+                    min_new_tokens:int=0, shots:int=0) -> Generations:
+        "`answer`'s answers with what the student wrote, its token counts and whether each stopped on its own."
+        recipe = self.recipe
+        if task == 'predict':
+            if shots and self.pool is None: raise ValueError('answering with exemplars needs a pool: Student(..., pool=ExemplarPool.from_data(...))')
+            inputs = [recipe.ask(t, self.pool.draw(t, shots) if shots else []) for t in inputs]
         prompts = [self.kind.prompt(self.tokenizer, t, task, self.model_type) for t in inputs]
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
+        gen = generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
+        if task == 'predict': gen.answers = [recipe.read(t) for t in gen.texts]
+        return gen
 
 # %% ../nbs/02b_inference.ipynb #ba3af61a
 CONFIG_FILE = 'train_config.json'  # a run's resolved settings, saved in its folder when it starts

@@ -6,19 +6,45 @@ Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 
 # %% ../nbs/01c_loopback.ipynb #cae8f980
 from __future__ import annotations
-import json, threading, time
+import json, math, random, re, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .data import arith_teacher
 from .prompts import cut_at_stop
 
 # %% auto #0
-__all__ = ['MALFORMED', 'LoopbackLLM']
+__all__ = ['MALFORMED', 'LOGPROB_FAULTS', 'tokenize', 'token_logprobs', 'LoopbackLLM']
+
+# %% ../nbs/01c_loopback.ipynb #81f364ed
+def tokenize(text:str) -> list[str]:
+    "The stand-in's tokens: words and punctuation runs with their leading space, single digits, whitespace; they join back to `text`."
+    return re.findall(r' ?[^\W\d_]+| ?\d| ?(?:[^\w\s]|_)+|\s+(?!\S)|\s+', text)
+
+_WORDS = ('the', 'a', 'and', 'then', 'has', 'is', 'more', 'so', 'answer', 'after', 'now', 'with', 'of', 'to', 'it', 'one', 'two', 'three')
+
+def _alternatives(token:str, k:int) -> list[str]:
+    "`k` plausible tokens other than `token`, most plausible first: other digits, other casings, common words, punctuation."
+    lead, core = (' ', token[1:]) if token.startswith(' ') and token.strip() else ('', token)
+    kind = list('0123456789') if core.isdigit() else [core.lower(), core.capitalize(), core.upper()] if core.isalpha() else \
+           ['\n', ' ', '\n\n', '\t'] if core.isspace() else list('.,=+-:;!?')
+    pool = dict.fromkeys(lead + c if not c.isspace() else c for c in [*kind, *_WORDS, *'.,=+-', *(f'<{i}>' for i in range(k))])
+    return [t for t in pool if t != token][:k]
+
+def token_logprobs(text:str, top:int, seed:str) -> list[dict]:
+    "OpenAI's `logprobs.content` for `text`: each token with its log-probability and the `top` most likely tokens, the same for the same `seed`."
+    content = []
+    for j, token in enumerate(tokenize(text)):
+        p = 0.5 + 0.49 * random.Random(f'{seed}\0{j}').random()
+        probs = [p] + [0.8 * (1 - p) / 2 ** (i + 1) for i in range(max(0, top - 1))]  # the rest shared out, 20% of it left over
+        entry = lambda t, q: {'token': t, 'logprob': math.log(q), 'bytes': list(t.encode())}
+        content.append({**entry(token, p), 'top_logprobs': [entry(t, q) for t, q in zip([token, *_alternatives(token, max(0, top - 1))], probs)][:top]})
+    return content
 
 # %% ../nbs/01c_loopback.ipynb #79f1bd00
 MALFORMED = ('invalid_json', 'wrong_shape', 'no_choices', 'null_content', 'empty_content', 'cut_off', 'no_answer_phrase')
+LOGPROB_FAULTS = ('no_logprobs', 'bad_logprobs') # 200s without the logprobs asked for, or with ones of another shape
 
-def _malformed(kind:str, texts:list, gemini:bool, usage:dict) -> bytes:
-    "The body of a 200 of `kind`: broken JSON, another shape, no choices, null or empty texts, or rationales without their answer."
+def _malformed(kind:str, texts:list, gemini:bool, usage:dict, logprobs=None) -> bytes:
+    "The body of a 200 of `kind`: broken JSON, another shape, no choices, null or empty texts, rationales without their answer, no or broken logprobs."
     if kind == 'invalid_json': return b'{"choices": [{"index": 0, "message": {"role": "assist'
     if kind == 'wrong_shape': return json.dumps([{'generated_text': t} for t in texts]).encode()
     if kind == 'no_answer_phrase': texts = [t.split('So the answer is')[0].strip() for t in texts]
@@ -28,8 +54,11 @@ def _malformed(kind:str, texts:list, gemini:bool, usage:dict) -> bytes:
         cands = [{'content': {'role': 'model', 'parts': [{'text': t}]}, 'finishReason': 'STOP', 'index': i} if t is not None
                  else {'finishReason': 'SAFETY', 'index': i} for i, t in enumerate(texts)]
         return json.dumps({'candidates': cands, 'usageMetadata': usage['gemini']}).encode()
+    def lp(i, t):  # OpenAI's `logprobs` of a choice: null when not asked (or, as a fault, not sent)
+        if logprobs is None or kind == 'no_logprobs' or t is None: return None
+        return {'content': [{'token': t, 'logprob': 'likely'}] if kind == 'bad_logprobs' else logprobs(i, t), 'refusal': None}
     return json.dumps({'id': 'chatcmpl-x', 'object': 'chat.completion', 'created': int(time.time()), 'model': 'stand-in',
-                       'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'finish_reason': 'stop'}
+                       'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'logprobs': lp(i, t), 'finish_reason': 'stop'}
                                    for i, t in enumerate(texts)], 'usage': usage['openai']}).encode()
 
 class _Server(ThreadingHTTPServer):
@@ -44,10 +73,11 @@ class LoopbackLLM:
                  fail_first:int=0, # the first this-many requests fail, cycling through 429, 500 and 503
                  fail_always:int|None=None, # an HTTP status every request fails with
                  malformed_first:int=0, # the next this-many requests get a 200 that is no answer, cycling through `MALFORMED`
-                 fault=None, # (request number from 1, question) -> None, an HTTP status, a `MALFORMED` kind, or the bytes of a 200's body
+                 fault=None, # (request number from 1, question) -> None, an HTTP status, a `MALFORMED` or `LOGPROB_FAULTS` kind, or the bytes of a 200's body
                  retry_after:float|None=None, # the Retry-After header a 429 carries
+                 max_top_logprobs:int=20, # a chat request asking for more `top_logprobs` gets a 400, as from OpenAI
                  port:int=0): # 0: any free port
-        self.answer, self.latency, self.retry_after = answer, latency, retry_after
+        self.answer, self.latency, self.retry_after, self.max_top_logprobs = answer, latency, retry_after, max_top_logprobs
         self.fail_first, self.fail_always, self.malformed_first, self.fault = fail_first, fail_always, malformed_first, fault
         self.log, self.lock, self.seen = [], threading.Lock(), 0
         self.server = _Server(('127.0.0.1', port), self._handler())
@@ -76,10 +106,16 @@ class LoopbackLLM:
         if gemini:
             turns = body.get('contents', [])
             question, n = turns[-1]['parts'][0]['text'], body.get('generationConfig', {}).get('candidateCount') or 1
-            stop = body.get('generationConfig', {}).get('stopSequences') or []
+            stop, top = body.get('generationConfig', {}).get('stopSequences') or [], None
         elif path.endswith('/chat/completions'):
             turns = body['messages']
             question, n, stop = turns[-1]['content'], body.get('n') or 1, body.get('stop') or []
+            top = (body.get('top_logprobs') or 0) if body.get('logprobs') else None
+            if isinstance(top, int) and top > self.max_top_logprobs:  # refused before anything is generated, like OpenAI
+                with self.lock: self.log.append({'question': question, 'status': 400, 'fault': None, 'time': time.time()})
+                return 400, json.dumps({'error': {'message': f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
+                                                             f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
+                                                  'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
         else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
         time.sleep(self.latency)
         fault = self._fault(question)
@@ -93,7 +129,8 @@ class LoopbackLLM:
         c_tok = sum(len(t) // 4 for t in texts)
         usage = {'gemini': {'promptTokenCount': p_tok, 'candidatesTokenCount': c_tok, 'totalTokenCount': p_tok + c_tok},
                  'openai': {'prompt_tokens': p_tok, 'completion_tokens': c_tok, 'total_tokens': p_tok + c_tok}}
-        return 200, _malformed(fault or 'healthy', texts, gemini, usage), fault
+        logprobs = None if top is None else lambda s, t: token_logprobs(t, top, f'{question}\0{s}')
+        return 200, _malformed(fault or 'healthy', texts, gemini, usage, logprobs), fault
 
     def _handler(self):
         outer = self

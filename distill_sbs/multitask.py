@@ -78,6 +78,8 @@ class TaskPrefixTrainer(Trainer):
                  model_type:str='task_prefix', # what the student reads (chapter 2a's recipe)
                  kd:KDSettings|None=None, # add a token-level distillation term (chapter 2c); None: off
                  teacher=None, # where KD's teacher distributions come from: an `OnlineTeacher` or a `TopKLogits` folder
+                 eval_shots:int=0, # worked examples before each validation question (0: zero-shot)
+                 pool=None, # where they come from (chapter 1f's `ExemplarPool`)
                  **kwargs):
         if not 0 <= alpha <= 1: raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         if (kd is None) != (teacher is None): raise ValueError('kd and teacher go together: give both or neither')
@@ -85,7 +87,7 @@ class TaskPrefixTrainer(Trainer):
             raise ValueError('on-policy distillation needs a teacher in memory to score what the student samples (an OnlineTeacher)')
         super().__init__(*args, **kwargs)
         self.alpha, self.one_pass, self.gen_max_len, self.matmul_precision = alpha, one_pass, gen_max_len, matmul_precision
-        self.eval_rows, self.task, self.model_type = eval_rows, task, model_type
+        self.eval_rows, self.task, self.model_type, self.eval_shots, self.pool = eval_rows, task, model_type, eval_shots, pool
         self.kd, self.teacher, self._coin = kd, teacher, random.Random(self.args.seed)  # the coin picks on-policy batches
         self._logged = defaultdict(list)  # each loss term of the steps since the last log
 
@@ -142,16 +144,17 @@ class TaskPrefixTrainer(Trainer):
         return super().prediction_step(model, inputs, True, ignore_keys)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval') -> dict:
-        "The validation loss, then the student's generated answers to the validation inputs, scored (accuracy and ROUGE-L)."
+        "The validation loss, then the student's generated answers to the validation inputs, scored (accuracy and ROUGE-L; how many gave no answer)."
         t0 = time.time()
         out = self.evaluation_loop(self.get_eval_dataloader(eval_dataset), 'Evaluation', prediction_loss_only=True,
                                    ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         metrics = dict(out.metrics)
         if self.eval_rows is not None:
-            gen = Student(self.model, self.processing_class, self.model_type).generations(
-                list(self.eval_rows['input']), 'predict', self.gen_max_len, self.args.per_device_eval_batch_size)
-            scores = score_answers(self.task, gen.texts, list(self.eval_rows['label']))
-            scores |= {'tokens_per_answer': sum(gen.tokens) / max(1, len(gen.tokens)), 'stopped': sum(gen.stopped) / max(1, len(gen.stopped))}
+            gen = Student(self.model, self.processing_class, self.model_type, self.pool).generations(
+                list(self.eval_rows['input']), 'predict', self.gen_max_len, self.args.per_device_eval_batch_size, shots=self.eval_shots)
+            n = max(1, len(gen.tokens))
+            scores = score_answers(self.task, gen.answers, list(self.eval_rows['label']))
+            scores |= {'tokens_per_answer': sum(gen.tokens) / n, 'stopped': sum(gen.stopped) / n, 'no_answer': sum(a is None for a in gen.answers) / n}
             metrics |= {f'{metric_key_prefix}_{k}': round(v, 4) for k, v in scores.items()}
         metrics[f'{metric_key_prefix}_runtime'] = round(time.time() - t0, 3)
         self.log(metrics)
@@ -210,6 +213,8 @@ def make_trainer(
     model_type:str='task_prefix', # what the student reads: it must be what `tokenized` was made for
     kd:KDSettings|None=None, # a token-level distillation term (chapter 2c); None: off
     teacher=None, # its teacher: an `OnlineTeacher` (moved to the student's device) or a `TopKLogits` folder
+    eval_shots:int=0, # worked examples before each validation question (0: zero-shot)
+    pool=None, # where they come from (chapter 1f's `ExemplarPool`)
     **kwargs, # any `TrainingArguments`
 ) -> TaskPrefixTrainer:
     "A `TaskPrefixTrainer` on `tokenized`: its validation loss on `valid`, and the answers generated for `eval_rows`, scored."
@@ -223,4 +228,4 @@ def make_trainer(
                              data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if on_cpu else 8),
                              processing_class=tokenizer, callbacks=callbacks, alpha=alpha, one_pass=one_pass,
                              gen_max_len=gen_max_len, matmul_precision=precision, eval_rows=eval_rows, task=task, model_type=model_type,
-                             kd=kd, teacher=teacher)
+                             kd=kd, teacher=teacher, eval_shots=eval_shots, pool=pool)

@@ -23,7 +23,7 @@ class Shot:
 @dataclass
 class FewShotPrompt:
     "A few-shot chain-of-thought prompt for one task: an instruction, worked examples, and where an answer stops."
-    task:str # which parser reads the answers: 'cqa', 'esnli', 'anli1', 'svamp', 'arith' or 'generic'
+    task:str # which parser reads the answers: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
     instruction:str # what the teacher is asked to do (a system message for chat models)
     shots:list # the worked examples, `Shot`s
     stop:list # stop sequences: where an answer has run on into a new example
@@ -105,6 +105,42 @@ PROMPTS = {
     'arith': FewShotPrompt('arith', _THINK + "'So the answer is number.'", _arith_shots(), _Q_STOP),
 }
 
+# %% ../nbs/01a_prompts.ipynb #9557c4fc
+def _math(question, rationale, answer): return Shot(f'Q: {question}', f'{rationale} So the answer is {answer}.')
+
+_GSM8K_SHOTS = [
+    _math('A bakery sells muffins for $3 each and cookies for $2 each. On Monday it sold 14 muffins and 25 cookies. '
+          'How much money did the bakery take in on Monday?',
+          'The muffins brought in 14 * 3 = 42 dollars and the cookies 25 * 2 = 50 dollars. Together that is 42 + 50 = 92 dollars.', 92),
+    _math('Priya reads 12 pages on each weekday and 20 pages on each day of the weekend. How many pages does she read in 3 weeks?',
+          'In one week she reads 5 * 12 = 60 pages on weekdays and 2 * 20 = 40 pages at the weekend, so 60 + 40 = 100 pages. '
+          'In 3 weeks she reads 3 * 100 = 300 pages.', 300),
+    _math('212 students and 18 teachers are going on a trip in buses that seat 45 people each. How many buses are needed?',
+          'There are 212 + 18 = 230 people. Five buses seat 5 * 45 = 225 of them, which leaves 230 - 225 = 5 people without '
+          'a seat, so a sixth bus is needed.', 6),
+    _math('A jacket costs $80. Tom buys it at 25% off and pays with a $100 bill. How much change does he get?',
+          'The discount is 80 * 25 / 100 = 20 dollars, so Tom pays 80 - 20 = 60 dollars. His change is 100 - 60 = 40 dollars.', 40),
+]
+_MULTIARITH_SHOTS = [
+    _math('Emma had 15 crayons. She gave 4 to her brother and then bought 9 more. How many crayons does she have now?',
+          'After giving 4 away Emma had 15 - 4 = 11 crayons. After buying 9 more she has 11 + 9 = 20.', 20),
+    _math('A teacher shares 36 stickers equally among 4 students. Each student already had 3 stickers. '
+          'How many stickers does each student have now?',
+          'Each student gets 36 / 4 = 9 stickers, and with the 3 they had, each has 9 + 3 = 12.', 12),
+    _math('At the fair Noah won 7 tickets at each of 5 games. He spent 12 tickets on a toy. How many tickets does he have left?',
+          'Noah won 5 * 7 = 35 tickets. After spending 12 he has 35 - 12 = 23 left.', 23),
+]
+_ASDIV_SHOTS = [
+    _math('A box holds 6 red pens and 9 blue pens.\nHow many pens are in the box?', 'The box holds 6 + 9 = 15 pens.', 15),
+    _math('Mia planted 4 rows of tulips with 7 tulips in each row. Then she picked 5 of them.\nHow many tulips are left in the garden?',
+          'Mia planted 4 * 7 = 28 tulips. After picking 5, 28 - 5 = 23 are left.', 23),
+    _math('A rope is 3.5 meters long. Leo cuts it into 5 pieces of the same length.\nHow long is each piece?',
+          'Each piece is 3.5 / 5 = 0.7 meters long.', 0.7),
+]
+_NUMBER = _THINK + "'So the answer is <number>.', the number alone, with no unit."
+PROMPTS.update({task: FewShotPrompt(task, _NUMBER, shots, _Q_STOP) for task, shots in
+                [('gsm8k', _GSM8K_SHOTS), ('multiarith', _MULTIARITH_SHOTS), ('asdiv', _ASDIV_SHOTS)]})
+
 # %% ../nbs/01a_prompts.ipynb #74e3dfda
 def generic_prompt(
     shots:list[dict], # worked examples with 'input', 'rationale' and 'label'
@@ -122,7 +158,7 @@ def generic_prompt(
     return FewShotPrompt('generic', instruction or _THINK + "'So the answer is <answer>.'", out, _Q_STOP)
 
 def prompt_for(
-    task:str, # the dataset: 'cqa', 'esnli', 'anli1', 'svamp', 'arith' or 'generic'
+    task:str, # the dataset: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
     shots:str|None=None, # a file of worked examples (input, rationale, label); needed for 'generic'
     instruction:str|None=None, # replace the prompt's instruction
 ) -> FewShotPrompt:

@@ -13,7 +13,7 @@ from datasets import Dataset
 from .data import (FEATURES, PARSERS, ArgParser, DataError, DataSettings, NoAnswer, ParseError, TaskData,
                               UserError, add_flags, answer_correct, filesystem, flag_values, load_task, write_generic)
 from .prompts import FewShotPrompt, prompt_for
-from .backends import make_backend, request_body
+from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
 from .asking import AskReport, TeacherCache, ask, request_key
 
 # %% auto #0
@@ -32,6 +32,7 @@ class SplitTaught:
     correct:int = 0 # answers equal to the gold label
     removed:int = 0 # wrong training rationales removed by keep_correct
     dropped:int = 0 # extra wrong samples dropped by keep_correct
+    logprobs:int = 0 # rows written with the teacher's token log-probabilities
     @property
     def accuracy(self) -> float: return self.correct / max(1, self.samples)
 
@@ -54,7 +55,8 @@ class TeachReport:
         for s, t in self.splits.items():
             lines.append(f'{s:5}: {t.rows:,} rows, {t.samples:,} answers: {t.parsed:,} parsed, {t.no_answer:,} without an answer, '
                          f'{t.unparsable:,} unparsable, {t.failed:,} failed; teacher right {t.correct:,} ({t.accuracy:.1%})'
-                         + (f'; keep_correct removed {t.removed:,} rationales, dropped {t.dropped:,} extra samples' if t.removed or t.dropped else ''))
+                         + (f'; keep_correct removed {t.removed:,} rationales, dropped {t.dropped:,} extra samples' if t.removed or t.dropped else '')
+                         + (f'; {t.logprobs:,} with logprobs' if t.logprobs else ''))
         if a.stopped: lines.append(f'stopped early: {a.stopped}')
         if self.failures:
             lines.append(f'{len(self.failures):,} rows got no answer (run again to retry them), e.g. '
@@ -63,7 +65,7 @@ class TeachReport:
 
     def to_dict(self) -> dict:
         return dict(backend=self.backend, model=self.model, cost=self.cost, failures=[list(f) for f in self.failures],
-                    ask={k: v for k, v in asdict(self.ask).items() if k != 'failed'},
+                    ask={k: v for k, v in asdict(self.ask).items() if k not in ('failed', 'refused')},
                     splits={s: {**asdict(t), 'accuracy': t.accuracy} for s, t in self.splits.items()})
 
 # %% ../nbs/01e_teacher.ipynb #a7a224af
@@ -76,6 +78,12 @@ def _read(task, text, row, s):
     s.correct += right
     return rationale, label, right
 
+def _forget(store:TeacherCache, made:list):
+    "Remove an empty cache file and the folders opening it created (`made`: the file, then its new folders, deepest first)."
+    store.close()
+    for suffix in ('-wal', '-shm', ''): Path(f'{made[0]}{suffix}').unlink(missing_ok=True)
+    for d in made[1:]: d.rmdir()
+
 def teach(
     data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_task(...)`
     backend, # the teacher: `OpenAIChat`, `Gemini`, `LocalModel`
@@ -85,6 +93,7 @@ def teach(
     n_samples:int=1, # answers per training input
     temperature:float=0., # sampling temperature (above 0 for several samples)
     max_tokens:int=256, # longest answer
+    logprobs:int=0, # keep the top this-many log-probabilities of every token the teacher writes, in {split}_logprobs.jsonl (openai and local backends; 0: none)
     keep_correct:bool=False, # remove training rationales whose answer is not the gold label
     limit:int|None=None, # only the first `limit` rows of each split (to try a teacher cheaply)
     price_in:float|None=None, # price per million prompt tokens, for the cost line
@@ -94,11 +103,13 @@ def teach(
     "Ask `backend` for a rationale and label for every row of `splits`; the rows with the teacher's answers, and a report."
     if n_samples < 1: raise UserError(f"n_samples must be at least 1, got {n_samples}")
     if n_samples > 1 and temperature <= 0: raise UserError(f"{n_samples} samples at temperature {temperature} would be identical; pass a temperature above 0")
+    check_logprobs(logprobs, backend.name, getattr(backend, 'supports_logprobs', False))  # before anything is sent
     splits = list(data) if splits is None else splits
     for s in splits:
         if s not in data: raise DataError(f"no {s} split; the data has {', '.join(data)}")
+    made = [] if isinstance(cache, TeacherCache) else [p for p in (Path(cache), *Path(cache).parents) if not p.exists()]  # what opening it creates
     store = cache if isinstance(cache, TeacherCache) else TeacherCache(cache)
-    base = dict(temperature=temperature, max_tokens=max_tokens, stop=list(prompt.stop))
+    base = dict(temperature=temperature, max_tokens=max_tokens, stop=list(prompt.stop), **({'logprobs': logprobs} if logprobs else {}))
     params = {s: {**base, 'n': n_samples if s == 'train' else 1} for s in splits}
     rows = {s: (data[s].to_list() if hasattr(data[s], 'to_list') else list(data[s]))[:limit] for s in splits}
     keys, requests = {}, {}
@@ -107,15 +118,21 @@ def teach(
             msgs = prompt.messages(r['input'])
             k = keys[s, r['id']] = request_key(backend.name, backend.model, msgs, params[s])
             requests.setdefault(params[s]['n'], {})[k] = msgs
+    # logprobs: the first request not yet answered goes alone, so a K the server does not allow stops the run at once
+    first = next((k for reqs in requests.values() for k in reqs if store.get(k) is None), None) if logprobs else None
     report = AskReport()
     for n, reqs in requests.items():  # one round per sample count (train may ask for more)
-        r = ask(backend, reqs, {**base, 'n': n}, store, **ask_kw)
-        report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
-        report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
-        report.failed.update(r.failed); report.stopped = report.stopped or r.stopped
-    out, counts, failures = {}, {}, []
+        for part in ([{first: reqs[first]}, {k: m for k, m in reqs.items() if k != first}] if first in reqs else [reqs]):
+            r = ask(backend, part, {**base, 'n': n}, store, **ask_kw)
+            if first in r.refused:
+                if made and not len(store): _forget(store, made)  # nothing written
+                raise TeacherError(f"--logprobs {logprobs}: the {backend.name} server refused the first request ({r.failed[first]}); nothing else was asked")
+            report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
+            report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
+            report.failed.update(r.failed); report.refused += r.refused; report.stopped = report.stopped or r.stopped
+    out, counts, failures, tokens = {}, {}, [], {}
     for s in splits:
-        c, kept = SplitTaught(rows=len(rows[s])), []
+        c, kept, lines = SplitTaught(rows=len(rows[s])), [], []
         for r in rows[s]:
             reply = store.get(keys[s, r['id']])
             base_row = {**r, 'rationale': None, 'teacher_label': None}
@@ -130,27 +147,38 @@ def teach(
                 if keep_correct and s == 'train' and rationale is not None and not right:
                     if j > 0: c.dropped += 1; continue
                     row['rationale'] = None; c.removed += 1
+                if reply.logprobs and row['rationale'] is not None:  # the tokens of the text the rationale came from
+                    lines.append({'id': row['id'], 'text': text, 'tokens': reply.logprobs[j]}); c.logprobs += 1
                 kept.append(row)
         counts[s] = c
         out[s] = Dataset.from_list([{k: row.get(k) for k in FEATURES} for row in kept], features=FEATURES)
+        if lines: tokens[s] = lines
     cost = None if price_in is None and price_out is None else \
         (report.prompt_tokens * (price_in or 0) + report.completion_tokens * (price_out or 0)) / 1e6
-    return TaskData(out), TeachReport(backend.name, backend.model, counts, report, cost, failures)
+    taught = TaskData(out)
+    taught.logprobs = tokens  # split -> [{id, text, tokens}], for `write_taught`
+    return taught, TeachReport(backend.name, backend.model, counts, report, cost, failures)
 
 # %% ../nbs/01e_teacher.ipynb #335818a3
 def write_taught(taught:TaskData, report:TeachReport, out_dir:str|Path) -> list[str]:
-    "Write the taught splits in the generic format, plus `teacher_report.json`; the files written."
-    files = write_generic(taught, out_dir)
-    fs, root = filesystem(str(out_dir).rstrip('/'))
+    "Write the taught splits in the generic format, the teacher's token log-probabilities (if asked) as `{split}_logprobs.jsonl`, and `teacher_report.json`; the files written."
+    files, out = write_generic(taught, out_dir), str(out_dir).rstrip('/')
+    fs, root = filesystem(out)
+    for s in taught:
+        path = f'{root}/{s}_logprobs.jsonl'
+        if lines := (getattr(taught, 'logprobs', None) or {}).get(s):
+            with fs.open(path, 'wt', encoding='utf-8') as f: f.write(''.join(json.dumps(l, ensure_ascii=False) + '\n' for l in lines))
+            files.append(f'{out}/{s}_logprobs.jsonl')
+        elif fs.exists(path): fs.rm(path)  # an earlier run's, which these rows no longer match
     with fs.open(f'{root}/teacher_report.json', 'wt') as f: json.dump(report.to_dict(), f, indent=1)
-    return files + [f"{str(out_dir).rstrip('/')}/teacher_report.json"]
+    return files + [f'{out}/teacher_report.json']
 
 # %% ../nbs/01e_teacher.ipynb #635ee5ed
 def teach_parser() -> ArgParser:
     "The flags of `distill-sbs teach`, each made from the settings or the parameter it sets, with that one's help."
     p = ArgParser(prog='distill-sbs teach', description='Ask a teacher LLM for rationales and labels; write them for training.')
     add_flags(p.add_argument_group('data (chapter 0)'), DataSettings)
-    p.add_argument('--output_dir', required=True, help='where to write train/valid/test.jsonl and teacher_report.json')
+    p.add_argument('--output_dir', required=True, help='where to write train/valid/test.jsonl and teacher_report.json (and {split}_logprobs.jsonl with --logprobs)')
     add_flags(p.add_argument_group('teacher (make_backend)'), make_backend)
     add_flags(p.add_argument_group('prompt (prompt_for)'), prompt_for, skip=('task',))
     add_flags(p.add_argument_group('sampling (teach)'), teach, skip=('data', 'backend', 'prompt', 'cache'))
@@ -166,16 +194,20 @@ def teach_command(argv:list|None=None) -> int:
     for flag in ('in_flight', 'retries', 'abort_after', 'max_tokens', 'batch_size'):
         if getattr(args, flag) < (0 if flag == 'retries' else 1): raise UserError(f"--{flag} must be at least {0 if flag == 'retries' else 1}")
     if args.limit is not None and args.limit < 1: raise UserError("--limit must be at least 1")
+    if args.backend in BACKEND_CLASSES:  # by name, before any key is looked for: a backend that cannot send logprobs is never built
+        check_logprobs(args.logprobs, args.backend, BACKEND_CLASSES[args.backend].supports_logprobs)
     prompt = prompt_for(args.dataset, args.shots, args.instruction)
     data = load_task(DataSettings.of(args))
     if args.dry_run:
         rows = {s: data[s] for s in (args.splits or data)}
         n = sum(min(len(d), args.limit or len(d)) for d in rows.values())
         first = next(iter(rows.values()))[0]
-        params = dict(temperature=args.temperature, max_tokens=args.max_tokens, n=args.n_samples if 'train' in rows else 1, stop=prompt.stop)
+        params = dict(temperature=args.temperature, max_tokens=args.max_tokens, n=args.n_samples if 'train' in rows else 1, stop=prompt.stop,
+                      **({'logprobs': args.logprobs} if args.logprobs else {}))
         body = request_body(args.backend, args.model, prompt.messages(first['input']), params, args.base_url)
         print(f"dry run: {args.backend} {args.model}" + (f" at {args.base_url}" if args.base_url else '') +
-              f": would send {n:,} requests (rows of {', '.join(rows)}; identical inputs share one), {args.in_flight} at a time; the first:")
+              f": would send {n:,} requests (rows of {', '.join(rows)}; identical inputs share one), {args.in_flight} at a time"
+              + (f"; each asks for the top {args.logprobs} logprobs of every token, and the first goes alone" if args.logprobs else '') + "; the first:")
         print(json.dumps(body, indent=1, ensure_ascii=False))
         return 0
     cache = args.cache or f"{args.output_dir.rstrip('/')}/teacher_cache.sqlite"

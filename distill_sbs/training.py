@@ -15,7 +15,8 @@ from fastcore.basics import patch_to
 from transformers import set_seed
 from .data import ArgParser, DataSettings, UserError, add_flags, hub_reachable, load_task, one_of
 from .students import TINY, StudentError, load_student, student_kind
-from .collator import LABEL_TYPES, MODEL_TYPES, tokenize_tasks
+from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
+from .collator import LABEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
 from .kd import DIVERGENCES, KD_TASKS, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
@@ -23,7 +24,7 @@ from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'config_parser',
-           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'open_teacher', 'add_lora',
+           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'recipe_for', 'open_teacher', 'add_lora',
            'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions',
            'run_history', 'plot_history', 'train_command', 'teacher_logits', 'teacher_logits_command']
 
@@ -40,11 +41,11 @@ STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 2
 
 # %% ../nbs/04_training.ipynb #3fd479cc
 @dataclass
-class TrainConfig(DataSettings):
-    "One training run: its data (chapter 0's settings), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
+class TrainConfig(CotSettings, DataSettings):
+    "One training run: its data (chapter 0's settings) and a rationale-first student's formats (chapter 1f's), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
     from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base, Qwen/Qwen2.5-0.5B-Instruct), a local folder, or 'tiny' / 'tiny-causal' (random weights, offline)
     label_type:str = 'gt' # train on gold labels ('gt') or on the teacher's ('llm')
-    model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only
+    model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only; 'cot': rationale first (chapter 1f)
     alpha:float = 0.5 # weight of the label loss; 1 - alpha weighs the rationale loss
     batch_size:Optional[int] = None # examples per process and step (default 64; tiny: 32)
     grad_steps:int = 1 # gradient accumulation: the effective batch is batch_size x grad_steps x processes
@@ -52,7 +53,7 @@ class TrainConfig(DataSettings):
     max_input_length:int = 1024 # input tokens kept
     eval_steps:Optional[int] = None # steps between validations and checkpoints (default 250; tiny: 100)
     max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
-    gen_max_len:int = 64 # most tokens generated for a label at validation
+    gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 16)
     output_rationale:bool = False # also generate the student's rationales for the validation set at the end
     bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
     no_log:bool = False # no TensorBoard logs
@@ -89,6 +90,7 @@ class TrainConfig(DataSettings):
         for name, (for_tiny, for_pretrained) in STUDENT_DEFAULTS.items():
             if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
         if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
+        if self.gen_max_len is None: self.gen_max_len = make_recipe(self.model_type).gen_max_len(self.max_rationale_length)
         if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits else 0.0
         self.check()
 
@@ -102,6 +104,7 @@ def _check(ok, msg):
 def check(self):
     "Raise a `UserError` naming the first setting that cannot work: the data's (chapter 0), then the run's."
     DataSettings.check(self)
+    CotSettings.check(self)
     one_of('label_type', self.label_type, LABEL_TYPES)
     one_of('model_type', self.model_type, MODEL_TYPES)
     _check(0 <= self.alpha <= 1, f'--alpha must be in [0, 1] (the weight of the label loss), got {self.alpha}')
@@ -132,7 +135,8 @@ def check_kd(cfg:TrainConfig):
     _check(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
     _check(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
     _check(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
-    _check(not (cfg.kd_on == 'rationale' and cfg.model_type == 'standard'), '--kd_on rationale: standard finetuning has no rationale task (--model_type task_prefix has)')
+    _check(not (cfg.kd_on == 'rationale' and cfg.model_type != 'task_prefix'), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
+           '(--model_type task_prefix has; a cot student\'s one target holds its chain of thought: use --kd_on label)')
     _check(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
     if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
         _check(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
@@ -191,9 +195,16 @@ def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
                 'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
         raise ConfigError(f'--from_pretrained {name} {where} ({str(e).splitlines()[0]})') from None
 
-def vocab_texts(train) -> list[str]:
-    "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels (for the tiny student's vocabulary)."
-    return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None]
+def vocab_texts(train, recipe:Recipe|None=None) -> list[str]:
+    "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels, and the words `recipe`'s formats add (for the tiny student's vocabulary)."
+    return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None] + list(getattr(recipe, 'words', ()))
+
+def recipe_for(cfg:TrainConfig, data) -> tuple[Recipe, ExemplarPool|None]:
+    "The run's recipe (chapter 1f) and, when in-context formats or `--eval_shots` need one, its exemplar pool: `--exemplars` or the training split."
+    settings = CotSettings.of(cfg)
+    needs_pool = cfg.eval_shots > 0 or (cfg.model_type == 'cot' and settings.in_context)
+    pool = None if not needs_pool else ExemplarPool.from_file(cfg.exemplars, data) if cfg.exemplars else ExemplarPool.from_data(data, cfg.dataset)
+    return make_recipe(cfg.model_type, settings, pool, seed=cfg.run), pool
 
 def open_teacher(name:str, hw:Hardware, seed:int=0, texts=None) -> OnlineTeacher:
     "`--teacher`: loaded once, in eval mode without gradients, in bf16 where the hardware multiplies it natively (chapter 2c)."
@@ -282,7 +293,9 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     set_seed(cfg.run)
     data = load_task(cfg)  # a run's configuration holds its data settings
     say(data.summary)
-    model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train']))
+    recipe, pool = recipe_for(cfg, data)
+    if pool is not None: say(pool)
+    model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train'], recipe))
     kind = student_kind(model)
     say(f'student: {cfg.from_pretrained} ({kind.name}, {model.num_parameters() / 1e6:,.1f}M parameters)')
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
@@ -292,11 +305,11 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
         trainable, total = model.get_nb_trainable_parameters()
         say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits))
+                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits), recipe=recipe)
     say(tokenized.report)
     teacher, kd = None, None
     if cfg.teacher:  # a teacher beside the student; refused if it cannot teach it
-        t = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train']))
+        t = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))
         teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
@@ -310,6 +323,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
         model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
         model_type=cfg.model_type,  # validation answers come from the rows `tokenized` was made from
         one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run, kd=kd, teacher=teacher,
+        eval_shots=cfg.eval_shots, pool=pool,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
@@ -323,7 +337,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)  # validates and saves every eval_steps
         if _is_main() and not cfg.fsdp:  # a sharded model generates only with every process taking part
-            write_valid_predictions(trainer, data['valid'], cfg, Path(cfg.output_dir)/'valid_predictions.jsonl')
+            write_valid_predictions(trainer, data['valid'], cfg, Path(cfg.output_dir)/'valid_predictions.jsonl', pool)
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if _is_oom(e): raise TrainError(oom_advice(cfg, hw)) from None
         raise
@@ -351,14 +365,17 @@ def _best_log(state, key):
     best = state.best_model_checkpoint and int(Path(state.best_model_checkpoint).name.split('-')[1])
     return next((h[key] for h in state.log_history if h.get('step') == best and key in h), None)
 
-def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path):
-    "The student's answers (and with `cfg.output_rationale`, rationales) for the validation split, as JSON Lines."
-    inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type)
-    answers = student.answer(inputs, 'predict', cfg.gen_max_len, cfg.batch_size)
+def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path, pool:ExemplarPool|None=None):
+    "The student's answers (and with `cfg.output_rationale`, rationales; a rationale-first student's whole output) for the validation split, as JSON Lines."
+    inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type, pool)
+    gen = student.generations(inputs, 'predict', cfg.gen_max_len, cfg.batch_size, shots=cfg.eval_shots)
+    answers = gen.answers if not student.recipe.writes_rationale else [{'answer': a, 'output': t} for a, t in zip(gen.answers, gen.texts)]
     rationales = student.answer(inputs, 'explain', 128, cfg.batch_size) if cfg.output_rationale and student.prefixed else [None] * len(inputs)
     with open(path, 'w') as f:
         for r, a, why in zip(valid, answers, rationales):
-            f.write(json.dumps({'id': r['id'], 'input': r['input'], 'label': r['label'], 'prediction': a,
+            a = a if isinstance(a, dict) else {'prediction': a}
+            f.write(json.dumps({'id': r['id'], 'input': r['input'], 'label': r['label'], 'prediction': a.get('prediction', a.get('answer')),
+                                **({'output': a['output']} if 'output' in a else {}),
                                 **({'rationale': why} if why is not None else {})}) + '\n')
 
 # %% ../nbs/04_training.ipynb #502f05c5
@@ -398,11 +415,12 @@ def teacher_logits(cfg:TrainConfig) -> dict:
     print(hw)
     data = load_task(cfg)
     print(data.summary)
-    teacher = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train']))
+    recipe, _ = recipe_for(cfg, data)
+    teacher = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))
     if cfg.top_k > len(teacher.tokenizer):  # before anything is written
         raise ConfigError(f'--top_k {cfg.top_k} is larger than the vocabulary of {cfg.teacher} ({len(teacher.tokenizer):,} tokens)')
     tokenized = tokenize_tasks({'train': data['train']}, teacher.tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length, kind=teacher.kind)
+                               cfg.max_label_length, cfg.max_rationale_length, kind=teacher.kind, recipe=recipe)
     print(tokenized.report)
     if cfg.overwrite and Path(cfg.output_dir).exists(): shutil.rmtree(cfg.output_dir)
     summary = write_teacher_logits(teacher, tokenized['train'], cfg.output_dir, cfg.top_k, cfg.kd_temperature, batch_size=cfg.batch_size,
