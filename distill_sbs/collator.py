@@ -49,7 +49,7 @@ def tokenize_tasks(
     max_rationale_length:int=256, # rationale tokens kept (a rationale-first target: rationale and label together)
     num_proc:int|None=None, # processes for `datasets.map`
     kind:StudentKind|None=None, # the student's kind (chapter 2's `student_kind(model)`); default: seq2seq
-    rows:bool=False, # give each training row its index (`row`): how batches find their teacher logits on disk (chapter 2c)
+    rows:bool=False, # give each training row its index (`row`) and its record's `id`: how batches find their teacher's distributions (chapter 2c)
     recipe:Recipe|None=None, # what the student reads and writes (chapter 1f's `make_recipe`; a cot mixture with in-context formats needs one with its exemplars); default: `model_type`'s
 ) -> DatasetDict:
     "Token ids for training and evaluation: `input_ids`/`labels`, and for `task_prefix` training `expl_input_ids`/`expl_labels`."
@@ -68,7 +68,7 @@ def tokenize_tasks(
             report.dropped[split][why] = n - len(ds)
         label_col = 'teacher_label' if train and label_type == 'llm' else 'label'
         if train and recipe.writes_rationale: ds = _unusable(ds, recipe, label_col, report.dropped[split])
-        target = 'target' if recipe.writes_rationale else 'label'
+        target, ids = ('target' if recipe.writes_rationale else 'label'), ds['id']
         def encode(batch):
             pairs = [recipe.pair(dict(zip(batch, values)), label_col, train) for values in zip(*batch.values())]
             pred = kind.encode(tokenizer, [kind.prompt(tokenizer, c, 'predict', model_type) for c, _ in pairs], [t for _, t in pairs],
@@ -85,7 +85,7 @@ def tokenize_tasks(
         cut_cols = [c for c in ds.column_names if c.startswith('_cut_')]
         report.truncated[split] = {c[5:]: sum(ds[c]) for c in cut_cols}
         out[split] = ds.remove_columns(cut_cols)
-        if rows and train: out[split] = out[split].add_column('row', list(range(len(ds))))
+        if rows and train: out[split] = out[split].add_column('row', list(range(len(ds)))).add_column('id', ids)
     out.report, out.source, out.recipe = report, data, recipe  # what was left out or cut; the rows the tokens came from; how
     return out
 

@@ -1,4 +1,4 @@
-"""A teacher you can run teaches through its whole next-token distribution, not only its text: forward and reverse KL, JSD(β) and the skew KLs, in chunks; a teacher beside the student, or its top-k log-probabilities written once to disk; and on-policy batches.
+"""A teacher you can run teaches through its whole next-token distribution, not only its text: forward and reverse KL, JSD(β) and the skew KLs, in chunks; a teacher beside the student, or its top-k log-probabilities written once to disk; on-policy batches; and a teacher behind an API, with another tokenizer, through its top-K log-probabilities aligned to the student's tokens.
 
 Docs: https://distill-sbs.github.io/distill_sbs/kd.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/kd.html.md"""
 
 # %% ../nbs/02c_kd.ipynb #4966f18a
 from __future__ import annotations
-import hashlib, json, os, shutil
+import hashlib, json, math, os, shutil, weakref
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -16,11 +16,14 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DataCollatorForSeq2Seq
 from .data import UserError
 from .students import student_kind
+from .cot import RationaleFirst
 
 # %% auto #0
-__all__ = ['DIVERGENCES', 'TASK_COLUMNS', 'LOGITS_META', 'KD_TASKS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets',
-           'kd_loss', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint', 'check_same_tokenizer',
-           'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits', 'sample_completions', 'KDSettings']
+__all__ = ['DIVERGENCES', 'TASK_COLUMNS', 'LOGITS_META', 'KD_TASKS', 'TAIL_FLOOR', 'FALLBACK_EPS', 'RATIONALE_TASK', 'kl', 'mix',
+           'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'TeacherError', 'tokenizer_fingerprint',
+           'data_fingerprint', 'check_same_tokenizer', 'OnlineTeacher', 'online_teacher', 'write_teacher_logits',
+           'TopKLogits', 'sample_completions', 'KDSettings', 'align_tokens', 'token_texts', 'StudentVocab',
+           'in_student_ids', 'certain', 'read_logprobs', 'ApiLogprobs']
 
 # %% ../nbs/02c_kd.ipynb #f7e34472
 def kl(p:torch.Tensor, q:torch.Tensor) -> torch.Tensor:
@@ -62,11 +65,12 @@ class TeacherTokens:
     logp:torch.Tensor|None = None # [tokens, k]: their log-probabilities at `temperature`
     tail:torch.Tensor|None = None # [tokens]: log of the probability left over, the tail bucket
     temperature:float = 1.0 # the temperature `logp` and `tail` were computed at
+    forward_only:bool = False # a teacher that scores its top k and lumps the rest, across tokenizers (an API's): only the forward KL is defined
     def __len__(self): return len(self.logits if self.logits is not None else self.ids)
     def to(self, device) -> TeacherTokens:
         "The same distributions on `device` (a file's are read onto the CPU)."
         move = lambda x: None if x is None else x.to(device, non_blocking=True)
-        return TeacherTokens(move(self.logits), move(self.ids), move(self.logp), move(self.tail), self.temperature)
+        return TeacherTokens(move(self.logits), move(self.ids), move(self.logp), move(self.tail), self.temperature, self.forward_only)
 
 def topk_buckets(logp:torch.Tensor, ids:torch.Tensor) -> torch.Tensor:
     "Log-probabilities `logp` [n, V] folded into k + 1 buckets: the k tokens `ids` [n, k], then all the others as one tail."
@@ -95,6 +99,8 @@ def kd_loss(
     "T² × the mean over target tokens of the divergence of the student from the teacher, computed `chunk` tokens at a time."
     if teacher.ids is not None and abs(teacher.temperature - temperature) > 1e-6:
         raise ValueError(f'the teacher top-k was computed at temperature {teacher.temperature}, not {temperature}')
+    if teacher.forward_only and loss != 'forward_kl':
+        raise ValueError(f'this teacher scores only some tokens and lumps the rest: only the forward KL is defined with it, not {loss}')
     where, teacher = (targets != -100).nonzero(as_tuple=True), teacher.to(student_logits.device)
     n = len(where[0])
     if n != len(teacher): raise ValueError(f'{n} target tokens, but the teacher has {len(teacher)}')
@@ -323,3 +329,236 @@ class KDSettings:
     def __call__(self, student_logits, targets, teacher:TeacherTokens, vocab_size:int|None=None) -> torch.Tensor:
         "This term's `kd_loss`."
         return kd_loss(student_logits, targets, teacher, self.loss, self.beta, self.skew, self.temperature, self.chunk, vocab_size)
+
+# %% ../nbs/02c_kd.ipynb #bb309916
+def _core(text:str|None) -> str:
+    "A token's characters with its whitespace taken out: what two tokenizers must agree on."
+    return ''.join((text or '').split())
+
+def _by_offsets(tc:list[str], sc:list[str]) -> list[int|None]|None:
+    "Student tokens matched to the teacher tokens with the same character span; None when the student's text is not in the teacher's."
+    at = ''.join(tc).find(stext := ''.join(sc))
+    if not stext or at < 0: return None
+    spans, pos = {}, 0
+    for j, c in enumerate(tc):
+        if c: spans[(pos, pos + len(c))] = j
+        pos += len(c)
+    out, pos = [], at
+    for c in sc:
+        out.append(spans.get((pos, pos + len(c))) if c else None)  # a whitespace-only token covers nothing
+        pos += len(c)
+    return out
+
+# %% ../nbs/02c_kd.ipynb #f12ad04e
+def _by_dtw(tc:list[str], sc:list[str]) -> list[int|None]:
+    "Student tokens matched to equal teacher tokens on the cheapest monotone warping path between the two sequences."
+    S, T = [i for i, c in enumerate(sc) if c], [j for j, c in enumerate(tc) if c]  # whitespace-only tokens match nothing
+    out, n, m = [None] * len(sc), len(S), len(T)
+    if not n or not m: return out
+    inf = float('inf')
+    D = [[0.] + [inf] * m] + [[inf] * (m + 1) for _ in range(n)]
+    for i in range(1, n + 1):
+        a, row, up = sc[S[i - 1]], D[i], D[i - 1]
+        for j in range(1, m + 1): row[j] = (a != tc[T[j - 1]]) + min(up[j - 1], up[j], row[j - 1])
+    path, i, j = [], n, m
+    while i and j:  # back from (n, m), the diagonal first on ties
+        path.append((i - 1, j - 1))
+        step = min((D[i - 1][j - 1], 0), (D[i - 1][j], 1), (D[i][j - 1], 2))[1]
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    used = set()
+    for i, j in reversed(path):
+        if out[S[i]] is None and j not in used and sc[S[i]] == tc[T[j]]: out[S[i]] = T[j]; used.add(j)
+    return out
+
+def align_tokens(
+    teacher:list[str], # the teacher's token texts, in order
+    student:list[str], # the student's token texts (`token_texts`)
+) -> list[int|None]:
+    "For each student token, the index of the teacher token covering exactly its characters (whitespace aside), or None: by offsets, else by DTW."
+    tc, sc = [_core(t) for t in teacher], [_core(s) for s in student]
+    return _by_offsets(tc, sc) or _by_dtw(tc, sc)
+
+# %% ../nbs/02c_kd.ipynb #ed147624
+def _anchor(tokenizer) -> list[int]:
+    "One ordinary token to decode after, so every token reads as it does mid-sentence."
+    special = set(tokenizer.all_special_ids)
+    for word in ('a', 'the', '.', '0', 'A'):
+        ids = tokenizer.encode(word, add_special_tokens=False)
+        if len(ids) == 1 and ids[0] not in special: return ids
+    return []
+
+def token_texts(
+    tokenizer, # the student's tokenizer
+    ids:list[int], # token ids (a target, without -100)
+    context:int=8, # tokens of left context decoded with each one
+) -> list[str|None]:
+    "Each token's text as it reads mid-sentence: the text up to it minus the text before it; None for special tokens."
+    special, a = set(tokenizer.all_special_ids), _anchor(tokenizer)
+    pairs = [x for i in range(len(ids)) for x in (a + ids[max(0, i - context):i], a + ids[max(0, i - context):i + 1])]
+    texts = tokenizer.batch_decode(pairs, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    out = []
+    for i, t in enumerate(ids):
+        before, now = texts[2 * i].rstrip('\ufffd'), texts[2 * i + 1]  # an unfinished character belongs to the token that finishes it
+        cut = len(before) if now.startswith(before) else len(os.path.commonprefix([before, now]))
+        out.append(None if t in special else now[cut:].replace('\ufffd', ''))
+    return out
+
+# %% ../nbs/02c_kd.ipynb #e6bdd892
+class StudentVocab:
+    "A student tokenizer's id for a text: the one token that the text encodes to and that reads as it mid-sentence; read once per tokenizer."
+    _built = weakref.WeakKeyDictionary()  # tokenizer -> ({id: its text mid-sentence}, {text: its first id})
+    def __init__(self, tokenizer):
+        self.tokenizer, self.special, self.cache = tokenizer, set(tokenizer.all_special_ids), {}
+        if tokenizer.unk_token_id is not None: self.special.add(tokenizer.unk_token_id)
+        try: self.text_of, self.id_for = self._built[tokenizer]
+        except KeyError:
+            a, ids = _anchor(tokenizer), [i for i in range(len(tokenizer)) if i not in self.special]
+            texts = tokenizer.batch_decode([a + [i] for i in ids], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            cut = len(tokenizer.decode(a, clean_up_tokenization_spaces=False))
+            self.text_of = {i: t[cut:] for i, t in zip(ids, texts) if t[cut:] and '\ufffd' not in t}
+            self.id_for = {}
+            for i, t in self.text_of.items(): self.id_for.setdefault(t, i)
+            self._built[tokenizer] = self.text_of, self.id_for
+    def id_of(self, text:str) -> int|None:
+        "The student's id for `text` as one token mid-sentence, or None when it takes several of the student's tokens."
+        if text not in self.cache:
+            enc = self.tokenizer.encode(text, add_special_tokens=False)
+            self.cache[text] = enc[0] if len(enc) == 1 and self.text_of.get(enc[0]) == text else self.id_for.get(text)
+        return self.cache[text]
+
+# %% ../nbs/02c_kd.ipynb #807dc3b9
+TAIL_FLOOR = 1e-6  # the least probability left in the tail bucket, so its log is finite
+
+def _lead(text:str) -> str: return text[:len(text) - len(text.lstrip())]
+
+def _logsumexp(xs:list[float]) -> float:
+    top = max(xs)
+    return top if len(xs) == 1 or top == -math.inf else top + math.log(sum(math.exp(x - top) for x in xs))
+
+def in_student_ids(
+    target:int, # the student's target token id
+    piece:str, # its text mid-sentence (`token_texts`)
+    token:list, # the aligned teacher token: [text, logprob, [[alternative, logprob], ...]]
+    vocab:StudentVocab, # the student's ids for texts
+) -> tuple[list[int], list[float], float, int, int]:
+    "The teacher's top K at one aligned token as student ids: (ids, log-probabilities, tail, alternatives, alternatives mapped)."
+    text, lp, alts = token
+    t_lead, s_lead, mass, n, mapped, chosen = _lead(text), _lead(piece), {target: [min(0., lp)]}, 0, 0, False
+    for alt, alp in alts:
+        n += 1
+        if alt == text and not chosen: chosen = True; mapped += 1; continue  # the teacher's own token: the student's target
+        if not math.isfinite(alp): continue
+        spelt = s_lead + alt[len(t_lead):] if alt.strip() and alt.startswith(t_lead) else alt  # in the student's spacing
+        if (i := vocab.id_of(spelt)) is not None: mass.setdefault(i, []).append(min(0., alp)); mapped += 1
+    if not chosen: n += 1; mapped += 1  # the chosen token, missing from its top list: added
+    ids = list(mass)
+    logp = [_logsumexp(mass[i]) for i in ids]  # alternatives on one id: their probabilities summed
+    total = sum(math.exp(x) for x in logp)
+    if total > 1 - TAIL_FLOOR:  # rounding: the kept mass scaled down to leave the tail its floor
+        logp, total = [x + math.log((1 - TAIL_FLOOR) / total) for x in logp], 1 - TAIL_FLOOR
+    return ids, logp, math.log1p(-total), n, mapped
+
+# %% ../nbs/02c_kd.ipynb #4e70334f
+FALLBACK_EPS = 1e-4  # a token with no teacher: the teacher is taken to be sure of the target but for this
+
+def certain(target:int, eps:float=FALLBACK_EPS) -> tuple[list[int], list[float], float]:
+    "A teacher sure of `target` but for `eps`: (ids, log-probabilities, tail)."
+    return [target], [math.log1p(-eps)], math.log(eps)
+
+# %% ../nbs/02c_kd.ipynb #041dd017
+def read_logprobs(path:str|Path) -> dict:
+    "{row id: [(token, logprob, [(alternative, logprob), ...]), ...]} of a `*_logprobs.jsonl` (`distill-sbs teach --logprobs K`); a bad line is refused with its number."
+    path, out = Path(path), {}
+    if not path.is_file(): raise TeacherError(f'{path}: no such file (a *_logprobs.jsonl written by `distill-sbs teach --logprobs K`)')
+    with open(path, encoding='utf-8') as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip(): continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec['id'], str): raise TypeError('its id is not a string')
+                out[rec['id']] = [(str(t), float(lp), [(str(a), float(alp)) for a, alp in alts]) for t, lp, alts in rec['tokens']]
+            except (ValueError, TypeError, KeyError) as e:
+                raise TeacherError(f'{path}: line {n} is not a line of `distill-sbs teach --logprobs` ({type(e).__name__}: {e}); '
+                                   'each is {"id", "text", "tokens": [[token, logprob, [[alternative, logprob], ...]], ...]}') from None
+    return out
+
+RATIONALE_TASK = {'task_prefix': 'rationale', 'cot': 'label'}  # --model_type -> the task whose target holds the rationale
+
+# %% ../nbs/02c_kd.ipynb #2c5594ca
+class ApiLogprobs:
+    "A teacher behind an API, with its own tokenizer: its top K from a `*_logprobs.jsonl`, aligned to the student's rationale tokens, looked up by training row."
+    temperature = 1.0  # an API's log-probabilities are its own; they cannot be re-softened
+    def __init__(
+        self,
+        path:str|Path, # a `*_logprobs.jsonl` written by `distill-sbs teach --logprobs K`
+        tokenized, # chapter 2a's `tokenize_tasks(...)` with `rows=True`: its `train` split (each row's `id` and `row`) is what the student trains on
+        tokenizer, # the student's tokenizer
+        task:str|None=None, # the task whose target holds the rationale (default: `rationale` for task_prefix, `label` for cot)
+        eps:float=FALLBACK_EPS, # a token with no teacher: the teacher is sure of the target but for this
+    ):
+        self.path, recipe = Path(path), tokenized.recipe
+        want = RATIONALE_TASK.get(recipe.name)
+        if want is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
+                                            'logprobs have nothing to teach it (use --model_type task_prefix or cot)')
+        self.task = task or want
+        if self.task != want: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student's rationale is its {want} task's target, not its {self.task} task's")
+        lines, train = read_logprobs(self.path), tokenized['train']
+        if 'id' not in train.column_names: raise ValueError('tokenize the training split with rows=True: each row needs its record\'s id')
+        rows, ids = train, list(train['id'])
+        if not set(ids) & set(lines):
+            raise TeacherError(f'{self.path}: none of its {len(lines):,} lines is for a training row here (its first id is '
+                               f'{next(iter(lines), None)!r}, the first row here {ids[0] if ids else None!r}): it was written for other data')
+        vocab, special = StudentVocab(tokenizer), set(tokenizer.all_special_ids)
+        answer_only = (lambda r: not recipe.format_of(r).endswith('_cot')) if isinstance(recipe, RationaleFirst) else (lambda r: False)
+        self.fallback = dict.fromkeys(('whitespace only', 'no teacher token', 'special token', 'row without a line', 'answer-only target'), 0)
+        self.alternatives = self.mapped = self.aligned = 0
+        per, counts = [], []
+        for row, labels in zip(rows, train[TASK_COLUMNS[self.task][1]]):
+            target = [x for x in labels if x != -100]
+            counts.append(len(target))
+            toks = lines.get(row['id'])
+            if (why := 'row without a line' if toks is None else 'answer-only target' if answer_only(row) else None):
+                per += [certain(t, eps) for t in target]; self.fallback[why] += len(target); continue
+            pieces = token_texts(tokenizer, target)
+            for t, piece, j in zip(target, pieces, align_tokens([x[0] for x in toks], [p or '' for p in pieces])):
+                if j is None:
+                    self.fallback['special token' if t in special or piece is None else 'no teacher token' if _core(piece) else 'whitespace only'] += 1
+                    per.append(certain(t, eps)); continue
+                i, logp, tail, n, mapped = in_student_ids(t, piece, toks[j], vocab)
+                per.append((i, logp, tail)); self.alternatives += n; self.mapped += mapped; self.aligned += 1
+        self.k, self.lines, self.rows_with_line = max((len(p[0]) for p in per), default=1), len(lines), len(set(ids) & set(lines))
+        self.width = np.array([len(p[0]) for p in per], np.int32)
+        self.ids = np.array([p[0] + [p[0][0]] * (self.k - len(p[0])) for p in per], np.int32).reshape(-1, self.k)  # padded with the token's own target...
+        self.logp = np.array([p[1] + [-np.inf] * (self.k - len(p[1])) for p in per], np.float32).reshape(-1, self.k)  # ...at no mass
+        self.tail = np.array([p[2] for p in per], np.float32)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    def check(self, loss:str='forward_kl', temperature:float=1.0):
+        "Refuse a divergence or a temperature this teacher cannot give."
+        if loss != 'forward_kl': raise TeacherError(f'{self.path}: --kd_loss {loss}: a teacher that scores its top K tokens and lumps the rest defines only '
+                                                    "forward_kl (the others need its probability of every token the student puts mass on)")
+        if abs(temperature - 1.0) > 1e-6: raise TeacherError(f"{self.path}: --kd_temperature {temperature}: an API's log-probabilities are at temperature 1 and cannot be re-softened")
+    def tokens(self, batch:dict|None=None, task:str='rationale', rows=None) -> TeacherTokens:
+        "The teacher at the target tokens of training rows `rows`, in order, padded to the batch's largest k."
+        if task != self.task: raise ValueError(f"{self.path} teaches the {self.task} task's tokens, not the {task} task's")
+        rows = [int(r) for r in rows]
+        idx = np.concatenate([np.arange(self.starts[r], self.starts[r + 1]) for r in rows]) if rows else np.zeros(0, int)
+        k = int(self.width[idx].max()) if len(idx) else 1
+        t = lambda x: torch.from_numpy(np.ascontiguousarray(x))
+        return TeacherTokens(ids=t(self.ids[idx, :k]), logp=t(self.logp[idx, :k]), tail=t(self.tail[idx]), forward_only=True)
+    def summary(self) -> dict:
+        "Rows, target tokens, how many have a teacher token, how many of its alternatives are one student token, and why the rest have none."
+        tokens = int(self.starts[-1])
+        return dict(rows=len(self.starts) - 1, rows_with_line=self.rows_with_line, lines=self.lines, tokens=tokens, aligned=self.aligned,
+                    coverage=round(self.aligned / max(1, tokens), 4), alternatives=self.alternatives, mapped=self.mapped,
+                    alternatives_coverage=round(self.mapped / max(1, self.alternatives), 4), no_teacher=dict(self.fallback), k=self.k)
+    def coverage(self) -> str:
+        "One line: the target tokens with a teacher token, the alternatives mapped, and why the rest have no teacher."
+        s = self.summary()
+        rest = ', '.join(f'{n:,} {why}' for why, n in s['no_teacher'].items() if n) or 'none'
+        return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.task} tokens have a teacher token ({s['coverage']:.1%}); "
+                f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
+                f"taught as certain of their target: {rest}")
+    def __repr__(self):
+        s = self.summary()
+        return (f"ApiLogprobs({self.path}: {s['rows_with_line']:,} of {s['rows']:,} training rows have a line; "
+                f"{s['tokens']:,} {self.task} tokens, {s['coverage']:.1%} with a teacher token)")

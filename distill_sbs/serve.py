@@ -33,7 +33,7 @@ class ServeSettings:
     max_body_bytes:int = 1_500_000 # bytes per request body; more is refused with 413 before it is read (Vertex AI's own cap: 1.5 MB)
     max_instances:int = 64 # instances per request
     max_input_chars:int = 2000 # characters per instance
-    max_new_tokens:int = 32 # tokens per answer
+    max_new_tokens:int = 0 # tokens per answer (0: as the student's recipe needs, chapter 1f: 64 for a label, more for a rationale-first student's chain of thought)
     rationale_tokens:int = 128 # tokens per rationale
     dtype:str = 'auto' # the weights' type: auto is bfloat16 where the hardware multiplies it natively, else float32
     max_batch:int = 64 # instances gathered into one generate
@@ -72,22 +72,24 @@ class Batcher:
         self.pool = ThreadPoolExecutor(1)  # one generate at a time: the model is the shared resource
 
     def _generate(self, items):
-        "Runs in the worker: one generate per task over all the items' instances; answers split back per item."
+        "Runs in the worker: one generate per task over all the items' instances; (answer, what was written) pairs split back per item."
         out = [[] for _ in items]
-        for task, limit in (('predict', self.s.max_new_tokens), ('explain', self.s.rationale_tokens)):
+        answer_tokens = self.s.max_new_tokens or self.served.recipe.gen_max_len(self.s.rationale_tokens)
+        for task, limit in (('predict', answer_tokens), ('explain', self.s.rationale_tokens)):
             idx = [i for i, (t, _, _) in enumerate(items) if t == task]
             if not idx: continue
             flat = [x for i in idx for x in items[i][1]]
-            if self.s.batch_across_requests: texts = self.served.answer(flat, task, limit, len(flat), self.s.min_new_tokens)
-            else: texts = [self.served.answer([x], task, limit, 1, self.s.min_new_tokens)[0] for x in flat]
+            if self.s.batch_across_requests: gens = [self.served.generations(flat, task, limit, len(flat), self.s.min_new_tokens)]
+            else: gens = [self.served.generations([x], task, limit, 1, self.s.min_new_tokens) for x in flat]
+            said = [(a, t) for g in gens for a, t in zip(g.answers, g.texts)]
             self.generates += 1 if self.s.batch_across_requests else len(flat); self.texts += len(flat)
             pos = 0
             for i in idx:
-                n = len(items[i][1]); out[i] = texts[pos:pos + n]; pos += n
+                n = len(items[i][1]); out[i] = said[pos:pos + n]; pos += n
         return out
 
-    async def submit(self, task:str, inputs:list) -> list[str]:
-        "Answers (`task='predict'`) or rationales (`'explain'`) for `inputs`, batched with whatever else is waiting."
+    async def submit(self, task:str, inputs:list) -> list[tuple]:
+        "(answer, what the student wrote) for each of `inputs`, asked for answers (`task='predict'`) or rationales (`'explain'`), batched with whatever else is waiting."
         fut = asyncio.get_running_loop().create_future()
         await self.queue.put((task, inputs, fut))
         return await fut
@@ -201,7 +203,8 @@ def create_app(settings:ServeSettings):
         if state['error']: return JSONResponse({'status': 'failed', 'error': state['error']}, 500)
         if state['batcher'] is None: return JSONResponse({'status': 'loading'}, 503)
         b = state['batcher']
-        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed, 'dtype': state['served'].dtype,
+        return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed, 'model_type': state['served'].model_type,
+                'dtype': state['served'].dtype,
                 'generates': b.generates, 'texts': b.texts}
 
     @app.post(settings.predict_route, openapi_extra=request_schema(settings))  # the route reads the body itself
@@ -211,14 +214,15 @@ def create_app(settings:ServeSettings):
         if state['error']: return JSONResponse({'error': f"the model failed to load: {state['error']}"}, 503)
         if state['batcher'] is None: return JSONResponse({'error': 'the model is still loading; poll ' + settings.health_route}, 503)
         b = state['batcher']
-        jobs = [b.submit('predict', inputs)] + ([b.submit('explain', inputs)] if rationale else [])
+        writes = state['served'].recipe.writes_rationale  # a rationale-first student's answer comes with its chain of thought
+        jobs = [b.submit('predict', inputs)] + ([b.submit('explain', inputs)] if rationale and not writes else [])
         try: outs = await asyncio.gather(*jobs)
         except Exception as e:  # the model's fault, not the client's: one line in the log, no traceback
             print(f'predict failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
             return JSONResponse({'error': f'the model failed on this request: {type(e).__name__}'}, 500)
-        preds = [{'answer': a} for a in outs[0]]
+        preds = [{'answer': a} for a, _ in outs[0]]
         if rationale:
-            for p, r in zip(preds, outs[1]): p['rationale'] = r
+            for p, (_, r) in zip(preds, outs[0] if writes else outs[1]): p['rationale'] = r
         return {'predictions': preds}
     return app
 

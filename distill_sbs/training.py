@@ -19,14 +19,15 @@ from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import LABEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd import DIVERGENCES, KD_TASKS, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
+from .kd import DIVERGENCES, KD_TASKS, RATIONALE_TASK, ApiLogprobs, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
 from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
-__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'config_parser',
-           'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'recipe_for', 'open_teacher', 'add_lora',
-           'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice', 'train', 'write_valid_predictions',
-           'run_history', 'plot_history', 'train_command', 'teacher_logits', 'teacher_logits_command']
+__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'check_api_teacher',
+           'config_parser', 'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'recipe_for',
+           'open_teacher', 'add_lora', 'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice',
+           'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command', 'teacher_logits',
+           'teacher_logits_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -75,12 +76,13 @@ class TrainConfig(CotSettings, DataSettings):
     lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
     teacher:str = '' # token-level distillation from this model, run beside the student: a folder, a Hub id or 'tiny-large', of the student's tokenizer and kind
     teacher_logits:str = '' # token-level distillation from a folder written by `distill-sbs teacher-logits` (no teacher in memory)
-    kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with a teacher, else 0)
-    kd_loss:str = 'forward_kl' # the divergence: 'forward_kl', 'reverse_kl', 'jsd', 'skew_forward_kl' or 'skew_reverse_kl'
+    teacher_logprobs:str = '' # token-level distillation on the rationale from a teacher behind an API, of any tokenizer: the train_logprobs.jsonl that `distill-sbs teach --logprobs K` wrote (task_prefix with --kd_on rationale, or cot with --kd_on label; forward_kl only)
+    kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with --teacher, --teacher_logits or --teacher_logprobs, else 0)
+    kd_loss:str = 'forward_kl' # the divergence: 'forward_kl', 'reverse_kl', 'jsd', 'skew_forward_kl' or 'skew_reverse_kl' (--teacher_logprobs: forward_kl only)
     kd_beta:float = 0.5 # JSD(β): towards 0 the forward KL, towards 1 the reverse KL
     kd_skew:float = 0.1 # λ of the skew KLs: the share of one distribution mixed into the other
-    kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T²
-    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only)
+    kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
+    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only; --teacher_logprobs: rationale for task_prefix, label for cot)
     kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
     ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
     top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
@@ -91,7 +93,7 @@ class TrainConfig(CotSettings, DataSettings):
             if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
         if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
         if self.gen_max_len is None: self.gen_max_len = make_recipe(self.model_type).gen_max_len(self.max_rationale_length)
-        if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits else 0.0
+        if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits or self.teacher_logprobs else 0.0
         self.check()
 
 # %% ../nbs/04_training.ipynb #a4e9a361
@@ -120,17 +122,18 @@ def check(self):
         _check(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
 
 def check_kd(cfg:TrainConfig):
-    "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, and weights that teach something."
+    "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, weights that teach something, and what an API teacher's logprobs can teach."
     one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
     one_of('kd_on', cfg.kd_on, KD_TASKS)
-    _check(not (cfg.teacher and cfg.teacher_logits), '--teacher and --teacher_logits: give one source of teacher distributions, not both')
-    has_teacher = bool(cfg.teacher or cfg.teacher_logits)
+    sources = [f'--{s}' for s in ('teacher', 'teacher_logits', 'teacher_logprobs') if getattr(cfg, s)]
+    if len(sources) > 1: raise ConfigError(f"{', '.join(sources[:-1])} and {sources[-1]}: give one source of teacher distributions, not {'both' if len(sources) == 2 else 'several'}")
+    has_teacher = bool(sources)
     _check(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
-    _check(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL or --teacher_logits DIR')
+    _check(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
     _check(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
     _check(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
     _check(not cfg.kd_on_policy or cfg.teacher, f'--kd_on_policy {cfg.kd_on_policy} needs --teacher: the student\'s own samples must be scored by a '
-           'teacher in memory' + (' (a --teacher_logits file holds only the training set\'s tokens)' if cfg.teacher_logits else ''))
+           'teacher in memory' + (f' (a {sources[0]} file holds only the training set\'s tokens)' if sources else ''))
     _check(0 <= cfg.kd_beta <= 1, f'--kd_beta must be in [0, 1], got {cfg.kd_beta}')
     _check(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
     _check(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
@@ -140,6 +143,21 @@ def check_kd(cfg:TrainConfig):
     _check(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
     if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
         _check(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
+    if cfg.teacher_logprobs: check_api_teacher(cfg)
+
+def check_api_teacher(cfg:TrainConfig):
+    "`--teacher_logprobs`: an API teacher's top K, aligned to the student's tokens (chapter 2c's `ApiLogprobs`), teaches a rationale by the forward KL at temperature 1."
+    task = RATIONALE_TASK.get(cfg.model_type)
+    _check(task is not None, f'--teacher_logprobs: a --model_type {cfg.model_type} student writes no rationale, so the teacher\'s logprobs have no tokens to '
+           'teach (use --model_type task_prefix with --kd_on rationale, or cot with --kd_on label)')
+    _check(cfg.kd_on == task, f'--kd_on {cfg.kd_on}: --teacher_logprobs teaches the rationale\'s tokens, which a --model_type {cfg.model_type} student writes '
+           + ('in its explain task' if task == 'rationale' else 'in its one target, before the answer') + f': use --kd_on {task}')
+    _check(cfg.kd_loss == 'forward_kl', f'--kd_loss {cfg.kd_loss}: with --teacher_logprobs only forward_kl is defined (a teacher that scores its top K tokens '
+           'and lumps the rest cannot give the probability of every token the student puts mass on, which the others need)')
+    _check(cfg.kd_temperature == 1, f"--kd_temperature {cfg.kd_temperature}: an API teacher's log-probabilities are at temperature 1 and cannot be "
+           're-softened; leave --kd_temperature out with --teacher_logprobs')
+    _check(Path(cfg.teacher_logprobs).is_file(), f'--teacher_logprobs {cfg.teacher_logprobs}: no such file (the train_logprobs.jsonl that '
+           '`distill-sbs teach --logprobs K` writes beside train.jsonl)')
 
 # %% ../nbs/04_training.ipynb #0decfff1
 def config_parser() -> ArgParser:
@@ -305,7 +323,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
         trainable, total = model.get_nb_trainable_parameters()
         say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits), recipe=recipe)
+                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
     say(tokenized.report)
     teacher, kd = None, None
     if cfg.teacher:  # a teacher beside the student; refused if it cannot teach it
@@ -314,6 +332,10 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
         teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
+    if cfg.teacher_logprobs:  # an API teacher's top K, aligned to the student's rationale tokens; refused if written for other data
+        teacher = ApiLogprobs(cfg.teacher_logprobs, tokenized, tokenizer)
+        teacher.check(cfg.kd_loss, cfg.kd_temperature)
+        say(teacher.coverage())
     if teacher is not None:
         kd = KDSettings(cfg.kd_weight, cfg.kd_loss, cfg.kd_beta, cfg.kd_skew, cfg.kd_temperature, cfg.kd_on, cfg.kd_on_policy, cfg.ce_weight)
         say(f'token-level distillation from {teacher}: {cfg.kd_loss} on {cfg.kd_on} tokens, weight {cfg.kd_weight}'

@@ -80,7 +80,7 @@ def test_a_file_for_other_data_or_tokenizer_is_refused(tmp_path, teacher):
     (['--kd_on_policy', 0.5, '--teacher_logits', '.'], 'holds only the training set'),
     (['--teacher', 'tiny-large', '--teacher_logits', '.'], 'give one source'),
     (['--teacher', 'tiny-large', '--kd_loss', 'mse'], "--kd_loss 'mse' is not one of"),
-    (['--teacher', 'tiny-large', '--model_type', 'standard', '--kd_on', 'rationale'], 'has no rationale task'),
+    (['--teacher', 'tiny-large', '--model_type', 'standard', '--kd_on', 'rationale'], 'has no separate rationale task'),
     (['--teacher', 'tiny-large', '--one_pass'], '--one_pass'),
 ])
 def test_bad_kd_flags_get_one_line(tmp_path, flags, says):
