@@ -74,7 +74,7 @@ def tokenize_tasks(
             pred = kind.encode(tokenizer, [kind.prompt(tokenizer, c, 'predict', model_type) for c, _ in pairs], [t for _, t in pairs],
                                max_input_length, recipe.target_length(max_label_length, max_rationale_length))
             enc = {'input_ids': pred['input_ids'], 'labels': pred['labels'], '_cut_input': pred['cut_input'], f'_cut_{target}': pred['cut_target']}
-            if train and model_type == 'task_prefix':
+            if train and recipe.explains:
                 expl = kind.encode(tokenizer, [kind.prompt(tokenizer, t, 'explain') for t in batch['input']], batch['rationale'],
                                    max_input_length, max_rationale_length)
                 enc |= {'expl_input_ids': expl['input_ids'], 'expl_labels': expl['labels'], '_cut_rationale': expl['cut_target']}

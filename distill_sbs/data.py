@@ -20,14 +20,15 @@ from fastcore.docments import docments
 __all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'EQUATION_TASKS', 'MATH_TASKS', 'NUMERIC_TASKS', 'ARITH_NAMES',
            'ARITH_ITEMS', 'ARITH_STEPS', 'SLIPS', 'NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'DATASETS',
            'GENERIC_NAMES', 'GENERIC_EXTS', 'UserError', 'DataError', 'filesystem', 'read_text', 'read_records',
-           'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'parse_answer',
-           'normalize_answer', 'exact_match', 'eval_arith', 'equation_match', 'numeric_value', 'number_match',
-           'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith', 'solve_arith',
-           'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir', 'read_teacher_outputs',
-           'read_paper_split', 'read_hub_splits', 'hub_reachable', 'numeric_label', 'format_gsm8k', 'format_multiarith',
-           'format_asdiv', 'ArgParser', 'one_of', 'str2bool', 'settings_docs', 'add_flags', 'flag_values',
-           'DataSettings', 'SplitReport', 'DataSummary', 'TaskData', 'attach_teacher', 'generic_files', 'load_task',
-           'plot_lengths', 'find_shared', 'write_generic', 'add_data_args', 'data_command']
+           'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'answer_label',
+           'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith', 'equation_match', 'numeric_value',
+           'number_match', 'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith',
+           'solve_arith', 'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
+           'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'hub_reachable', 'numeric_label',
+           'format_gsm8k', 'format_multiarith', 'format_asdiv', 'ArgParser', 'one_of', 'str2bool', 'settings_docs',
+           'add_flags', 'flag_values', 'DataSettings', 'SplitReport', 'DataSummary', 'TaskData', 'attach_teacher',
+           'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic', 'add_data_args',
+           'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
 FEATURES = Features({'id': Value('string'), 'input': Value('string'), 'label': Value('string'),
@@ -185,11 +186,15 @@ def parse_anli(output:str) -> tuple[str, str]:
     label = answer.strip()
     return _nonempty(rationale, label[:-1] if label.endswith('.') else label)
 
+def answer_label(answer:str) -> str:
+    "The label in what follows an answer phrase: without a leading choice letter `(x)` or its final full stop."
+    label = re.sub(r'^\s*\([A-Za-z]\)', '', answer).strip()
+    return label[:-1].rstrip() if label.endswith('.') else label
+
 def parse_answer(output:str) -> tuple[str, str]:
     "(rationale, label) of a generic output: cut at the next `Q:`, then `So the answer is [(x)] label.`"
     rationale, answer = _answer_split(output.split('Q:')[0].rstrip(), 'So the answer is')
-    label = re.sub(r'^\s*\(.\)', '', answer).strip()
-    return _nonempty(rationale, label[:-1] if label.endswith('.') else label)
+    return _nonempty(rationale, answer_label(answer))
 
 # %% ../nbs/00_data.ipynb #aac64f52
 _PUNCT = set(string.punctuation)
@@ -469,8 +474,11 @@ def read_hub_splits(
                                                                             f"a local copy of the Hub repository {hub}")) from None
             for theirs in t.hub_splits.values():
                 if theirs not in got: raise DataError(f"{src}: no {theirs!r} split (it has {', '.join(got) or 'none'})")
-            return {ours: [t.format(r, f'{src} [{theirs}] record {n}') for n, r in enumerate(got[theirs], 1)]
-                    for ours, theirs in t.hub_splits.items()}, src
+            rows = {ours: [t.format(r, f'{src} [{theirs}] record {n}') for n, r in enumerate(got[theirs], 1)] for ours, theirs in t.hub_splits.items()}
+            for ours, rs in rows.items():  # the dataset's own worked solutions teach; on valid and test they are the gold answer, no teacher's
+                if ours != 'train':
+                    for r in rs: r.pop('teacher_label', None)
+            return rows, src
     finally:
         if quiet: enable_progress_bars()
 
@@ -757,7 +765,10 @@ def _read_splits(task, data_dir, n, opts):
         files = generic_files(data_dir)
         return ({s: to_rows(read_records(f), f, s) for s, f in files.items()}, {}, 'your data: ' + ', '.join(files.values()),
                 'the rationale / teacher_label fields')
-    if data_dir is None or TASKS[task].layout == 'hub':  # the Hub, or a local copy of its repository
+    d = str(data_dir).rstrip('/')
+    hub_copy = data_dir is not None and not _exists(f'{d}/{task}_train.json') and not _exists(f'{d}/{task}/{task}_train.json') and \
+               bool(_glob(f'{d}/README.md') + _glob(f'{d}/train.json') + _glob(f'{d}/*.parquet') + _glob(f'{d}/*/*.parquet'))
+    if data_dir is None or TASKS[task].layout == 'hub' or hub_copy:  # the Hub, or a local copy of its repository (a paper task's too: its README.md says so)
         rows, src = read_hub_splits(task, data_dir)
         return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, TASKS[task].teacher
     tdir = task_dir(data_dir, task)

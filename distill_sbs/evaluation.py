@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch_to
 from tqdm.auto import tqdm
-from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct, equation_match,
+from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct,
                               flag_values, load_task, normalize_answer)
 from .hardware import default_device
 from .cot import ExemplarPool, make_recipe
@@ -62,6 +62,7 @@ class Comparison:
     seconds:dict = field(default_factory=dict) # system name -> seconds spent generating its answers
     metric:str = 'accuracy' # what the chart shows: 'accuracy', or 'rouge_l' for free-text labels
     generated:dict = field(default_factory=dict) # system name -> its `Generations` (token counts, stopped), for generated answers
+    writers:set = field(default_factory=set) # systems whose answers were read from the chain of thought they wrote (kept in predictions.jsonl)
 
     def add(self, name:str, answers:list, source:str='', seconds:float|None=None, generated=None):
         "Add system `name` with its `answers`, one per row (and the `Generations` they came from, if generated)."
@@ -125,7 +126,8 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     ax = axs[0, 0]
     x = range(len(bars))
     err = [bars[col] - bars[lo], bars[hi] - bars[col]]
-    ax.bar(x, bars[col], yerr=err, capsize=4, color=[_COLORS.get(s, '#2ca02c') for s in bars.index])
+    ax.bar(x, bars[col], yerr=err, capsize=4,  # a system asked in context: its colour, lighter
+           color=[matplotlib.colors.to_rgba(_COLORS.get(s.split('@')[0], '#9467bd'), 0.55 if '@' in s else 1.0) for s in bars.index])
     for i, a in zip(x, bars[col]): ax.text(i, a + 0.02, f'{a:.1%}', ha='center', va='bottom', fontsize=10)
     if 'majority' in t.index:
         ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
@@ -137,7 +139,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     if cost:
         gen = t[t.tokens_per_answer.notna()]
         bx = axs[0, 1]
-        bx.bar(range(len(gen)), gen.tokens_per_answer, color=[_COLORS.get(s.split('@')[0], '#2ca02c') for s in gen.index])
+        bx.bar(range(len(gen)), gen.tokens_per_answer, color=[_COLORS.get(s.split('@')[0], '#9467bd') for s in gen.index])
         for i, (tok, aps) in enumerate(zip(gen.tokens_per_answer, gen.answers_per_s)):
             bx.text(i, tok * 1.05, f'{tok:.0f} tokens' + (f'\n{aps:,.0f}/s' if aps else ''), ha='center', va='bottom', fontsize=8)
         bx.set_xticks(range(len(gen)), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in gen.index], fontsize=8)
@@ -212,7 +214,7 @@ def save(self, out_dir:str|Path, rationales:list|None=None, **details) -> dict:
     fig = plot_comparison(self); fig.savefig(out/'accuracy.png', dpi=120); plt.close(fig)  # the chart shows `metric`
     (out/'report.md').write_text(self.report(res))
     right = {s: self.correct(s) for s in self.answers}
-    writers = [s for s, g in self.generated.items() if g.texts != self.answers[s]]  # rationale-first: what it wrote, beside its answer
+    writers = [s for s in self.answers if s in self.writers]  # rationale-first: what it wrote, beside its answer
     with open(out/'predictions.jsonl', 'w') as f:
         for i, r in enumerate(self.rows):
             line = dict(id=r['id'], input=r['input'], gold=r['label'], answers={s: a[i] for s, a in self.answers.items()},
@@ -230,7 +232,7 @@ def token_f1(pred:str|None, gold:str|None) -> float:
     if common == 0: return 0.0
     return 2 * common / (len(p) + len(g))
 
-_NUMBER = re.compile(r'-?\d+(?:\.\d+)?')
+_NUMBER = re.compile(r'-?\$?\d[\d,]*(?:\.\d+)?')  # 7, -3, 1,250, $18.50
 
 def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, answers:list) -> dict:
     "Mean token F1 of `rationales` against the teacher's (where it has one), and how often `answers` follow from them."
@@ -238,7 +240,7 @@ def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, a
     def follows(r, a):
         if task in NUMERIC_TASKS:
             nums = _NUMBER.findall(r or '')
-            return bool(nums) and equation_match(a, nums[-1])
+            return bool(nums) and answer_correct(task, a, nums[-1].rstrip(','))
         return a is not None and normalize_answer(a) != '' and normalize_answer(a) in normalize_answer(r)
     return dict(token_f1=sum(f1) / len(f1) if f1 else None, scored=len(f1),
                 consistent=sum(follows(r, a) for r, a in zip(rationales, answers)) / len(answers) if answers else None)
@@ -260,8 +262,8 @@ def same_data(configs:dict) -> DataSettings:
 
 # %% ../nbs/05_evaluation.ipynb #14bdc28d
 def system_name(cfg:dict) -> str:
-    "`distilled` for a distilling step-by-step run, `standard` for standard finetuning, `cot` for a rationale-first student."
-    return {'task_prefix': 'distilled', 'standard': 'standard', 'cot': 'cot'}[cfg['model_type']]
+    "What its recipe calls a run (chapter 1f): `distilled` for distilling step-by-step, `standard` for standard finetuning, `cot` for a rationale-first student."
+    return make_recipe(cfg['model_type']).system
 
 def evaluate(
     run_dirs:list, # folders of finished `distill-sbs train` runs
@@ -293,7 +295,8 @@ def evaluate(
         print(pool)
     model_types = [c['model_type'] for c in configs.values()]
     steps = [('base', None, 'standard')] if base else []  # the base student has been taught no prefix: it reads the bare question
-    if base and 'cot' in model_types: steps.append(('base_cot', None, 'cot'))  # and zero-shot chain of thought, the baseline of rationale-first students
+    writer = next((mt for mt in model_types if make_recipe(mt).writes_rationale), None)
+    if base and writer: steps.append(('base_cot', None, writer))  # and zero-shot chain of thought, the baseline of rationale-first students
     steps += [(system_name(c) if names[system_name(c)] == 1 else Path(d).name, d, c['model_type']) for d, c in configs.items()]
     for name, run_dir, model_type in tqdm(steps, desc='answering', leave=False):
         cfg = configs[run_dir] if run_dir else next((c for c in configs.values() if c['model_type'] == model_type), first)
@@ -308,6 +311,7 @@ def evaluate(
             gen = student.generations(inputs, 'predict', limit, batch_size, shots=k)
             cmp.add(name if not k else f'{name}@{k}', gen.answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),
                     time.perf_counter() - t0, gen)
+            if student.recipe.writes_rationale: cmp.writers.add(name if not k else f'{name}@{k}')
             if not k: answers = gen.answers
         if run_dir:
             rec = records[run_dir]
@@ -334,6 +338,7 @@ def evaluate_command(argv:list[str]):
     "`distill-sbs evaluate`: score runs and write the report."
     a = evaluate_parser().parse_args(argv)
     if a.batch_size < 1: raise ConfigError(f'--batch_size must be at least 1, got {a.batch_size}')
+    if a.shots < 0: raise ConfigError(f'--shots must be 0 (zero-shot only) or more, got {a.shots}')
     cmp, _ = evaluate(a.runs, a.output_dir, base=not a.no_base, **flag_values(a, evaluate, skip=('run_dirs', 'output_dir', 'base')))
     print(cmp.summary())
     print(f'report: {Path(a.output_dir)/"report.md"}')

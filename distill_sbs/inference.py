@@ -70,13 +70,16 @@ class Student:
     tokenizer:object # its tokenizer
     model_type:str = 'task_prefix' # the recipe (chapter 1f): 'task_prefix' reads the task's prefix or instruction, 'standard' the bare input, 'cot' writes a chain of thought first
     pool:ExemplarPool|None = None # worked examples, for answers in context (`shots`)
+    gen_max_len:int|None = None # the most tokens an answer of its run was given (default: what its recipe needs)
 
     @property
     def kind(self): return student_kind(self.model)
     @property
     def recipe(self): return make_recipe(self.model_type)
     @property
-    def prefixed(self) -> bool: return self.model_type == 'task_prefix'
+    def prefixed(self) -> bool: return self.recipe.explains  # reads `predict:` or `explain:` (distilling step-by-step)
+    @property
+    def answer_tokens(self) -> int: return self.gen_max_len or self.recipe.gen_max_len(256)
     @property
     def dtype(self) -> str: return str(self.model.dtype).removeprefix('torch.')
 
@@ -97,7 +100,7 @@ class Student:
         recipe = self.recipe
         if task == 'predict':
             if shots and self.pool is None: raise ValueError('answering with exemplars needs a pool: Student(..., pool=ExemplarPool.from_data(...))')
-            inputs = [recipe.ask(t, self.pool.draw(t, shots) if shots else []) for t in inputs]
+            inputs = [recipe.ask(t, self.pool.draw(t, shots, recipe.shots_need_chains()) if shots else []) for t in inputs]
         prompts = [self.kind.prompt(self.tokenizer, t, task, self.model_type) for t in inputs]
         gen = generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
         if task == 'predict': gen.answers = [recipe.read(t) for t in gen.texts]
@@ -137,7 +140,7 @@ def load_run(
         if Path(local, 'adapter_config.json').exists():
             raise RunError(f'{run_dir}: a LoRA adapter only (adapter_config.json, no config.json); serve the finished run\'s folder, which holds the merged model')
         raise RunError(f"{run_dir}: no config.json; is it a trained run's folder?")
-    model_type = run_config(local, finished=False).get('model_type', 'task_prefix') if Path(local, CONFIG_FILE).exists() else 'task_prefix'
+    saved = run_config(local, finished=False) if Path(local, CONFIG_FILE).exists() else {}
     device = device or default_device()
     try:
         kind = student_kind(AutoConfig.from_pretrained(local))
@@ -147,4 +150,4 @@ def load_run(
         if isinstance(e, StudentError): raise RunError(f'{run_dir}: {e}') from None
         raise RunError(f'{run_dir}: cannot load its model ({str(e).splitlines()[0]})') from None
     kind.prepare(tokenizer)
-    return Student(model, tokenizer, model_type)
+    return Student(model, tokenizer, saved.get('model_type', 'task_prefix'), gen_max_len=saved.get('gen_max_len'))

@@ -16,14 +16,13 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DataCollatorForSeq2Seq
 from .data import UserError
 from .students import student_kind
-from .cot import RationaleFirst
 
 # %% auto #0
-__all__ = ['DIVERGENCES', 'TASK_COLUMNS', 'LOGITS_META', 'KD_TASKS', 'TAIL_FLOOR', 'FALLBACK_EPS', 'RATIONALE_TASK', 'kl', 'mix',
-           'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'TeacherError', 'tokenizer_fingerprint',
-           'data_fingerprint', 'check_same_tokenizer', 'OnlineTeacher', 'online_teacher', 'write_teacher_logits',
-           'TopKLogits', 'sample_completions', 'KDSettings', 'align_tokens', 'token_texts', 'StudentVocab',
-           'in_student_ids', 'certain', 'read_logprobs', 'ApiLogprobs']
+__all__ = ['DIVERGENCES', 'TASK_COLUMNS', 'LOGITS_META', 'KD_TASKS', 'TAIL_FLOOR', 'FALLBACK_EPS', 'kl', 'mix', 'divergence',
+           'TeacherTokens', 'topk_buckets', 'kd_loss', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint',
+           'check_same_tokenizer', 'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits',
+           'sample_completions', 'KDSettings', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids',
+           'certain', 'read_logprobs', 'ApiLogprobs']
 
 # %% ../nbs/02c_kd.ipynb #f7e34472
 def kl(p:torch.Tensor, q:torch.Tensor) -> torch.Tensor:
@@ -374,9 +373,16 @@ def align_tokens(
     teacher:list[str], # the teacher's token texts, in order
     student:list[str], # the student's token texts (`token_texts`)
 ) -> list[int|None]:
-    "For each student token, the index of the teacher token covering exactly its characters (whitespace aside), or None: by offsets, else by DTW."
+    "For each student token, the index of the teacher token covering exactly its characters (whitespace aside), or None: by offsets as far as the two texts agree, then by DTW."
     tc, sc = [_core(t) for t in teacher], [_core(s) for s in student]
-    return _by_offsets(tc, sc) or _by_dtw(tc, sc)
+    if (whole := _by_offsets(tc, sc)) is not None: return whole
+    text, lo, hi = ''.join(tc), 0, len(sc)  # the most student tokens whose text the teacher's contains (a prefix found, all shorter ones are too)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ''.join(sc[:mid]) in text else (lo, mid - 1)
+    head = (_by_offsets(tc, sc[:lo]) or [None] * lo) if lo else []
+    after = max((j for j in head if j is not None), default=-1) + 1  # DTW aligns only what follows: it costs len(tail) x len(teacher tail)
+    return head + [None if j is None else j + after for j in _by_dtw(tc[after:], sc[lo:])]
 
 # %% ../nbs/02c_kd.ipynb #ed147624
 def _anchor(tokenizer) -> list[int]:
@@ -482,8 +488,6 @@ def read_logprobs(path:str|Path) -> dict:
                                    'each is {"id", "text", "tokens": [[token, logprob, [[alternative, logprob], ...]], ...]}') from None
     return out
 
-RATIONALE_TASK = {'task_prefix': 'rationale', 'cot': 'label'}  # --model_type -> the task whose target holds the rationale
-
 # %% ../nbs/02c_kd.ipynb #2c5594ca
 class ApiLogprobs:
     "A teacher behind an API, with its own tokenizer: its top K from a `*_logprobs.jsonl`, aligned to the student's rationale tokens, looked up by training row."
@@ -493,15 +497,12 @@ class ApiLogprobs:
         path:str|Path, # a `*_logprobs.jsonl` written by `distill-sbs teach --logprobs K`
         tokenized, # chapter 2a's `tokenize_tasks(...)` with `rows=True`: its `train` split (each row's `id` and `row`) is what the student trains on
         tokenizer, # the student's tokenizer
-        task:str|None=None, # the task whose target holds the rationale (default: `rationale` for task_prefix, `label` for cot)
         eps:float=FALLBACK_EPS, # a token with no teacher: the teacher is sure of the target but for this
     ):
         self.path, recipe = Path(path), tokenized.recipe
-        want = RATIONALE_TASK.get(recipe.name)
-        if want is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
+        self.task = recipe.rationale_task  # whose target holds the rationale: task_prefix's explain task, a cot student's one task
+        if self.task is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
                                             'logprobs have nothing to teach it (use --model_type task_prefix or cot)')
-        self.task = task or want
-        if self.task != want: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student's rationale is its {want} task's target, not its {self.task} task's")
         lines, train = read_logprobs(self.path), tokenized['train']
         if 'id' not in train.column_names: raise ValueError('tokenize the training split with rows=True: each row needs its record\'s id')
         rows, ids = train, list(train['id'])
@@ -509,7 +510,6 @@ class ApiLogprobs:
             raise TeacherError(f'{self.path}: none of its {len(lines):,} lines is for a training row here (its first id is '
                                f'{next(iter(lines), None)!r}, the first row here {ids[0] if ids else None!r}): it was written for other data')
         vocab, special = StudentVocab(tokenizer), set(tokenizer.all_special_ids)
-        answer_only = (lambda r: not recipe.format_of(r).endswith('_cot')) if isinstance(recipe, RationaleFirst) else (lambda r: False)
         self.fallback = dict.fromkeys(('whitespace only', 'no teacher token', 'special token', 'row without a line', 'answer-only target'), 0)
         self.alternatives = self.mapped = self.aligned = 0
         per, counts = [], []
@@ -517,7 +517,7 @@ class ApiLogprobs:
             target = [x for x in labels if x != -100]
             counts.append(len(target))
             toks = lines.get(row['id'])
-            if (why := 'row without a line' if toks is None else 'answer-only target' if answer_only(row) else None):
+            if (why := 'row without a line' if toks is None else 'answer-only target' if not recipe.teaches_rationale(row) else None):
                 per += [certain(t, eps) for t in target]; self.fallback[why] += len(target); continue
             pieces = token_texts(tokenizer, target)
             for t, piece, j in zip(target, pieces, align_tokens([x[0] for x in toks], [p or '' for p in pieces])):

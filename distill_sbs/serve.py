@@ -33,7 +33,7 @@ class ServeSettings:
     max_body_bytes:int = 1_500_000 # bytes per request body; more is refused with 413 before it is read (Vertex AI's own cap: 1.5 MB)
     max_instances:int = 64 # instances per request
     max_input_chars:int = 2000 # characters per instance
-    max_new_tokens:int = 0 # tokens per answer (0: as the student's recipe needs, chapter 1f: 64 for a label, more for a rationale-first student's chain of thought)
+    max_new_tokens:int = 0 # tokens per answer (0: the limit its training run validated with, `--gen_max_len`: 64 for a label, more for a rationale-first student's chain of thought)
     rationale_tokens:int = 128 # tokens per rationale
     dtype:str = 'auto' # the weights' type: auto is bfloat16 where the hardware multiplies it natively, else float32
     max_batch:int = 64 # instances gathered into one generate
@@ -61,6 +61,7 @@ class ServeSettings:
         s = cls(**out)
         if not s.model_dir: raise UserError("no model: pass --model_dir or set AIP_STORAGE_URI")
         if s.dtype not in DTYPES: raise UserError(f"setting dtype: {s.dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
+        if s.max_new_tokens < 0: raise UserError(f"setting max_new_tokens: {s.max_new_tokens} is below 0 (0: the run's own limit)")
         return s
 
 # %% ../nbs/06_serve.ipynb #f6221faf
@@ -74,7 +75,7 @@ class Batcher:
     def _generate(self, items):
         "Runs in the worker: one generate per task over all the items' instances; (answer, what was written) pairs split back per item."
         out = [[] for _ in items]
-        answer_tokens = self.s.max_new_tokens or self.served.recipe.gen_max_len(self.s.rationale_tokens)
+        answer_tokens = self.s.max_new_tokens or self.served.answer_tokens  # the run's own limit, unless set
         for task, limit in (('predict', answer_tokens), ('explain', self.s.rationale_tokens)):
             idx = [i for i, (t, _, _) in enumerate(items) if t == task]
             if not idx: continue

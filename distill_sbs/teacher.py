@@ -82,7 +82,9 @@ def _forget(store:TeacherCache, made:list):
     "Remove an empty cache file and the folders opening it created (`made`: the file, then its new folders, deepest first)."
     store.close()
     for suffix in ('-wal', '-shm', ''): Path(f'{made[0]}{suffix}').unlink(missing_ok=True)
-    for d in made[1:]: d.rmdir()
+    for d in made[1:]:
+        try: d.rmdir()
+        except OSError: break  # something else was written there since: leave it
 
 def teach(
     data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_task(...)`
@@ -121,15 +123,21 @@ def teach(
     # logprobs: the first request not yet answered goes alone, so a K the server does not allow stops the run at once
     first = next((k for reqs in requests.values() for k in reqs if store.get(k) is None), None) if logprobs else None
     report = AskReport()
+    def add(r):
+        report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
+        report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
+        report.failed.update(r.failed); report.refused += r.refused; report.stopped = report.stopped or r.stopped
     for n, reqs in requests.items():  # one round per sample count (train may ask for more)
-        for part in ([{first: reqs[first]}, {k: m for k, m in reqs.items() if k != first}] if first in reqs else [reqs]):
-            r = ask(backend, part, {**base, 'n': n}, store, **ask_kw)
-            if first in r.refused:
+        if first in reqs:  # the probe: alone and once, so a server that cannot give logprobs costs one request
+            r = ask(backend, {first: reqs[first]}, {**base, 'n': n}, store, **{**ask_kw, 'retries': 0})
+            why = r.failed.get(first)
+            if why is not None and (first in r.refused or 'logprobs' in why):
                 if made and not len(store): _forget(store, made)  # nothing written
-                raise TeacherError(f"--logprobs {logprobs}: the {backend.name} server refused the first request ({r.failed[first]}); nothing else was asked")
-            report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
-            report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
-            report.failed.update(r.failed); report.refused += r.refused; report.stopped = report.stopped or r.stopped
+                said = 'refused the first request' if first in r.refused else 'answered the first request without them'
+                raise TeacherError(f"--logprobs {logprobs}: the {backend.name} server {said} ({why}); nothing else was asked")
+            if why is None: add(r); reqs = {k: m for k, m in reqs.items() if k != first}
+            else: report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens  # a passing fault: asked again below
+        add(ask(backend, reqs, {**base, 'n': n}, store, **ask_kw))
     out, counts, failures, tokens = {}, {}, [], {}
     for s in splits:
         c, kept, lines = SplitTaught(rows=len(rows[s])), [], []

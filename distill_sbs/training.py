@@ -19,7 +19,7 @@ from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import LABEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd import DIVERGENCES, KD_TASKS, RATIONALE_TASK, ApiLogprobs, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
+from .kd import DIVERGENCES, KD_TASKS, ApiLogprobs, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
 from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
@@ -138,7 +138,7 @@ def check_kd(cfg:TrainConfig):
     _check(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
     _check(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
     _check(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
-    _check(not (cfg.kd_on == 'rationale' and cfg.model_type != 'task_prefix'), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
+    _check(not (cfg.kd_on == 'rationale' and not make_recipe(cfg.model_type).explains), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
            '(--model_type task_prefix has; a cot student\'s one target holds its chain of thought: use --kd_on label)')
     _check(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
     if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
@@ -147,7 +147,7 @@ def check_kd(cfg:TrainConfig):
 
 def check_api_teacher(cfg:TrainConfig):
     "`--teacher_logprobs`: an API teacher's top K, aligned to the student's tokens (chapter 2c's `ApiLogprobs`), teaches a rationale by the forward KL at temperature 1."
-    task = RATIONALE_TASK.get(cfg.model_type)
+    task = make_recipe(cfg.model_type).rationale_task
     _check(task is not None, f'--teacher_logprobs: a --model_type {cfg.model_type} student writes no rationale, so the teacher\'s logprobs have no tokens to '
            'teach (use --model_type task_prefix with --kd_on rationale, or cot with --kd_on label)')
     _check(cfg.kd_on == task, f'--kd_on {cfg.kd_on}: --teacher_logprobs teaches the rationale\'s tokens, which a --model_type {cfg.model_type} student writes '
@@ -219,10 +219,10 @@ def vocab_texts(train, recipe:Recipe|None=None) -> list[str]:
 
 def recipe_for(cfg:TrainConfig, data) -> tuple[Recipe, ExemplarPool|None]:
     "The run's recipe (chapter 1f) and, when in-context formats or `--eval_shots` need one, its exemplar pool: `--exemplars` or the training split."
-    settings = CotSettings.of(cfg)
-    needs_pool = cfg.eval_shots > 0 or (cfg.model_type == 'cot' and settings.in_context)
-    pool = None if not needs_pool else ExemplarPool.from_file(cfg.exemplars, data) if cfg.exemplars else ExemplarPool.from_data(data, cfg.dataset)
-    return make_recipe(cfg.model_type, settings, pool, seed=cfg.run), pool
+    recipe = make_recipe(cfg.model_type, CotSettings.of(cfg), seed=cfg.run)
+    if cfg.eval_shots > 0 or recipe.needs_pool():
+        recipe.pool = ExemplarPool.from_file(cfg.exemplars, data) if cfg.exemplars else ExemplarPool.from_data(data, cfg.dataset)
+    return recipe, recipe.pool
 
 def open_teacher(name:str, hw:Hardware, seed:int=0, texts=None) -> OnlineTeacher:
     "`--teacher`: loaded once, in eval mode without gradients, in bf16 where the hardware multiplies it natively (chapter 2c)."

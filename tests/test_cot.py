@@ -35,10 +35,10 @@ def runs(tmp_path_factory):
 
 def test_cot_run_records_what_it_wrote(runs):
     cfg = json.loads((runs/'cot'/'train_config.json').read_text())
-    assert cfg['model_type'] == 'cot' and cfg['cot_formats'] == 'zs_cot=2,icl_cot' and cfg['gen_max_len'] == 64 + 16
+    assert cfg['model_type'] == 'cot' and cfg['cot_formats'] == 'zs_cot=2,icl_cot' and cfg['gen_max_len'] == 64 + 32
     hist = json.loads((runs/'cot'/'trainer_state.json').read_text())['log_history']
     evals = [h for h in hist if 'eval_accuracy' in h]
-    assert len(evals) == 2 and all(0 <= h['eval_no_answer'] <= 1 and h['eval_tokens_per_answer'] <= 80 for h in evals)
+    assert len(evals) == 2 and all(0 <= h['eval_no_answer'] <= 1 and h['eval_tokens_per_answer'] <= 96 for h in evals)
     preds = [json.loads(l) for l in (runs/'cot'/'valid_predictions.jsonl').read_text().splitlines()]
     assert preds and all('output' in p and p['prediction'] == read_answer(p['output']) for p in preds)
     student = load_run(runs/'cot')
@@ -53,23 +53,39 @@ def test_evaluate_with_shots_scores_every_student_both_ways(runs, tmp_path):
     for name in ('cot', 'cot@2', 'standard', 'standard@2'):
         s = systems[name]
         assert s['n'] == 12 and s['answers_per_second'] > 0 and s['tokens_per_answer'] is not None and 0 <= s['no_answer'] <= 1
-    assert systems['standard']['no_answer'] == 0
     report = (tmp_path/'eval'/'report.md').read_text()
     assert '| rationale-first, 2 exemplars |' in report and 'no answer' in report and 'answers per second' in report
     preds = [json.loads(l) for l in (tmp_path/'eval'/'predictions.jsonl').read_text().splitlines()]
     assert len(preds) == 12 and all(p['answers']['cot'] == read_answer(p['outputs']['cot']) for p in preds)
     assert 'standard' not in preds[0]['outputs']  # a label student's answer is what it wrote
 
-def test_in_context_questions_never_show_a_scored_question(runs):
-    "Every exemplar an evaluation shows comes from train, and none is a valid or test question."
-    data = load_task('arith', n_steps=3, n_train=120, n_test=12)
-    scored = {q for s in ('valid', 'test') for q in data[s]['input']}
-    student = load_run(runs/'standard')
-    from distill_sbs.cot import ExemplarPool
-    student.pool = ExemplarPool.from_data(data, 'arith')
-    shown = [e for q in data['test']['input'] for e in student.pool.draw(q, 3)]
-    assert len(shown) == 36 and not {e.input for e in shown} & scored
-    assert {e.id for e in shown} <= set(data['train']['id'])
+def _generic(d, test_extra=()):
+    "Generic data: 60 worked training rows, and a test split of two of them (recased and repunctuated) and three new questions."
+    rows = [{'id': f'r{i}', 'input': f'What is {i} plus {i % 7}?', 'rationale': f'{i} and {i % 7} more make {i + i % 7}.', 'label': str(i + i % 7)}
+            for i in range(60)]
+    rows[7]['label'] = '(a) 8'  # its answer sentence could not be read back: never shown with its chain of thought
+    test = [{'input': 'WHAT IS 3 PLUS 3 ?', 'label': '6'}, {'input': 'what is 4 plus 4', 'label': '8'},
+            *({'input': f'What is {i} plus 2?', 'label': str(i + 2)} for i in (100, 101, 102)), *test_extra]
+    d.mkdir(parents=True, exist_ok=True)
+    (d/'train.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+    (d/'test.jsonl').write_text('\n'.join(json.dumps(r) for r in test) + '\n')
+    return d
+
+def test_in_context_questions_never_show_a_scored_question(tmp_path):
+    "A test split that repeats training questions (other case, other punctuation): the pool leaves them out, counted, and no question is shown a scored one."
+    from distill_sbs.cot import ExemplarPool, _key
+    data = load_task('generic', data_dir=_generic(tmp_path/'data'))
+    pool = ExemplarPool.from_data(data, 'generic')
+    scored = {_key(q) for s in ('valid', 'test') for q in data[s]['input']}
+    assert pool.left_out['also a valid or test question'] == 2  # valid was carved out of train: those rows left it
+    shown = [e for q in data['test']['input'] for e in pool.draw(q, 3)] + [e for q in data['test']['input'] for e in pool.draw(q, 3, chains=True)]
+    assert len(shown) == 30 and not {_key(e.input) for e in shown} & scored and {e.id for e in shown} <= set(data['train']['id'])
+    assert not any(e.id == 'r7' for q in data['train']['input'] for e in pool.draw(q, 5, chains=True))
+    out = tmp_path/'run'
+    _ok(run_cli('train', '--dataset', 'generic', '--data_dir', tmp_path/'data', '--model_type', 'standard', '--max_steps', 2, '--eval_steps', 2,
+                '--eval_shots', 2, '--gen_max_len', 4, '--batch_size', 4, '--no_log', '--output_dir', out))
+    res = _ok(run_cli('evaluate', out, '--shots', 2, '--no_base', '--output_dir', tmp_path/'eval'))
+    assert "'also a valid or test question': " in res.stdout and 'standard@2' in json.loads((tmp_path/'eval'/'results.json').read_text())['systems']
 
 def test_causal_cot_student(tmp_path):
     out = tmp_path/'run'
@@ -77,7 +93,7 @@ def test_causal_cot_student(tmp_path):
                 '--lr', 3e-3, *SMALL, '--output_dir', out))
     student = load_run(out)
     prompt = student.kind.prompt(student.tokenizer, student.recipe.ask('Ana has 2 apples.'), 'predict', 'cot')
-    assert prompt.startswith('<|im_start|>user') and "Let's think step by step." in prompt
+    assert prompt.startswith('<|im_start|>user') and "Let's think step by step" in prompt
     hist = json.loads((out/'trainer_state.json').read_text())['log_history']
     assert any('eval_no_answer' in h for h in hist)
 
@@ -114,8 +130,20 @@ def test_leaking_exemplars_file_is_refused_before_anything_is_written(tmp_path):
                  + json.dumps({'input': test[4]['input'], 'rationale': 'Count them.', 'label': test[4]['label']}) + '\n')
     line = _refused(run_cli('train', '--model_type', 'cot', '--exemplars', f, *SMALL, '--output_dir', tmp_path/'x'),
                     f"record 2 is the test question {test[4]['id']}")
-    assert str(f) in line and not (tmp_path/'x'/'train_config.json').exists()
-    line = _refused(run_cli('evaluate', tmp_path/'nothing', '--output_dir', tmp_path/'e'), 'no train_config.json')
+    assert str(f) in line and not (tmp_path/'x').exists()
+
+def test_a_run_s_exemplars_file_is_checked_again_when_it_is_evaluated(tmp_path):
+    "`evaluate --shots` draws from the run's own `--exemplars`; edited since to hold a test question, it is refused."
+    data = _generic(tmp_path/'data')
+    f = tmp_path/'exemplars.jsonl'
+    f.write_text(json.dumps({'input': 'What is 10 plus 10?', 'rationale': '10 + 10 = 20.', 'label': '20'}) + '\n'
+                 + json.dumps({'input': 'What is 11 plus 1?', 'rationale': '11 + 1 = 12.', 'label': '12'}) + '\n')
+    out = tmp_path/'run'
+    _ok(run_cli('train', '--dataset', 'generic', '--data_dir', data, '--model_type', 'standard', '--exemplars', f, '--eval_shots', 1,
+                '--max_steps', 2, '--eval_steps', 2, '--gen_max_len', 4, '--batch_size', 4, '--no_log', '--output_dir', out))
+    with f.open('a') as fh: fh.write(json.dumps({'input': 'What is 100 plus 2?', 'rationale': 'It is 102.', 'label': '102'}) + '\n')
+    _refused(run_cli('evaluate', out, '--shots', 1, '--output_dir', tmp_path/'eval'), 'record 3 is the test question')
+    assert not (tmp_path/'eval').exists()
 
 def test_rationales_that_state_their_answer_are_left_out_and_counted(tmp_path):
     rows = [{'input': f'What is {i} + 1?', 'rationale': f'{i} plus one is {i + 1}.', 'label': str(i + 1)} for i in range(30)]

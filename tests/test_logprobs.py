@@ -243,3 +243,14 @@ def test_any_logprobs_are_tokens_or_a_retryable_failure():
             for text, logprob, alts in reply.logprobs[0]:
                 assert isinstance(text, str) and math.isfinite(logprob) and all(isinstance(a, str) and math.isfinite(p) for a, p in alts)
         check()
+
+def test_a_server_that_ignores_them_costs_one_request(tmp_path):
+    "A server that answers 200s without logprobs (it ignores the field) stops the run after its first answer: one request, one line, nothing written."
+    out = tmp_path/'out'
+    with LoopbackLLM(fault=lambda i, q: 'no_logprobs') as llm:
+        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '50', '--n_test', '10', '--logprobs', '5'))
+        n = len(llm.log)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and len(err.splitlines()) == 1, res.stderr
+    assert err.startswith('distill-sbs teach: error: --logprobs 5: the openai server answered the first request without them') and n == 1
+    assert not out.exists()

@@ -84,8 +84,8 @@ def test_gsm8k_worked_solutions_are_rationales(tmp_path):
     row = data['test'][0]  # i = 100: 1,200 eggs, 1,195 left
     assert row == dict(id='test-1', input='A shop packs 100 boxes of 12 eggs and sells 5 eggs. How many eggs are left?', label='1195',
                        rationale='The boxes hold 100 * 12 = 1200 eggs.\nAfter selling 5, 1200 - 5 = 1195 eggs are left.',
-                       teacher_label='1195', choices=None)
-    assert s.splits['train'].rationales == 40 and s.splits['test'].teacher_acc == 1.0
+                       teacher_label=None, choices=None)  # on test the worked solution is the gold answer, not a teacher's
+    assert s.splits['train'].rationales == 40 and s.splits['train'].teacher_acc == 1.0 and s.splits['test'].teacher_acc is None
 
 def test_multiarith(tmp_path):
     d = hub_copy(tmp_path/'multiarith', {  # no README.md: the file names are the splits
@@ -96,6 +96,15 @@ def test_multiarith(tmp_path):
     assert data.summary.final == {'train': 18, 'valid': 2, 'test': 2}
     assert data['test']['label'] == ['7', '2.5'] and data['test']['rationale'] == [None, None]
     assert data.summary.teacher is None and data.summary.splits['test'].teacher_acc is None
+
+def test_svamp_from_a_copy_of_the_hub_repository(tmp_path):
+    "SVAMP is a paper task: its --data_dir is the paper's layout, or a copy of ChilleD/SVAMP's files, read by the Hub's loader."
+    rec = lambda i: dict(ID=f'chal-{i}', Body=f'Jack had {i + 8} pens. He gave 3 pens to his sister.', Question='How many pens does Jack have now?',
+                         Equation=f'( {i + 8}.0 - 3.0 )', Answer=float(i + 5), Type='Subtraction')
+    d = hub_copy(tmp_path/'svamp', {'train.json': [rec(i) for i in range(20)], 'test.json': [rec(100), rec(101)]})
+    data = load_task('svamp', data_dir=d)
+    assert data['test']['label'] == ['( 108.0 - 3.0 )', '( 109.0 - 3.0 )'] and 'ChilleD/SVAMP' in data.summary.source
+    assert answer_correct('svamp', '108 - 3', data['test'][0]['label'])
 
 def test_asdiv_one_split_and_dropped_answers(tmp_path):
     answers = [f'{n} (apples)' for n in range(1, 21)] + ['2:3', '12 (boys);9 (girls)', 'Tom', '1,250 (dollars)']
@@ -132,7 +141,7 @@ def test_cli_data_gsm8k(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "teacher: GSM8K's human-written worked solutions" in res.stdout and 'final: train 36, valid 4, test 3' in res.stdout
     first = json.loads((tmp_path/'out'/'test.jsonl').read_text().splitlines()[0])
-    assert first['label'] == first['teacher_label'] == '1195' and first['rationale'].endswith('1200 - 5 = 1195 eggs are left.')
+    assert first['label'] == '1195' and first['teacher_label'] is None and first['rationale'].endswith('1200 - 5 = 1195 eggs are left.')
 
 def test_cli_malformed_gsm8k_record(tmp_path):
     bad = {'question': 'How many eggs?', 'answer': 'There are 12 eggs.'}  # no '#### <number>' line
