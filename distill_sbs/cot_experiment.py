@@ -6,7 +6,6 @@ Docs: https://distill-sbs.github.io/distill_sbs/cot_experiment.html.md"""
 
 # %% ../nbs/05c_cot_experiment.ipynb #711dbf9c
 from __future__ import annotations
-import math
 from dataclasses import replace
 from pathlib import Path
 import pandas as pd
@@ -38,7 +37,7 @@ def cot_table(
     base:bool=False, # also the base student, plainly and with zero-shot chain of thought
 ) -> pd.DataFrame:
     "Per system and way of asking: test accuracy per seed, its mean and 95% t-interval, the pooled Wilson interval, tokens per answer, answers per second and the share with no answer."
-    seeds = sorted({k.split('/')[0] for k in runs})
+    seeds = sorted({k.split('/')[0] for k in runs}, key=lambda s: int(s.removeprefix('seed')))
     got = {}
     for seed in seeds:
         dirs = [d for k, d in runs.items() if k.startswith(seed + '/')]
@@ -50,7 +49,7 @@ def cot_table(
         accs = [s['accuracy'] for s in per_seed]
         m, h = _interval(accs)
         lo, hi = wilson_interval(sum(s['correct'] for s in per_seed), sum(s['n'] for s in per_seed))
-        mean = lambda k: None if per_seed[0].get(k) is None else sum(s[k] for s in per_seed) / len(per_seed)
+        mean = lambda k: None if any(s.get(k) is None for s in per_seed) else sum(s[k] for s in per_seed) / len(per_seed)
         rows.append(dict(system=name, label=system_label(name), seeds=len(per_seed), accuracy=m, interval=h, pooled_low=lo, pooled_high=hi,
                          per_seed=' '.join(f'{a:.1%}' for a in accs), tokens_per_answer=mean('tokens_per_answer'),
                          answers_per_s=mean('answers_per_second'), no_answer=mean('no_answer')))
@@ -75,7 +74,7 @@ def plot_cot(table:pd.DataFrame, title:str='test accuracy over seeds (95% t-inte
     gen = t[t.tokens_per_answer.notna()]
     bx.barh(range(len(gen)), gen.tokens_per_answer, color=[color(s) for s in gen.index])
     for i, (tok, aps) in enumerate(zip(gen.tokens_per_answer, gen.answers_per_s)):
-        bx.text(tok, i, f' {tok:.0f} tokens, {aps:,.0f} answers/s', va='center', fontsize=8)
+        bx.text(tok, i, f' {tok:.0f} tokens' + (f', {aps:,.0f} answers/s' if aps else ''), va='center', fontsize=8)
     bx.set_yticks(range(len(gen)), [system_label(s) for s in gen.index], fontsize=7)
     bx.invert_yaxis()
     bx.set(xlabel='tokens generated per answer', xlim=(0, gen.tokens_per_answer.max() * 1.9), title='what an answer costs')

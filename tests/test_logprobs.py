@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from conftest import fuzz, json_values, run_cli
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
-from distill_sbs.backends import LocalModel, OpenAIChat, Reply, Retryable, TeacherError, openai_request, reply_problem
+from distill_sbs.backends import LocalModel, OpenAIChat, Retryable, TeacherError, openai_request, reply_problem
 from distill_sbs.asking import TeacherCache, ask, request_key
 from distill_sbs.loopback import LoopbackLLM, token_logprobs, tokenize
 from distill_sbs.teacher import teach
