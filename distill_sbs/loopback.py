@@ -80,6 +80,7 @@ class LoopbackLLM:
         self.answer, self.latency, self.retry_after, self.max_top_logprobs = answer, latency, retry_after, max_top_logprobs
         self.fail_first, self.fail_always, self.malformed_first, self.fault = fail_first, fail_always, malformed_first, fault
         self.log, self.lock, self.seen = [], threading.Lock(), 0
+        self.active = self.peak = 0  # requests being answered now, and the most at once
         self.server = _Server(('127.0.0.1', port), self._handler())
         self.port = self.server.server_address[1]
         self.openai_url, self.gemini_url = f'http://127.0.0.1:{self.port}/v1', f'http://127.0.0.1:{self.port}'
@@ -117,7 +118,9 @@ class LoopbackLLM:
                                                              f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
                                                   'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
         else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
+        with self.lock: self.active += 1; self.peak = max(self.peak, self.active)
         time.sleep(self.latency)
+        with self.lock: self.active -= 1
         fault = self._fault(question)
         status, raw = (fault if isinstance(fault, int) else 200), isinstance(fault, bytes)
         with self.lock: self.log.append({'question': question, 'status': status, 'fault': 'body' if raw else fault, 'time': time.time()})

@@ -54,7 +54,7 @@ class TrainConfig(CotSettings, DataSettings):
     max_input_length:int = 1024 # input tokens kept
     eval_steps:Optional[int] = None # steps between validations and checkpoints (default 250; tiny: 100)
     max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
-    gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 16)
+    gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 32, its answer sentence)
     output_rationale:bool = False # also generate the student's rationales for the validation set at the end
     bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
     no_log:bool = False # no TensorBoard logs
@@ -391,13 +391,12 @@ def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path, pool:Exe
     "The student's answers (and with `cfg.output_rationale`, rationales; a rationale-first student's whole output) for the validation split, as JSON Lines."
     inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type, pool)
     gen = student.generations(inputs, 'predict', cfg.gen_max_len, cfg.batch_size, shots=cfg.eval_shots)
-    answers = gen.answers if not student.recipe.writes_rationale else [{'answer': a, 'output': t} for a, t in zip(gen.answers, gen.texts)]
+    outputs = gen.texts if student.recipe.writes_rationale else [None] * len(inputs)  # a chain of thought: kept beside the answer read from it
     rationales = student.answer(inputs, 'explain', 128, cfg.batch_size) if cfg.output_rationale and student.prefixed else [None] * len(inputs)
     with open(path, 'w') as f:
-        for r, a, why in zip(valid, answers, rationales):
-            a = a if isinstance(a, dict) else {'prediction': a}
-            f.write(json.dumps({'id': r['id'], 'input': r['input'], 'label': r['label'], 'prediction': a.get('prediction', a.get('answer')),
-                                **({'output': a['output']} if 'output' in a else {}),
+        for r, a, out, why in zip(valid, gen.answers, outputs, rationales):
+            f.write(json.dumps({'id': r['id'], 'input': r['input'], 'label': r['label'], 'prediction': a,
+                                **({'output': out} if out is not None else {}),
                                 **({'rationale': why} if why is not None else {})}) + '\n')
 
 # %% ../nbs/04_training.ipynb #502f05c5
