@@ -94,6 +94,24 @@ class Vertex:
         ep.undeploy_all(); ep.delete()
         for m in models: self.aip.Model(m).delete()
 
+    def submit_custom_job(self, spec:dict):
+        "Start a Vertex AI custom training job (chapter 8's `JobPlan.spec()`): `aiplatform.CustomJob(**spec).submit()`; the job."
+        self._call('aiplatform.CustomJob(**spec).submit', **spec)
+        if self.dry_run: return None
+        job = self.aip.CustomJob(**spec)
+        job.submit()
+        self.say(f'submitted {job.resource_name}; follow it in the console under Vertex AI > Training > Custom jobs')
+        return job
+
+    def run_pipeline(self, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None):
+        "Start a compiled Kubeflow pipeline (chapter 8) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
+        args = dict(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
+        self._call('aiplatform.PipelineJob(**args).submit', **args)
+        if self.dry_run: return None
+        job = self.aip.PipelineJob(**args)
+        job.submit()
+        return job
+
 # %% ../nbs/07_deploy.ipynb #9b0c97c5
 def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
     "Upload, register, deploy and test the model in `plan`; the endpoint (None in a dry run)."

@@ -24,10 +24,10 @@ from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0
 __all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'check_api_teacher',
-           'config_parser', 'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts', 'recipe_for',
-           'open_teacher', 'add_lora', 'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice',
-           'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command', 'teacher_logits',
-           'teacher_logits_command']
+           'config_parser', 'read_yaml', 'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts',
+           'recipe_for', 'open_teacher', 'add_lora', 'last_checkpoint', 'changed_settings', 'resume_checkpoint',
+           'oom_advice', 'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command',
+           'teacher_logits', 'teacher_logits_command']
 
 # %% ../nbs/04_training.ipynb #0babc782
 class TrainError(UserError):
@@ -175,12 +175,17 @@ def _unknown(keys, where):
             near = difflib.get_close_matches(key, names, n=1)
             raise ConfigError(f"{where}: unknown setting {k!r}" + (f" (did you mean '--{near[0]}'?)" if near else ''))
 
-def read_yaml_config(path:str|Path) -> dict:
-    "The settings in a YAML file, refusing unknown keys with the file's name."
+def read_yaml(path:str|Path, flag:str='--config') -> dict:
+    "The mapping in a YAML file, or a `ConfigError` naming `flag` and the file."
     try: cfg = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError: raise ConfigError(f'--config {path}: no such file') from None
+    except FileNotFoundError: raise ConfigError(f'{flag} {path}: no such file') from None
     except yaml.YAMLError as e: raise ConfigError(f'{path}: not valid YAML ({str(e).splitlines()[0]})') from None
     if not isinstance(cfg, dict): raise ConfigError(f'{path}: expected a mapping of setting: value, got {type(cfg).__name__}')
+    return cfg
+
+def read_yaml_config(path:str|Path) -> dict:
+    "The settings in a YAML file, refusing unknown keys with the file's name."
+    cfg = read_yaml(path)
     _unknown(cfg, str(path))
     return cfg
 

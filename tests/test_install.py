@@ -31,7 +31,7 @@ def test_every_colab_cell_installs_this_project():
     assert {colab_extras(nb) for nb in NOTEBOOKS} >= {('course',)}
 
 NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'},
-         'deploy': {'distill_sbs.deploy', 'google.cloud'}}  # what a chapter uses that makes it need the extra
+         'deploy': {'distill_sbs.deploy', 'distill_sbs.sweep', 'google.cloud', 'kfp'}}  # what a chapter uses that makes it need the extra
 
 def test_each_chapter_installs_exactly_the_extras_it_needs():
     for nb in NOTEBOOKS:
@@ -65,7 +65,7 @@ def imported_modules(nbs) -> list:
 
 # what each extra is for, imported in its environment too (the library imports them lazily, inside the code that uses them)
 EXTRA_MODULES = {'course': ['nbdev', 'fastcore.test', 'httpx2'], 'teacher': ['openai', 'google.genai', 'httpx2'],
-                 'serve': ['fastapi', 'uvicorn'], 'deploy': ['google.cloud.aiplatform', 'google.cloud.storage']}
+                 'serve': ['fastapi', 'uvicorn'], 'deploy': ['google.cloud.aiplatform', 'google.cloud.storage', 'kfp']}
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):

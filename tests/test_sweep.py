@@ -1,0 +1,187 @@
+"""`distill-sbs sweep` through the command line: killed with SIGKILL mid-cell and rerun, it finishes with every cell trained
+once (its log and run folders show it) and the figure redrawn from the folders is the one it wrote; several workers
+started by torchrun share the cells; a Vertex AI job's spec and the compiled pipeline, field by field; bad grids and
+bad cloud flags get one line before anything starts."""
+import json, signal, subprocess, time
+import pytest, yaml
+from conftest import run_cli
+
+TINY = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log', 'true']
+
+def _ok(res):
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+def _events(out): return [json.loads(l) for l in (out/'sweep_log.jsonl').read_text().splitlines()]
+
+def test_sigkill_mid_cell_then_rerun_trains_every_cell_once(tmp_path):
+    out = tmp_path/'sweep'
+    args = ['sweep', '--methods', 'standard', '--fractions', '0.5,1', '--seeds', '0,1', '--max_steps', 30, '--eval_steps', 10, *TINY,
+            '--output_dir', out]
+    proc = subprocess.Popen(['distill-sbs', *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    third = out/'tiny'/'standard'/'1'/'seed0'  # the cells run by fraction, then seed: this is the third
+    deadline = time.time() + 300
+    while not list(third.glob('checkpoint-*/trainer_state.json')) and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL); proc.wait(30)
+    before = _events(out)
+    assert [e['event'] for e in before].count('finish') == 2, before
+    assert not (third/'run.json').exists(), 'the kill should land inside the third cell'
+    _ok(run_cli(*args))
+    after = _events(out)[len(before):]
+    test_cells = {e['cell'] for e in before + after}
+    assert len(test_cells) == 4
+    finished = [e['cell'] for e in before + after if e['event'] == 'finish']
+    assert sorted(finished) == sorted(test_cells), 'every cell finished exactly once'
+    assert [e['event'] for e in after] == ['skip', 'skip', 'resume', 'finish', 'start', 'finish']
+    rec = json.loads((third/'run.json').read_text())
+    assert rec['resumed_from'].startswith('checkpoint-') and rec['steps'] == 30
+    png = (out/'sweep.png').read_bytes()
+    table = (out/'sweep.csv').read_text()
+    (out/'sweep.png').unlink()
+    res = _ok(run_cli('sweep', '--report', out))
+    assert (out/'sweep.png').read_bytes() == png and (out/'sweep.csv').read_text() == table
+    assert 'standard' in res.stdout and len(table.splitlines()) == 1 + 2
+
+def test_two_workers_under_torchrun_share_the_cells(tmp_path):
+    out = tmp_path/'sweep'
+    _ok(run_cli('sweep', '--methods', 'standard', '--fractions', '0.5,1', '--seeds', '0,1', '--max_steps', 4, '--eval_steps', 4, *TINY,
+                '--workers', 2, '--output_dir', out, timeout=600))
+    events = _events(out)
+    by_worker = {w: sorted(e['cell'] for e in events if e['event'] == 'finish' and e['worker'] == w) for w in (0, 1)}
+    assert len(by_worker[0]) == len(by_worker[1]) == 2, by_worker
+    assert set(by_worker[0]).isdisjoint(by_worker[1])
+    assert (out/'sweep.png').exists() and len((out/'sweep.csv').read_text().splitlines()) == 1 + 2
+
+@pytest.mark.parametrize('flags, says', [
+    (['--fractions', '0.5,1.5'], '--fractions 1.5: a fraction of the training set must be in (0, 1]'),
+    (['--fractions', '0'], '--fractions 0.0: a fraction of the training set must be in (0, 1]'),
+    (['--seeds', ','], '--seeds is empty: a sweep needs at least one value on every axis'),
+    (['--methods', 'standard,distiled'], "did you mean 'distilled'"),
+    (['--fractions', 'half'], "--fractions 'half': expected comma-separated float values"),
+    (['--lrr', '1e-3'], "unknown setting '--lrr'"),
+    (['--lr', '-1'], 'tiny/standard/0.125/seed0: --lr must be positive, got -1.0'),
+    (['--subsample', '0.5'], "'subsample' is set by the grid (--fractions)"),
+])
+def test_a_bad_grid_gets_one_line_before_anything_starts(tmp_path, flags, says):
+    res = run_cli('sweep', *flags, '--output_dir', tmp_path/'s')
+    assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path/'s').exists()
+
+def test_a_grid_file_with_methods_of_its_own(tmp_path):
+    from distill_sbs.sweep import load_grid
+    (tmp_path/'g.yaml').write_text(yaml.safe_dump(dict(methods={'distilled_a3': {'model_type': 'task_prefix', 'alpha': 0.3}}, fractions=[0.5],
+                                                      seeds=[0, 1], max_steps=7, output_dir=str(tmp_path/'s'))))
+    s = load_grid(tmp_path/'g.yaml')
+    cfgs = [s.config(c) for c in s.cells()]
+    assert [(c.alpha, c.model_type, c.subsample, c.run, c.max_steps) for c in cfgs] == [(0.3, 'task_prefix', 0.5, 0, 7), (0.3, 'task_prefix', 0.5, 1, 7)]
+    assert cfgs[0].output_dir == str(tmp_path/'s'/'tiny'/'distilled_a3'/'0.5'/'seed0')
+    (tmp_path/'bad.yaml').write_text(yaml.safe_dump(dict(methods={'m': {'model_typ': 'standard'}})))
+    res = run_cli('sweep', '--grid', tmp_path/'bad.yaml')
+    assert res.returncode == 2 and "bad.yaml: method 'm': unknown setting 'model_typ'" in res.stderr, res.stderr
+
+JOB = ['--submit', '--project', 'my-project', '--image', 'us-docker.pkg.dev/my-project/distill-sbs/train:1', '--dry_run']
+
+def _spec(stdout):
+    line = next(l for l in stdout.splitlines() if l.startswith('would call aiplatform.CustomJob(**spec).submit '))
+    return json.loads(line.split(' ', 3)[3])
+
+def test_a_training_job_dry_run_prints_the_job_field_by_field():
+    res = _ok(run_cli('train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', 'gs://b/data', '--max_steps', 100,
+                      '--output_dir', 'gs://b/runs/cqa', *JOB, '--machine_type', 'a2-highgpu-4g', '--replica_count', 3))
+    spec = _spec(res.stdout)
+    assert spec['display_name'] == 'distill-sbs' and spec['base_output_dir'] == 'gs://b/runs/cqa' and spec['staging_bucket'] == 'gs://b/staging'
+    assert spec['labels'] == {'distill-sbs': 'train'}
+    chief, workers = spec['worker_pool_specs']
+    assert chief['replica_count'] == 1 and workers['replica_count'] == 2
+    for pool in (chief, workers):
+        assert pool['machine_spec'] == {'machine_type': 'a2-highgpu-4g', 'accelerator_type': 'NVIDIA_TESLA_A100', 'accelerator_count': 4}
+        c = pool['container_spec']
+        assert c['image_uri'] == 'us-docker.pkg.dev/my-project/distill-sbs/train:1' and c['command'] == ['distill-sbs', 'launch']
+        assert c['args'] == ['train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', '/gcs/b/data', '--max_steps', '100',
+                             '--output_dir', '/gcs/b/runs/cqa']
+        assert pool['disk_spec'] == {'boot_disk_type': 'pd-ssd', 'boot_disk_size_gb': 100}
+
+def test_a_sweep_job_uploads_its_grid_and_runs_it():
+    res = _ok(run_cli('sweep', '--fractions', '0.25,1', '--students', 'google/flan-t5-small,google/flan-t5-base', '--max_steps', 50,
+                      '--output_dir', 'gs://b/sweeps/one', *JOB, '--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4',
+                      '--accelerator_count', 2))
+    assert 'would call storage.upload' in res.stdout and '"to": "gs://b/sweeps/one/sweep.yaml"' in res.stdout
+    grid = yaml.safe_load(res.stdout.split('sweep.yaml:\n', 1)[1].split('would call')[0])
+    assert grid['output_dir'] == '/gcs/b/sweeps/one' and grid['fractions'] == [0.25, 1.0] and grid['max_steps'] == 50
+    assert list(grid['methods']) == ['standard', 'distilled'] and grid['students'] == ['google/flan-t5-small', 'google/flan-t5-base']
+    (pool,) = _spec(res.stdout)['worker_pool_specs']
+    assert pool['machine_spec'] == {'machine_type': 'n1-standard-8', 'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 2}
+    assert pool['container_spec']['args'] == ['sweep', '--grid', '/gcs/b/sweeps/one/sweep.yaml']
+
+@pytest.mark.parametrize('flags, says', [
+    (['--machine_type', 'n1-supermem-8'], "--machine_type 'n1-supermem-8': not a Vertex AI machine type"),
+    (['--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T5'], "did you mean 'NVIDIA_TESLA_T4'"),
+    (['--machine_type', 'a2-highgpu-1g', '--accelerator_type', 'NVIDIA_L4'], 'takes 1 x NVIDIA_TESLA_A100, not --accelerator_type NVIDIA_L4'),
+    (['--machine_type', 'g2-standard-24', '--accelerator_count', '1'], 'comes with 2 x NVIDIA_L4'),
+    (['--machine_type', 'e2-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4'], 'takes no GPU'),
+    (['--replica_count', '0'], '--replica_count must be at least 1'),
+])
+def test_bad_cloud_flags_get_one_line(flags, says):
+    res = run_cli('train', '--output_dir', 'gs://b/r', *JOB, *flags)
+    assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert 'would call' not in res.stdout
+
+def test_a_cloud_job_refuses_local_folders(tmp_path):
+    res = run_cli('sweep', '--output_dir', tmp_path/'local', *JOB)
+    assert res.returncode == 2 and 'a cloud job writes to Cloud Storage; give a gs://bucket/folder' in res.stderr
+    res = run_cli('train', '--dataset', 'generic', '--data_dir', tmp_path, '--output_dir', 'gs://b/r', *JOB)
+    assert res.returncode == 2 and 'a local path the job cannot read' in res.stderr and 'would call' not in res.stdout
+
+def test_launch_reads_the_cluster_of_a_vertex_job():
+    from distill_sbs.sweep import launch_argv
+    spec = lambda kind, i: json.dumps({'cluster': {'workerpool0': ['chief:2222'], 'workerpool1': ['w0:2222', 'w1:2222']}, 'task': {'type': kind, 'index': i}})
+    assert launch_argv(['train', '--max_steps', '9'], spec('workerpool0', 0), 8) == [
+        'torchrun', '--nnodes=3', '--node_rank=0', '--nproc_per_node=8', '--master_addr=chief', '--master_port=2222', '--no-python',
+        'distill-sbs', 'train', '--max_steps', '9']
+    assert launch_argv(['train'], spec('workerpool1', 1), 8)[2] == '--node_rank=2'
+    assert launch_argv(['sweep', '--grid', 'g.yaml'], spec('workerpool1', 0), 2)[-4:] == ['sweep', '--grid', 'g.yaml', '--worker']
+    assert launch_argv(['sweep', '--grid', 'g.yaml'], None, 4) == ['distill-sbs', 'sweep', '--grid', 'g.yaml']  # one machine: the sweep starts its workers
+    assert launch_argv(['train'], None, 1) == ['distill-sbs', 'train']
+
+def test_the_compiled_pipeline_field_by_field(tmp_path):
+    res = _ok(run_cli('pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p', '--region', 'europe-west4',
+                      '--package', tmp_path/'course.yaml'))
+    assert f'compiled {tmp_path/"course.yaml"}' in res.stdout
+    spec = yaml.safe_load((tmp_path/'course.yaml').read_text())
+    assert spec['pipelineInfo']['name'] == 'distill-sbs-course'
+    params = spec['root']['inputDefinitions']['parameters']
+    assert {k: (v['parameterType'], v['defaultValue']) for k, v in params.items()} == {
+        'dataset': ('STRING', 'cqa'), 'teacher_model': ('STRING', 'gemini-2.5-flash'), 'student': ('STRING', 'google/flan-t5-base'),
+        'max_steps': ('NUMBER_INTEGER', 10000)}
+    tasks = {t['taskInfo']['name']: t for t in spec['root']['dag']['tasks'].values()}
+    name_of = {key: t['taskInfo']['name'] for key, t in spec['root']['dag']['tasks'].items()}
+    after = {n: sorted(name_of[d] for d in t.get('dependentTasks', [])) for n, t in tasks.items()}
+    assert after == {'data (chapter 0)': [], 'teacher (chapter 1)': ['data (chapter 0)'],
+                     'distilled student (chapter 4)': ['teacher (chapter 1)'], 'standard student (chapter 4)': ['teacher (chapter 1)'],
+                     'evaluation (chapter 5)': ['distilled student (chapter 4)', 'standard student (chapter 4)'],
+                     'deployment (chapter 7)': ['evaluation (chapter 5)']}
+    def container(name):
+        comp = spec['components'][tasks[name]['componentRef']['name']]
+        return spec['deploymentSpec']['executors'][comp['executorLabel']]['container'], comp['inputDefinitions']['parameters']
+    def inputs(name):
+        return {k: v['runtimeValue'].get('constant', v.get('componentInputParameter')) if 'runtimeValue' in v else '<' + v['componentInputParameter'] + '>'
+                for k, v in tasks[name]['inputs']['parameters'].items()}
+    commands = {n: container(n)[0]['command'] for n in tasks}
+    assert commands == {'data (chapter 0)': ['distill-sbs', 'data'], 'teacher (chapter 1)': ['distill-sbs', 'teach'],
+                        'distilled student (chapter 4)': ['distill-sbs', 'train'], 'standard student (chapter 4)': ['distill-sbs', 'train'],
+                        'evaluation (chapter 5)': ['distill-sbs', 'evaluate'], 'deployment (chapter 7)': ['distill-sbs', 'deploy']}
+    assert {container(n)[0]['image'] for n in tasks} == {'img:1'}
+    assert inputs('data (chapter 0)') == {'dataset': '<dataset>', 'data_dir': '/gcs/b/course/data'}
+    assert inputs('distilled student (chapter 4)') == {'data_dir': '/gcs/b/course/taught', 'student': '<student>', 'model_type': 'task_prefix',
+                                                       'max_steps': '<max_steps>', 'output_dir': '/gcs/b/course/distilled'}
+    assert inputs('standard student (chapter 4)')['model_type'] == 'standard'
+    assert inputs('deployment (chapter 7)') == {'model_dir': '/gcs/b/course/distilled', 'bucket': 'gs://b/course/model'}
+    teach_args = container('teacher (chapter 1)')[0]['args']
+    assert teach_args[teach_args.index('--backend') + 1] == 'vertex' and teach_args[teach_args.index('--location') + 1] == 'europe-west4'
+    deploy_args = container('deployment (chapter 7)')[0]['args']
+    assert deploy_args[deploy_args.index('--image') + 1] == 'serve:1' and deploy_args[deploy_args.index('--project') + 1] == 'p'
+    gpu = container('distilled student (chapter 4)')[0]['resources']['accelerator']
+    assert gpu['resourceType'] == 'NVIDIA_L4' and gpu['resourceCount'] == '1'
+    assert 'resources' not in container('evaluation (chapter 5)')[0]
+    res = run_cli('pipeline', '--root', 'runs/local', '--image', 'i', '--serve_image', 's', '--project', 'p', '--package', tmp_path/'x.yaml')
+    assert res.returncode == 2 and 'a pipeline writes to Cloud Storage' in res.stderr
