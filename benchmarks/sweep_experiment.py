@@ -17,7 +17,7 @@ def main(argv):
     loop = '--loop' in argv
     argv = [a for a in argv if a != '--loop']
     from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
-    from distill_sbs.sweep import CHAPTER_GRID, parse_sweep, run_sweep, method_gaps
+    from distill_sbs.sweep import CHAPTER_GRID, cell_rows, parse_sweep, run_sweep, method_gaps
     print(f'{cpu_info()[0]}; multiplies bf16 natively: {native_bf16()}; {pick_hardware()}')
     given = {a.split('=')[0] for a in argv}
     defaults = [x for k, v in CHAPTER_GRID.items() if f'--{k}' not in given for x in (f'--{k}', str(v))]
@@ -29,8 +29,8 @@ def main(argv):
         e = json.loads(line)
         if e['event'] == 'finish': print(f"{e['cell']:32s} {e['steps']} steps, {e['train_seconds']:6.1f} s training, test accuracy {e['accuracy']:.1%}")
     print(f'\n{len(sweep.cells())} cells in {wall:.0f} s ({wall / len(sweep.cells()):.1f} s a cell, training and scoring)')
-    print(table.drop(columns=['student', 'seed_ids']).to_string(index=False, float_format='{:.3f}'.format))
-    print('\n' + method_gaps(table).to_string(index=False, float_format='{:.3f}'.format))
+    print(table.drop(columns='student').to_string(index=False, float_format='{:.3f}'.format))
+    print('\n' + method_gaps(cell_rows(sweep.output_dir)).to_string(index=False, float_format='{:.3f}'.format))
     if loop:  # the first cells again, fresh: in this process as the sweep runs them, then as a shell loop of one
               # `distill-sbs train` and one `distill-sbs evaluate` process per cell, the straightforward way
         from distill_sbs.sweep import Sweep, run_cell
