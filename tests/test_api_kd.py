@@ -5,7 +5,7 @@ rationale-first student; the real T5 and Qwen2.5 tokenizers; and the bad inputs,
 import json, math, re
 import pytest
 from datasets import Dataset, DatasetDict, disable_progress_bars
-from conftest import SHARED, run_cli
+from conftest import SHARED, cli, ok, refused
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.cot import CotSettings, ExemplarPool, make_recipe
 from distill_sbs.data import FEATURES, load_task
@@ -13,6 +13,7 @@ from distill_sbs.kd import (ApiLogprobs, StudentVocab, TeacherError, TeacherToke
                             read_logprobs, token_texts)
 from distill_sbs.loopback import LoopbackLLM
 from distill_sbs.students import load_student
+from distill_sbs.training import run_history
 
 disable_progress_bars()
 
@@ -100,9 +101,8 @@ def taught(tmp_path_factory):
     "`distill-sbs teach --logprobs 5` against the loopback stand-in: a small arithmetic set with the teacher's tokens beside it."
     out = tmp_path_factory.mktemp('taught')/'out'
     with LoopbackLLM() as llm:
-        res = run_cli('teach', '--model', 'stand-in', '--base_url', llm.openai_url, '--output_dir', out, '--no_progress',
-                      '--dataset', 'arith', '--n_train', 100, '--n_test', 10, '--logprobs', 5)
-    assert res.returncode == 0, res.stderr
+        ok(cli('teach', '--model', 'stand-in', '--base_url', llm.openai_url, '--output_dir', out, '--no_progress',
+               '--dataset', 'arith', '--n_train', 100, '--n_test', 10, '--logprobs', 5))
     assert (out/'train_logprobs.jsonl').exists()
     return out
 
@@ -133,8 +133,6 @@ def test_rows_without_a_line_are_counted(taught, tmp_path, tiny_tokenizers):
     (tmp_path/'bad.jsonl').write_text(lines[0] + '\n{"id": "x", "tokens": 5}\n')
     with pytest.raises(TeacherError, match='line 2 is not a line of'): read_logprobs(tmp_path/'bad.jsonl')
 
-def _history(run): return json.loads((run/'trainer_state.json').read_text())['log_history']
-
 FAST = ['--batch_size', 8, '--max_steps', 3, '--eval_steps', 3, '--logging_steps', 1, '--gen_max_len', 4, '--no_log', '--max_rationale_length', 64]
 
 def _coverage(stdout):
@@ -145,19 +143,12 @@ def _coverage(stdout):
 @pytest.mark.parametrize('model_type, kd_on', [('task_prefix', 'rationale'), ('cot', 'label')])
 def test_train_from_the_teachers_logprobs(taught, tmp_path, model_type, kd_on):
     run = tmp_path/'run'
-    res = run_cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', taught/'train_logprobs.jsonl',
-                  '--model_type', model_type, '--kd_on', kd_on, *FAST, '--output_dir', run)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
+    res = ok(cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', taught/'train_logprobs.jsonl',
+                 '--model_type', model_type, '--kd_on', kd_on, *FAST, '--output_dir', run))
     assert _coverage(res.stdout) > 0.6
-    logs = [h for h in _history(run) if f'kd_{kd_on}_loss' in h]
+    logs = [h for h in run_history(run) if f'kd_{kd_on}_loss' in h]
     assert len(logs) == 3 and all(math.isfinite(h[f'kd_{kd_on}_loss']) and h[f'kd_{kd_on}_loss'] > 0 for h in logs)
     assert json.loads((run/'train_config.json').read_text())['kd_weight'] == 1.0
-
-def _refused(res, says):
-    assert res.returncode == 2, (res.stdout[-2000:], res.stderr[-2000:])
-    lines = [l for l in res.stderr.splitlines() if l.startswith('distill-sbs ')]
-    assert len(lines) == 1 and lines[0].startswith('distill-sbs train: error: ') and says in lines[0] and 'Traceback' not in res.stderr, res.stderr
-    return lines[0]
 
 @pytest.mark.parametrize('flags, says', [
     (['--model_type', 'standard', '--kd_on', 'label'], 'a --model_type standard student writes no rationale'),
@@ -166,8 +157,8 @@ def _refused(res, says):
 ])
 def test_bad_flags_get_one_line(taught, tmp_path, flags, says):
     run = tmp_path/'run'
-    _refused(run_cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', taught/'train_logprobs.jsonl',
-                     *flags, '--output_dir', run), says)
+    refused(cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', taught/'train_logprobs.jsonl',
+                *flags, '--output_dir', run), says, 'train')
     assert not run.exists()
 
 @pytest.mark.parametrize('settings, says', [
@@ -187,12 +178,12 @@ def test_a_file_for_other_data_gets_one_line(taught, tmp_path):
     other.write_text(''.join(json.dumps({**json.loads(l), 'id': 'other-' + json.loads(l)['id']}) + '\n'
                              for l in (taught/'train_logprobs.jsonl').read_text().splitlines()))
     run = tmp_path/'run'
-    line = _refused(run_cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', other, '--kd_on', 'rationale',
-                            *FAST, '--output_dir', run), 'it was written for other data')
+    line = refused(cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', other, '--kd_on', 'rationale',
+                       *FAST, '--output_dir', run), 'it was written for other data', 'train')
     assert str(other) in line
     assert not (run/'train_config.json').exists()
-    _refused(run_cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', tmp_path/'none.jsonl', '--kd_on', 'rationale',
-                     '--output_dir', run), 'no such file')
+    refused(cli('train', '--dataset', 'generic', '--data_dir', taught, '--teacher_logprobs', tmp_path/'none.jsonl', '--kd_on', 'rationale',
+                '--output_dir', run), 'no such file', 'train')
 
 REAL = {'t5': 't5-tokenizer', 'qwen2.5': 'qwen2.5-tokenizer'}
 

@@ -1,24 +1,18 @@
 """Decoder-only students through the whole pipeline: `tiny-causal` and a Qwen2.5 twin (the real tokenizer) through
-`distill-sbs train/evaluate/serve` in real subprocesses, LoRA killed and resumed, the bad inputs, and the real
-pretrained SmolLM2-135M-Instruct: it stops at its end-of-turn token before and after training, and its left-padded
-batches answer as it does one at a time."""
-import json, os, signal, subprocess, time
+`distill-sbs train/evaluate` and a real `distill-sbs serve` process, LoRA killed and resumed, the bad inputs, and the real
+pretrained SmolLM2-135M-Instruct: it stops at its end-of-turn token, and its left-padded batches answer as it does one at
+a time. (That it still stops, and answers with a number, after distilling is chapter 5a's check.)"""
+import json, signal, subprocess, time
 import httpx2 as httpx
-import pytest, torch
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from conftest import run_cli
-from distill_sbs.data import eval_arith, load_task
+from conftest import SMALL, cli, ok, refused
+from distill_sbs.data import load_task
 from distill_sbs.collator import tokenize_tasks
 from distill_sbs.inference import generate, load_run
 from distill_sbs.serve import free_port, wait_for
 from distill_sbs.students import CausalKind, StudentError, load_student, student_kind
-from distill_sbs.training import TrainConfig, last_checkpoint, train
-
-SMALL = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log']
-
-def _ok(res):
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
-    return res
+from distill_sbs.training import last_checkpoint, run_history
 
 def _serve(model_dir):
     "`distill-sbs serve` in a subprocess on a free loopback port; yields its URL."
@@ -37,28 +31,30 @@ def _batch_equals_one_at_a_time(url, questions):
     assert answers == [post([q]).json()['predictions'][0]['answer'] for q in questions]
     return answers
 
-@pytest.mark.parametrize('student', ['tiny-causal', 'qwen-twin'])
+@pytest.mark.parametrize('student', ['tiny-causal', pytest.param('qwen-twin', marks=pytest.mark.slow)])
 def test_train_evaluate_serve(tmp_path, student, request):
-    "The same flags as a T5 run; the kind comes from the model's config."
-    name = 'tiny-causal' if student == 'tiny-causal' else str(request.getfixturevalue('qwen_twin'))
-    out = tmp_path/'run'
-    res = _ok(run_cli('train', '--from_pretrained', name, '--max_steps', 8, '--eval_steps', 4, '--gen_max_len', 8,
-                      '--lr', 3e-3, *SMALL, '--output_dir', out))
-    assert '(causal,' in res.stdout
+    "The same flags as a T5 run (the session's `causal_run` for tiny-causal); the kind comes from the model's config."
+    if student == 'tiny-causal': out = request.getfixturevalue('causal_run')
+    else:
+        out = tmp_path/'run'  # its 151,936-row vocabulary makes every token cost: fewer rows
+        res = ok(cli('train', '--from_pretrained', request.getfixturevalue('qwen_twin'), '--max_steps', 8, '--eval_steps', 4, '--gen_max_len', 8,
+                     '--lr', 3e-3, *SMALL, '--n_train', 100, '--n_test', 10, '--output_dir', out))
+        assert '(causal,' in res.stdout
+    assert student_kind(AutoModelForCausalLM.from_pretrained(out)).name == 'causal'
     run = json.loads((out/'run.json').read_text())
     assert run['steps'] == 8 and run['metric'] == 'accuracy'
-    hist = json.loads((out/'trainer_state.json').read_text())['log_history']
+    hist = run_history(out)
     assert any('label_loss' in h and 'rationale_loss' in h for h in hist), 'both task losses are logged'
     evals = [h for h in hist if 'eval_accuracy' in h]
     assert len(evals) == 2 and all(0 <= h['eval_stopped'] <= 1 and h['eval_tokens_per_answer'] <= 8 for h in evals)
-    assert type(AutoModelForCausalLM.from_pretrained(out)).__name__.endswith('ForCausalLM')
-    _ok(run_cli('evaluate', out, '--output_dir', tmp_path/'eval', '--no_base'))
+    ok(cli('evaluate', out, '--output_dir', tmp_path/'eval', '--no_base'))
     res = json.loads((tmp_path/'eval'/'results.json').read_text())
-    assert res['systems']['distilled']['n'] == 20 and res['systems']['distilled']['tokens_per_answer'] <= 8
+    assert res['systems']['distilled']['n'] == run['config']['n_test'] and res['systems']['distilled']['tokens_per_answer'] <= 8
     proc, url = _serve(out)
     try: _batch_equals_one_at_a_time(url, list(load_task('arith', n_train=20, n_test=8)['test']['input']))
     finally: proc.terminate(); proc.wait(30)
 
+@pytest.mark.slow
 def test_lora_killed_then_resumed_ends_at_the_same_step(tmp_path):
     out, steps = tmp_path/'lora', 24
     cmd = ['distill-sbs', 'train', *map(str, ['--from_pretrained', 'tiny-causal', '--lora_r', 4, '--max_steps', steps,
@@ -72,7 +68,7 @@ def test_lora_killed_then_resumed_ends_at_the_same_step(tmp_path):
     finally: proc.send_signal(signal.SIGKILL); proc.wait()
     killed_at = int(last_checkpoint(out).rsplit('-', 1)[1])
     assert (out/f'checkpoint-{killed_at}'/'adapter_model.safetensors').exists(), 'checkpoints hold the adapters'
-    _ok(run_cli('train', '--output_dir', out, '--resume'))
+    ok(cli('train', '--output_dir', out, '--resume'))
     run = json.loads((out/'run.json').read_text())
     assert run['steps'] == steps and run['resumed_from'] == f'checkpoint-{killed_at}'
     assert not (out/'adapter_config.json').exists() and (out/'model.safetensors').exists(), 'the final folder is a merged model'
@@ -86,19 +82,17 @@ def test_lora_killed_then_resumed_ends_at_the_same_step(tmp_path):
     (['--metric', 'bleu'], '--metric'),
 ])
 def test_bad_flags_get_one_line(tmp_path, flags, says):
-    res = run_cli('train', *flags, '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r')
-    assert res.returncode == 2 and says in res.stderr and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    refused(cli('train', *flags, '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r'), says, 'train')
 
 def test_a_model_of_neither_kind_and_an_adapter_folder_are_refused(tmp_path):
     from transformers import ViTConfig
     ViTConfig().save_pretrained(tmp_path/'vit')
-    res = run_cli('train', '--from_pretrained', tmp_path/'vit', '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r')
-    assert res.returncode == 2 and "'vit' model is neither a seq2seq nor a causal" in res.stderr, res.stderr[-2000:]
+    refused(cli('train', '--from_pretrained', tmp_path/'vit', '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r'),
+            "'vit' model is neither a seq2seq nor a causal")
     (tmp_path/'adapter').mkdir(); (tmp_path/'adapter'/'adapter_config.json').write_text('{}')
-    res = run_cli('train', '--from_pretrained', tmp_path/'adapter', '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r2')
-    assert res.returncode == 2 and 'LoRA adapter only' in res.stderr, res.stderr[-2000:]
+    refused(cli('train', '--from_pretrained', tmp_path/'adapter', '--max_steps', 1, *SMALL, '--output_dir', tmp_path/'r2'), 'LoRA adapter only')
 
-def test_a_tokenizer_without_pad_token_or_chat_template(qwen_twin, capsys):
+def test_a_tokenizer_without_pad_token_or_chat_template(qwen_twin):
     tok = AutoTokenizer.from_pretrained(qwen_twin)
     tok.pad_token, tok.chat_template = None, None
     notes = CausalKind().prepare(tok)
@@ -123,8 +117,7 @@ def test_truncation_is_counted_and_keeps_the_completion(qwen_twin):
 # The real pretrained student. Its pad token is its end-of-turn token: the completion's last token must stay a target.
 ARITH = load_task('arith', n_train=200, n_test=50)
 
-def _parses(answer): return eval_arith(answer) is not None
-
+@pytest.mark.slow
 def test_smollm2_stops_at_end_of_turn_and_batches_agree(smollm2):
     model, tok = load_student(str(smollm2))
     kind = student_kind(model)
@@ -132,24 +125,15 @@ def test_smollm2_stops_at_end_of_turn_and_batches_agree(smollm2):
     enc = kind.encode(tok, [kind.prompt(tok, 'What is 3 + 4?')], ['7'], 1024, 256)
     assert enc['labels'][0][-2:] == [tok.convert_tokens_to_ids('7'), tok.pad_token_id], 'the end of turn is a target'
     prompts = [kind.prompt(tok, q, model_type='standard') for q in ARITH['test']['input']]
-    # zero-shot it explains at length: most answers end on their own within 200 tokens (20 of 24 when measured)
-    long = generate(model, tok, prompts[:24], max_new_tokens=200, batch_size=24)
-    assert sum(long.stopped) >= 18, f'{sum(long.stopped)} of 24 zero-shot answers stopped on their own: {long.texts[:2]}'
+    # zero-shot it explains at length: most answers end on their own within 200 tokens (13 of 16 when measured)
+    long = generate(model, tok, prompts[:16], max_new_tokens=200, batch_size=16)
+    assert sum(long.stopped) >= 12, f'{sum(long.stopped)} of 16 zero-shot answers stopped on their own: {long.texts[:2]}'
     assert all(not t.endswith('<|im_end|>') and '<|im_start|>' not in t for t in long.texts), 'only the new tokens, decoded'
-    # 50 questions, left-padded in batches of 16, against one at a time (the first 24 tokens of each answer)
-    batched = generate(model, tok, prompts, max_new_tokens=24, batch_size=16).texts
-    alone = [generate(model, tok, [p], max_new_tokens=24).texts[0] for p in prompts]
+    # 32 questions, left-padded in batches of 16, against one at a time (the first 16 tokens of each answer; none differed when measured)
+    batched = generate(model, tok, prompts[:32], max_new_tokens=16, batch_size=16).texts
+    alone = [generate(model, tok, [p], max_new_tokens=16).texts[0] for p in prompts[:32]]
     differ = sum(a != b for a, b in zip(batched, alone))
-    assert differ <= len(prompts) / 50, f'{differ} of {len(prompts)} left-padded answers differ from one at a time'
-
-def test_smollm2_after_distilling_still_stops_and_parses(smollm2, tmp_path):
-    cfg = TrainConfig(from_pretrained=str(smollm2), n_train=200, n_test=50, batch_size=8, max_steps=6, eval_steps=6,
-                      lr=1e-4, warmup_steps=0, gen_max_len=16, no_log=True, output_dir=str(tmp_path/'run'))
-    run = train(cfg)
-    student = load_run(tmp_path/'run')
-    gen = student.generations(list(ARITH['test']['input']), max_new_tokens=16, batch_size=25)
-    stopped, parsed = sum(gen.stopped), sum(map(_parses, gen.texts))
-    assert stopped >= 0.9 * len(gen.texts) and parsed >= 0.9 * len(gen.texts), (stopped, parsed, gen.texts[:5], run)
+    assert differ <= 1, f'{differ} of 32 left-padded answers differ from one at a time'
 
 def test_free_text_labels_are_kept_by_rouge_l(tmp_path):
     "A generic task whose labels are sentences: ROUGE-L keeps the best checkpoint by default, and the report shows it."
@@ -160,12 +144,11 @@ def test_free_text_labels_are_kept_by_rouge_l(tmp_path):
     for split, n in (('train', 60), ('valid', 9), ('test', 12)):
         (data/f'{split}.jsonl').write_text(''.join(json.dumps(rec(i, split)) + '\n' for i in range(n)))
     out = tmp_path/'run'
-    _ok(run_cli('train', '--from_pretrained', 'tiny-causal', '--dataset', 'generic', '--data_dir', data, '--max_steps', 6,
-                '--eval_steps', 3, '--gen_max_len', 12, '--batch_size', 8, '--no_log', '--output_dir', out))
+    ok(cli('train', '--from_pretrained', 'tiny-causal', '--dataset', 'generic', '--data_dir', data, '--max_steps', 6,
+           '--eval_steps', 3, '--gen_max_len', 12, '--batch_size', 8, '--no_log', '--output_dir', out))
     run = json.loads((out/'run.json').read_text())
-    assert run['metric'] == 'rouge_l' and run['best_valid_metric'] == max(
-        h['eval_rouge_l'] for h in json.loads((out/'trainer_state.json').read_text())['log_history'] if 'eval_rouge_l' in h)
-    _ok(run_cli('evaluate', out, '--output_dir', tmp_path/'eval', '--no_base'))
+    assert run['metric'] == 'rouge_l' and run['best_valid_metric'] == max(h['eval_rouge_l'] for h in run_history(out) if 'eval_rouge_l' in h)
+    ok(cli('evaluate', out, '--output_dir', tmp_path/'eval', '--no_base'))
     res = json.loads((tmp_path/'eval'/'results.json').read_text())
     assert res['metric'] == 'rouge_l' and 0 <= res['systems']['distilled']['rouge_l'] <= 1
     report = (tmp_path/'eval'/'report.md').read_text()

@@ -1,7 +1,9 @@
 "A docs smoke test without Quarto: nbdev's processing step (what `nbdev-proc-nbs` runs before Quarto renders)."
 import json, subprocess, sys
+import pytest
 from conftest import ROOT
 
+@pytest.mark.slow
 def test_docs_process(tmp_path):
     # `nbdev-proc-nbs` itself would first try to install Quarto; call its processing step directly.
     res = subprocess.run([sys.executable, '-c', 'from nbdev.serve import proc_nbs; proc_nbs(force=True, n_workers=0)'],

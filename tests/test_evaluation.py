@@ -1,9 +1,9 @@
-"Bad requests to `distill-sbs evaluate` and `experiment`: one line naming the run and the setting, exit 2, nothing written."
+"Bad requests to `distill-sbs evaluate` and `experiment`: one line naming the run and the setting, exit 2, nothing written; PaLM on CQA scored alike everywhere."
 import json
-import pytest
-from distill_sbs.cli import main
-from distill_sbs.training import TrainConfig
 from dataclasses import asdict
+import pytest
+from conftest import cli, error_line
+from distill_sbs.training import TrainConfig
 
 def _fake_run(path, **changes):
     "A run folder with a finished run's records but no model: enough for the checks made before any model loads."
@@ -12,26 +12,22 @@ def _fake_run(path, **changes):
     (path/'run.json').write_text('{}')
     return path
 
-def _err(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1, err
-    return err
+def _err(argv): return error_line(cli(*argv), argv[0])
 
-def test_runs_on_different_data_are_refused(tmp_path, capsys):
+def test_runs_on_different_data_are_refused(tmp_path):
     a, b = _fake_run(tmp_path/'a'), _fake_run(tmp_path/'b', max_number=5)
-    err = _err(capsys, ['evaluate', str(a), str(b), '--output_dir', str(tmp_path/'out')])
+    err = _err(['evaluate', str(a), str(b), '--output_dir', str(tmp_path/'out')])
     assert 'max_number=5' in err and str(b) in err and 'one test set' in err
     assert not (tmp_path/'out').exists()
 
-def test_unfinished_run_and_non_run_are_named(tmp_path, capsys):
+def test_unfinished_run_and_non_run_are_named(tmp_path):
     unfinished = _fake_run(tmp_path/'u'); (unfinished/'run.json').unlink()
-    err = _err(capsys, ['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
+    err = _err(['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
     assert 'has not finished' in err and '--resume' in err
     (tmp_path/'empty').mkdir()
-    assert 'no train_config.json' in _err(capsys, ['evaluate', str(tmp_path/'empty'), '--output_dir', str(tmp_path/'out')])
+    assert 'no train_config.json' in _err(['evaluate', str(tmp_path/'empty'), '--output_dir', str(tmp_path/'out')])
     (unfinished/'run.json').write_text('{}'); (unfinished/'train_config.json').write_text('{not json')
-    assert 'not valid JSON' in _err(capsys, ['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
+    assert 'not valid JSON' in _err(['evaluate', str(unfinished), '--output_dir', str(tmp_path/'out')])
 
 @pytest.mark.parametrize('argv, expect', [
     (['evaluate'], 'the following arguments are required'),
@@ -39,9 +35,9 @@ def test_unfinished_run_and_non_run_are_named(tmp_path, capsys):
     (['experiment', '--model_type', 'standard'], 'trains both'),
     (['experiment', '--alpha', '3'], 'alpha'),
 ])
-def test_bad_flags_get_one_line(argv, expect, capsys, tmp_path, monkeypatch):
+def test_bad_flags_get_one_line(argv, expect, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert expect in _err(capsys, argv)
+    assert expect in _err(argv)
     assert not (tmp_path/'runs').exists()
 
 def test_palm_on_cqa_scores_the_same_in_every_chapter(shared):

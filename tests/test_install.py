@@ -1,10 +1,12 @@
 """The three ways in, as a newcomer meets them: every chapter's Colab cell installs this project (never a bare name that
-is not on PyPI), and the built wheel, not the checkout, works in fresh virtual environments with only the extras a
-chapter's Colab cell names: it imports what those chapters import, and runs `data`, `train` and `evaluate` from a
-folder outside the checkout. Real installs: one environment per extras set."""
-import ast, json, os, re, subprocess, sys, venv
+is not on PyPI) with extras that provide every module the chapter imports, as the built wheel's own metadata declares
+them; and that wheel, not the checkout, in one fresh virtual environment with every extra (a real install): it imports
+what every chapter imports, and runs `data`, `train` and `evaluate` from a folder outside the checkout."""
+import ast, functools, importlib.metadata as md, json, os, re, subprocess, sys, venv, zipfile
 from pathlib import Path
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from conftest import ROOT
 
 PYPROJECT = (ROOT/'pyproject.toml').read_text()  # read as text: tomllib is Python 3.11+, the project runs on 3.10
@@ -77,23 +79,99 @@ def wheel(tmp_path_factory):
 
 EXTRAS_SETS = sorted({colab_extras(nb) for nb in NOTEBOOKS})
 
-@pytest.mark.parametrize('extras', EXTRAS_SETS, ids=','.join)
-def test_the_wheel_with_a_chapters_extras_imports_what_it_imports(wheel, tmp_path, extras):
+def wheel_requirements(whl) -> list[Requirement]:
+    "The `Requires-Dist` lines of the wheel's own METADATA: what pip installs for it and each extra."
+    with zipfile.ZipFile(whl) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode()
+    return [Requirement(l.split(':', 1)[1].strip()) for l in meta.splitlines() if l.startswith('Requires-Dist:')]
+
+@functools.cache
+def requirements_of(name:str) -> tuple:
+    "The requirements of the installed distribution `name` (none if it is not installed here)."
+    try: return tuple(map(Requirement, md.distribution(name).requires or []))
+    except md.PackageNotFoundError: return ()
+
+def installed_with(reqs:list[Requirement], extras:tuple) -> set[str]:
+    """Every distribution `pip install 'distill-sbs[EXTRAS]'` brings: the wheel's requirements for `extras`, then theirs,
+    and so on, read from the metadata of the versions installed here (one not installed here brings only itself)."""
+    def wanted(r, ex): return r.marker is None or any(r.marker.evaluate({'extra': e}) for e in (*ex, ''))
+    todo, seen = [r for r in reqs if wanted(r, extras)], set()
+    while todo:
+        r = todo.pop()
+        name = canonicalize_name(r.name)
+        key = (name, tuple(sorted(r.extras)))
+        if key in seen: continue
+        seen.add(key)
+        todo += [q for q in requirements_of(name) if wanted(q, tuple(r.extras))]
+    return {name for name, _ in seen}
+
+@functools.cache
+def module_providers() -> dict[str, set[str]]:
+    "{importable package or module: the installed distributions whose files hold it}, from every distribution's file list."
+    found = {}
+    for dist in md.distributions():
+        name = canonicalize_name(dist.metadata['Name'])
+        for f in dist.files or []:
+            parts = f.parts
+            if f.suffix not in ('.py', '.so', '.pyd') or not parts or '..' in parts[0] or parts[0].endswith(('.dist-info', '.data')): continue
+            mod = parts[:-1] if f.stem == '__init__' else (*parts[:-1], f.name.split('.')[0])
+            found.setdefault('.'.join(mod), set()).add(name)
+    return found
+
+def owners(mod:str, providers:dict) -> set[str]:
+    """The distributions that provide module `mod` (or the nearest package above it that an installed distribution provides);
+    for one not installed here, the distribution named after it, as namespace packages are (`google.cloud.storage`: google-cloud-storage)."""
+    prefixes = ['.'.join(mod.split('.')[:i]) for i in range(mod.count('.') + 1, 0, -1)]
+    return next((providers[p] for p in prefixes if p in providers), None) or {canonicalize_name(p.replace('.', '-')) for p in prefixes[:1]}
+
+def third_party_modules(nb, providers) -> set[str]:
+    "The modules a notebook imports from outside the standard library and this project, as precisely as their providers are known."
+    mods = set()
+    for line in import_lines(nb):
+        node = ast.parse(line).body[0]
+        if isinstance(node, ast.Import): names = [a.name for a in node.names]
+        else: names = [f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in providers or node.module not in providers else node.module
+                       for a in node.names]  # `from google.cloud import storage`: a module of a namespace package
+        mods |= {m for m in names if m.split('.')[0] not in sys.stdlib_module_names and m.split('.')[0] != 'distill_sbs'}
+    return mods
+
+def test_each_chapters_extras_provide_what_it_imports(wheel):
+    "The power of one environment per extras set, without the installs: every module a chapter imports (and its extras' own) comes with the extras its Colab cell names."
+    reqs, providers = wheel_requirements(wheel), module_providers()
+    assert {e for r in reqs if r.marker for e in EXTRAS if r.marker.evaluate({'extra': e})} == EXTRAS, 'the wheel declares every extra'
+    for extras in EXTRAS_SETS:
+        dists = installed_with(reqs, extras)
+        chapters = [nb for nb in NOTEBOOKS if colab_extras(nb) == extras]
+        for mod in sorted(set().union(*(third_party_modules(nb, providers) for nb in chapters)) | {m for e in extras for m in EXTRA_MODULES[e]}):
+            by = owners(mod, providers)
+            assert by & dists, f'{[nb.name for nb in chapters]} import {mod} (from {sorted(by)}), which distill-sbs[{",".join(extras)}] does not install'
+
+def test_the_missing_extra_is_found(wheel):
+    "The check above catches a chapter whose Colab cell forgets an extra: chapter 6's imports without `serve`."
+    reqs, providers = wheel_requirements(wheel), module_providers()
+    dists = installed_with(reqs, ('course',))
+    serve = next(nb for nb in NOTEBOOKS if nb.name.startswith('06_'))
+    missing = sorted(m for m in third_party_modules(serve, providers) if not owners(m, providers) & dists)
+    assert 'fastapi' in missing and 'uvicorn' in missing and 'torch' not in missing, missing
+
+@pytest.mark.slow
+def test_the_wheel_with_every_extra_imports_what_every_chapter_imports(wheel, tmp_path):
+    "One real environment: PyTorch, then the wheel with every extra a chapter names; every chapter's imports, then the command line, outside the checkout."
     env = tmp_path/'venv'
     venv.create(env, with_pip=True)
     py = env/'bin'/'python'
-    pip = lambda *a: subprocess.run([py, '-m', 'pip', 'install', '-q', *a], capture_output=True, text=True, timeout=900)
+    pip = lambda *a: subprocess.run([py, '-m', 'pip', 'install', '-q', '--no-compile', '--disable-pip-version-check', *a],
+                                    capture_output=True, text=True, timeout=900)
     cpu = ['--index-url', os.environ['TORCH_INDEX_URL']] if os.environ.get('TORCH_INDEX_URL') else []  # as .ci/run installs it
-    for args in (('torch==2.13.0', *cpu), (f'{wheel}[{",".join(extras)}]',)):
+    every = sorted({e for extras in EXTRAS_SETS for e in extras})
+    for args in (('torch==2.13.0', *cpu), (f'{wheel}[{",".join(every)}]',)):
         step = pip(*args)
         assert step.returncode == 0, step.stderr[-2000:]
-    chapters = [nb for nb in NOTEBOOKS if colab_extras(nb) == extras]
-    lines = sorted({l for nb in chapters for l in import_lines(nb)} | {f'import {m}' for e in extras for m in EXTRA_MODULES[e]})
+    lines = sorted({l for nb in NOTEBOOKS for l in import_lines(nb)} | {f'import {m}' for e in every for m in EXTRA_MODULES[e]})
     res = subprocess.run([py, '-c', '\n'.join(lines)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f'{[nb.name for nb in chapters]} with [{",".join(extras)}]: {res.stderr[-1500:]}'
+    assert res.returncode == 0, f'distill-sbs[{",".join(every)}]: {res.stderr[-1500:]}'
     where = subprocess.run([py, '-c', 'import distill_sbs; print(distill_sbs.__file__)'], cwd=tmp_path, capture_output=True, text=True)
     assert where.returncode == 0 and where.stdout.startswith(str(env)), f'the wheel, not the checkout: {where.stdout}{where.stderr}'
-    if extras != ('course',): return
     cli = lambda *a: subprocess.run([env/'bin'/'distill-sbs', *map(str, a)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     for args in [('data', '--n_train', 200, '--n_test', 20, '--output_dir', 'data'),
                  ('train', '--max_steps', 4, '--eval_steps', 4, '--n_train', 200, '--n_test', 20, '--batch_size', 8, '--output_dir', 'run'),

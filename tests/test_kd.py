@@ -5,58 +5,45 @@ paper's layout; and the bad inputs, one line each with nothing half-written."""
 import json, math, signal, subprocess, time
 import pytest
 from transformers import AutoTokenizer
-from conftest import run_cli
+from conftest import SMALL, cli, ok, refused
 from test_paper_layout import _layout
 from distill_sbs import training
-from distill_sbs.training import TrainConfig, train
-
-SMALL = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log']
-
-def _ok(res):
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
-    return res
-
-def _refused(res, says):
-    assert res.returncode == 2, (res.stdout[-2000:], res.stderr[-2000:])
-    lines = [l for l in res.stderr.splitlines() if l.startswith('distill-sbs ')]  # progress bars aside
-    assert len(lines) == 1 and says in lines[0] and 'Traceback' not in res.stderr, res.stderr
-    return lines[0]
-
-def _history(run): return json.loads((run/'trainer_state.json').read_text())['log_history']
+from distill_sbs.training import TrainConfig, run_history, train
 
 @pytest.fixture(scope='module')
 def teacher(tmp_path_factory):
     "`tiny-large` (a wider T5 with `tiny`'s vocabulary) finetuned a few steps on the built-in task: a teacher folder."
     out = tmp_path_factory.mktemp('teacher')/'run'
-    _ok(run_cli('train', '--from_pretrained', 'tiny-large', '--model_type', 'standard', '--max_steps', 20, '--eval_steps', 20,
-                '--gen_max_len', 4, *SMALL, '--output_dir', out))
+    ok(cli('train', '--from_pretrained', 'tiny-large', '--model_type', 'standard', '--max_steps', 20, '--eval_steps', 20,
+           '--gen_max_len', 4, *SMALL, '--output_dir', out))
     return out
 
 def _files(d): return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file()}
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_writes_the_unbroken_files(tmp_path):
-    args = ['teacher-logits', '--teacher', 'tiny-large', '--batch_size', 2, '--top_k', 8]  # 1,780 rows in 7 shards
-    _ok(run_cli(*args, '--output_dir', tmp_path/'whole'))
+    args = ['teacher-logits', '--teacher', 'tiny-large', '--n_train', 1000, '--batch_size', 2, '--top_k', 8]  # 889 rows in 4 shards
+    ok(cli(*args, '--output_dir', tmp_path/'whole'))
     out = tmp_path/'killed'
     proc = subprocess.Popen(['distill-sbs', *map(str, args), '--output_dir', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (out/'shard-00001').exists() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
     proc.send_signal(signal.SIGKILL); proc.wait(30)
     done = sorted(p.name for p in out.glob('shard-*') if not p.name.endswith('.tmp'))
-    assert 1 <= len(done) < 7, f'the kill should land mid-way, found {done}'
-    res = _ok(run_cli(*args, '--output_dir', out))
+    assert 1 <= len(done) < 4, f'the kill should land mid-way, found {done}'
+    res = ok(cli(*args, '--output_dir', out))
     assert 'per token' in res.stdout
     assert not list(out.glob('*.tmp'))
     assert _files(out) == _files(tmp_path/'whole')
 
 def test_offline_loss_of_the_whole_vocabulary_is_the_online_loss(tmp_path, teacher, monkeypatch):
     V = len(AutoTokenizer.from_pretrained(teacher))
-    _ok(run_cli('teacher-logits', '--teacher', teacher, '--top_k', V, *SMALL, '--output_dir', tmp_path/'all'))
+    ok(cli('teacher-logits', '--teacher', teacher, '--top_k', V, *SMALL, '--output_dir', tmp_path/'all'))
     common = dict(n_train=200, n_test=20, batch_size=8, no_log=True, max_steps=2, logging_steps=1, eval_steps=2, gen_max_len=4)
     online = train(TrainConfig(teacher=str(teacher), output_dir=str(tmp_path/'online'), **common))
     monkeypatch.setattr(training, 'open_teacher', lambda *a, **k: pytest.fail('training from a logits file loaded the teacher'))
     offline = train(TrainConfig(teacher_logits=str(tmp_path/'all'), output_dir=str(tmp_path/'offline'), **common))
-    first = lambda run: next(h for h in _history(run) if 'kd_loss' in h)
+    first = lambda run: next(h for h in run_history(run) if 'kd_loss' in h)
     on, off = first(tmp_path/'online'), first(tmp_path/'offline')
     for key in ('kd_label_loss', 'kd_rationale_loss', 'label_loss', 'rationale_loss'):
         assert math.isclose(on[key], off[key], rel_tol=2e-3, abs_tol=2e-4), (key, on[key], off[key])
@@ -64,16 +51,16 @@ def test_offline_loss_of_the_whole_vocabulary_is_the_online_loss(tmp_path, teach
 
 def test_a_file_for_other_data_or_tokenizer_is_refused(tmp_path, teacher):
     logits = tmp_path/'tl'
-    res = _ok(run_cli('teacher-logits', '--teacher', teacher, *SMALL, '--output_dir', logits))
+    res = ok(cli('teacher-logits', '--teacher', teacher, *SMALL, '--output_dir', logits))
     assert '122.' in res.stdout or 'per token' in res.stdout
     run = tmp_path/'run'
-    _refused(run_cli('train', '--teacher_logits', logits, *SMALL, '--max_rationale_length', 16, '--output_dir', run),
-             'was made for another tokenised training data')
-    _refused(run_cli('train', '--teacher_logits', logits, '--n_train', 100, '--n_test', 20, '--no_log', '--output_dir', run),
-             'was made for another tokenizer')
-    _refused(run_cli('train', '--teacher_logits', logits, *SMALL, '--kd_temperature', 2, '--output_dir', run), 'temperature 1.0')
+    refused(cli('train', '--teacher_logits', logits, *SMALL, '--max_rationale_length', 16, '--output_dir', run),
+            'was made for another tokenised training data')
+    refused(cli('train', '--teacher_logits', logits, '--n_train', 100, '--n_test', 20, '--no_log', '--output_dir', run),
+            'was made for another tokenizer')
+    refused(cli('train', '--teacher_logits', logits, *SMALL, '--kd_temperature', 2, '--output_dir', run), 'temperature 1.0')
     assert not (run/'train_config.json').exists()
-    _refused(run_cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 5, '--output_dir', logits), 'k: 20 there, 5 now')
+    refused(cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 5, '--output_dir', logits), 'k: 20 there, 5 now')
 
 @pytest.mark.parametrize('flags, says', [
     (['--kd_on_policy', 0.5], '--kd_on_policy 0.5 needs --teacher'),
@@ -84,49 +71,61 @@ def test_a_file_for_other_data_or_tokenizer_is_refused(tmp_path, teacher):
     (['--teacher', 'tiny-large', '--one_pass'], '--one_pass'),
 ])
 def test_bad_kd_flags_get_one_line(tmp_path, flags, says):
-    _refused(run_cli('train', *flags, '--output_dir', tmp_path/'run'), says)
+    refused(cli('train', *flags, '--output_dir', tmp_path/'run'), says)
     assert not (tmp_path/'run').exists()
 
 def test_different_tokenizers_and_k_too_large(tmp_path, teacher):
-    line = _refused(run_cli('train', '--teacher', teacher, '--n_train', 100, '--n_test', 20, '--no_log', '--output_dir', tmp_path/'run'),
-                    'have different tokenizers')
+    line = refused(cli('train', '--teacher', teacher, '--n_train', 100, '--n_test', 20, '--no_log', '--output_dir', tmp_path/'run'),
+                   'have different tokenizers')
     assert str(teacher) in line and 'tiny' in line  # names both
     assert not (tmp_path/'run'/'train_config.json').exists()
-    _refused(run_cli('train', '--teacher', teacher, '--from_pretrained', 'tiny-causal', *SMALL, '--output_dir', tmp_path/'run'),
-             'different tokenizers')
-    _refused(run_cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 100_000, '--output_dir', tmp_path/'tl'),
-             '--top_k 100000 is larger than the vocabulary')
+    refused(cli('train', '--teacher', teacher, '--from_pretrained', 'tiny-causal', *SMALL, '--output_dir', tmp_path/'run'),
+            'different tokenizers')
+    refused(cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 100_000, '--output_dir', tmp_path/'tl'),
+            '--top_k 100000 is larger than the vocabulary')
     assert not (tmp_path/'tl').exists()
 
-def test_causal_student_on_policy_with_a_causal_teacher(tmp_path):
-    t = tmp_path/'teacher'
-    _ok(run_cli('train', '--from_pretrained', 'tiny-causal', '--model_type', 'standard', '--max_steps', 4, '--eval_steps', 4,
-                '--gen_max_len', 4, *SMALL, '--output_dir', t))
-    res = _ok(run_cli('train', '--from_pretrained', 'tiny-causal', '--teacher', t, '--kd_on_policy', 0.5, '--kd_loss', 'reverse_kl',
-                      '--max_steps', 8, '--eval_steps', 8, '--logging_steps', 1, '--gen_max_len', 4, *SMALL, '--output_dir', tmp_path/'s'))
+def test_causal_student_on_policy_with_a_causal_teacher(tmp_path, causal_run):
+    res = ok(cli('train', '--from_pretrained', 'tiny-causal', '--teacher', causal_run, '--kd_on_policy', 0.5, '--kd_loss', 'reverse_kl',
+                 '--max_steps', 8, '--eval_steps', 8, '--logging_steps', 1, '--gen_max_len', 4, *SMALL, '--output_dir', tmp_path/'s'))
     assert "50% of batches on the student's own samples" in res.stdout
-    logs = [h for h in _history(tmp_path/'s') if 'kd_loss' in h]
+    logs = [h for h in run_history(tmp_path/'s') if 'kd_loss' in h]
     assert len(logs) == 8 and all(math.isfinite(h['kd_loss']) and h['kd_label_loss'] >= 0 for h in logs)
     assert 0 < sum(h['on_policy'] for h in logs) < 8  # some batches on-policy, some not
 
+@pytest.mark.slow
 def test_qwen_twin_offline_with_its_padded_vocabulary(tmp_path, qwen_twin):
     "The twin's embedding has 151,936 rows for a 151,665-token tokenizer: both sides are cut to the tokenizer."
     logits = tmp_path/'tl'
-    small = ['--n_train', 40, '--n_test', 4, '--batch_size', 4, '--no_log', '--max_rationale_length', 32]
-    res = _ok(run_cli('teacher-logits', '--teacher', qwen_twin, *small, '--output_dir', logits))
+    small = ['--n_train', 20, '--n_test', 4, '--batch_size', 4, '--no_log', '--max_rationale_length', 16]
+    ok(cli('teacher-logits', '--teacher', qwen_twin, *small, '--output_dir', logits))
     meta = json.loads((logits/'teacher_logits.json').read_text())
     assert meta['vocab_size'] == len(AutoTokenizer.from_pretrained(qwen_twin)) < 151_936
-    _ok(run_cli('train', '--from_pretrained', qwen_twin, '--teacher_logits', logits, '--kd_loss', 'jsd', '--kd_beta', 0.9,
-                '--max_steps', 2, '--eval_steps', 2, '--logging_steps', 1, '--gen_max_len', 4, *small, '--output_dir', tmp_path/'s'))
-    assert all(math.isfinite(h['kd_loss']) for h in _history(tmp_path/'s') if 'kd_loss' in h)
+    ok(cli('train', '--from_pretrained', qwen_twin, '--teacher_logits', logits, '--kd_loss', 'jsd', '--kd_beta', 0.9,
+           '--max_steps', 2, '--eval_steps', 2, '--logging_steps', 1, '--gen_max_len', 4, *small, '--output_dir', tmp_path/'s'))
+    assert all(math.isfinite(h['kd_loss']) for h in run_history(tmp_path/'s') if 'kd_loss' in h)
 
 def test_anli_in_the_papers_layout(tmp_path):
     recs = [dict(uid=f'a{i}', premise=f'The cat sat on mat {i}.', hypothesis=f'A cat is on mat {i % 4}.', label=i % 3, reason='') for i in range(24)]
     outs = [f'Mat {i} is {"the same" if i % 3 == 0 else "another"}. So the answer is {["entailment", "neutral", "contradiction"][i % 3]}.' for i in range(24)]
     data_dir = _layout(tmp_path/'data', 'anli1', {s: (recs, outs) for s in ('train', 'valid', 'test')}, 'palm')
     task = ['--dataset', 'anli1', '--data_dir', data_dir, '--batch_size', 8, '--no_log']
-    _ok(run_cli('teacher-logits', '--teacher', 'tiny-large', *task, '--output_dir', tmp_path/'tl'))
-    _ok(run_cli('train', '--teacher_logits', tmp_path/'tl', '--metric', 'accuracy', '--max_steps', 2, '--eval_steps', 2,
-                '--gen_max_len', 4, *task, '--output_dir', tmp_path/'s'))
+    ok(cli('teacher-logits', '--teacher', 'tiny-large', *task, '--output_dir', tmp_path/'tl'))
+    ok(cli('train', '--teacher_logits', tmp_path/'tl', '--metric', 'accuracy', '--max_steps', 2, '--eval_steps', 2,
+           '--gen_max_len', 4, *task, '--output_dir', tmp_path/'s'))
     run = json.loads((tmp_path/'s'/'run.json').read_text())
     assert run['config']['dataset'] == 'anli1' and run['steps'] == 2 and run['best_valid_metric'] is not None
+
+def test_the_same_time_comparison_reads_each_runs_curve(tmp_path):
+    "Chapter 5b's same-time numbers come from a run folder's log alone: seconds a step without the validations, and the last validation reached by a time."
+    from distill_sbs.kd_experiment import _interval, at_time, valid_curve
+    d = tmp_path/'run'; d.mkdir()
+    (d/'trainer_state.json').write_text(json.dumps({'log_history': [{'step': 5, 'loss': 1.0}, {'step': 10, 'eval_accuracy': 0.2, 'eval_runtime': 2.0},
+                                                                    {'step': 20, 'eval_accuracy': 0.5, 'eval_runtime': 2.0}]}))
+    (d/'run.json').write_text(json.dumps({'train_seconds': 24.0, 'steps': 20}))
+    curve = valid_curve(d)  # 24 s less 4 s of validating, over 20 steps: a second a step
+    assert curve == [(10.0, 0.2), (20.0, 0.5)]
+    assert [at_time(curve, s) for s in (9.9, 10, 19, 60)] == [0.0, 0.2, 0.2, 0.5]
+    mean, half = _interval([0.5, 0.6, 0.7])  # a 95% t-interval: t(2 degrees of freedom) = 4.30
+    assert mean == pytest.approx(0.6) and half == pytest.approx(4.30 * 0.1 / 3 ** 0.5)
+    assert _interval([0.4]) == (0.4, 0.0)

@@ -1,10 +1,10 @@
 """`distill-sbs teach --logprobs K` against real servers: the loopback stand-in speaking the OpenAI API (read through the
-real `openai` SDK), tiny local `transformers` teachers, the SQLite cache, and `distill-sbs teach` in real subprocesses,
-one of them killed with SIGKILL and resumed."""
-import json, math, os, signal, sqlite3, subprocess, time
+real `openai` SDK), tiny local `transformers` teachers, the SQLite cache, and `distill-sbs teach` (as a real process where
+it is killed with SIGKILL and resumed)."""
+import json, math, signal, sqlite3, subprocess, time
 import pytest
 from hypothesis import given, strategies as st
-from conftest import fuzz, json_values, run_cli
+from conftest import cli, error_line, fuzz, json_values, ok, refused, teach_args
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import LocalModel, OpenAIChat, Retryable, TeacherError, openai_request, reply_problem
@@ -21,9 +21,6 @@ class Recording(LoopbackLLM):
     def _reply(self, path, body):
         with self.lock: self.bodies.append(body)
         return super()._reply(path, body)
-
-def teach_args(url, out, *extra):
-    return ['teach', '--model', 'stand-in', '--base_url', url, '--output_dir', out, '--no_progress', *extra]
 
 def jsonl(path): return [json.loads(l) for l in path.read_text().splitlines()]
 
@@ -98,8 +95,7 @@ def test_the_cache_keeps_them_and_old_files_still_open(tmp_path):
 def test_teach_command_writes_them_beside_the_data(tmp_path):
     out = tmp_path/'out'
     with Recording() as llm:
-        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '60', '--n_test', '10', '--logprobs', '5', '--keep_correct'))
-    assert res.returncode == 0, res.stderr
+        res = ok(cli(*teach_args(llm.openai_url, out, '--n_train', '60', '--n_test', '10', '--logprobs', '5', '--keep_correct')))
     assert all(b['top_logprobs'] == 5 and b['logprobs'] is True for b in llm.bodies)
     report = json.loads((out/'teacher_report.json').read_text())
     for split in ('train', 'valid', 'test'):
@@ -126,12 +122,13 @@ def test_samples_get_their_own_lines(tmp_path):
 def test_plain_runs_are_unchanged(tmp_path):
     out = tmp_path/'out'
     with Recording() as llm:
-        assert run_cli(*teach_args(llm.openai_url, out, '--n_train', '20', '--n_test', '5')).returncode == 0
+        ok(cli(*teach_args(llm.openai_url, out, '--n_train', '20', '--n_test', '5')))
     assert not any('logprobs' in k for b in llm.bodies for k in b)
     assert sorted(p.name for p in out.glob('*.jsonl')) == ['test.jsonl', 'train.jsonl', 'valid.jsonl']
     con = sqlite3.connect(out/'teacher_cache.sqlite')
     assert all('logprobs' not in json.loads(p) and lp is None for p, lp in con.execute('SELECT params, logprobs FROM answers'))
 
+@pytest.mark.slow
 def test_kill_and_resume_with_logprobs(tmp_path):
     "SIGKILL midway; the rerun asks only for what was not stored, and its files equal an unbroken run's."
     out, db = tmp_path/'out', tmp_path/'out'/'teacher_cache.sqlite'
@@ -154,15 +151,14 @@ def test_kill_and_resume_with_logprobs(tmp_path):
         before, n_log = {json.loads(r)[-1]['content'] for (r,) in con.execute('SELECT request FROM answers')}, len(llm.log)
         con.close()
         assert 25 <= len(before) < 126, 'killed midway'
-        res = run_cli(*teach_args(llm.openai_url, out, *extra))
-        assert res.returncode == 0, res.stderr
+        ok(cli(*teach_args(llm.openai_url, out, *extra)))
         asked = [e['question'] for e in llm.log]
     assert [q for q in asked[n_log:] if q in before] == [], 'stored answers were asked for again'
     assert len(asked) - len(set(asked)) <= 2, 'only the requests in flight at the kill may be repeated'
     assert json.loads((out/'teacher_report.json').read_text())['ask']['cached'] == len(before)
     with LoopbackLLM() as llm:
         whole = tmp_path/'whole'
-        assert run_cli(*teach_args(llm.openai_url, whole, *extra)).returncode == 0
+        ok(cli(*teach_args(llm.openai_url, whole, *extra)))
     for name in ('train.jsonl', 'train_logprobs.jsonl'):
         assert (out/name).read_bytes() == (whole/name).read_bytes(), name
     assert len(jsonl(out/'train_logprobs.jsonl')) == 126
@@ -170,7 +166,7 @@ def test_kill_and_resume_with_logprobs(tmp_path):
 def test_more_than_the_server_allows_stops_at_the_first_request(tmp_path):
     out = tmp_path/'out'
     with LoopbackLLM(max_top_logprobs=20) as llm:
-        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '100', '--n_test', '20', '--logprobs', '25'))
+        res = cli(*teach_args(llm.openai_url, out, '--n_train', '100', '--n_test', '20', '--logprobs', '25'))
         n = len(llm.log)
     err = res.stderr.strip()
     assert res.returncode == 2 and len(err.splitlines()) == 1, res.stderr
@@ -186,18 +182,15 @@ def test_more_than_the_server_allows_stops_at_the_first_request(tmp_path):
 def test_backends_that_cannot_send_them_are_refused_before_anything_is_sent(tmp_path):
     with LoopbackLLM() as llm:
         for backend, extra in (('gemini', []), ('vertex', ['--dry_run'])):
-            res = run_cli('teach', '--backend', backend, '--model', 'gemini-2.5-flash', '--base_url', llm.gemini_url, '--project', 'p',
-                          '--output_dir', tmp_path/'o', '--n_train', '20', '--n_test', '5', '--logprobs', '5', *extra, env={'GEMINI_API_KEY': 'k'})
-            assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-            assert f'--logprobs 5: the {backend} backend cannot return log-probabilities' in res.stderr
+            res = cli('teach', '--backend', backend, '--model', 'gemini-2.5-flash', '--base_url', llm.gemini_url, '--project', 'p',
+                      '--output_dir', tmp_path/'o', '--n_train', '20', '--n_test', '5', '--logprobs', '5', *extra, env={'GEMINI_API_KEY': 'k'})
+            assert f'--logprobs 5: the {backend} backend cannot return log-probabilities' in error_line(res, 'teach')
         assert llm.log == [] and not (tmp_path/'o').exists()
-    res = run_cli(*teach_args('http://127.0.0.1:9/v1', tmp_path/'o', '--logprobs', '-1'))
-    assert res.returncode == 2 and '--logprobs must be 0 (none) or more' in res.stderr
+    refused(cli(*teach_args('http://127.0.0.1:9/v1', tmp_path/'o', '--logprobs', '-1')), '--logprobs must be 0 (none) or more', 'teach')
 
 def test_dry_run_shows_the_fields(tmp_path):
-    res = run_cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', '--n_train', '20', '--n_test', '5', '--dry_run', '--logprobs', '20',
-                  env={'OPENAI_API_KEY': ''})
-    assert res.returncode == 0, res.stderr
+    res = ok(cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', '--n_train', '20', '--n_test', '5', '--dry_run', '--logprobs', '20',
+                 env={'OPENAI_API_KEY': ''}))
     body = json.loads(res.stdout[res.stdout.index('{'):])
     assert (body['logprobs'], body['top_logprobs']) == (True, 20) and 'top 20 logprobs' in res.stdout
 
@@ -248,7 +241,7 @@ def test_a_server_that_ignores_them_costs_one_request(tmp_path):
     "A server that answers 200s without logprobs (it ignores the field) stops the run after its first answer: one request, one line, nothing written."
     out = tmp_path/'out'
     with LoopbackLLM(fault=lambda i, q: 'no_logprobs') as llm:
-        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '50', '--n_test', '10', '--logprobs', '5'))
+        res = cli(*teach_args(llm.openai_url, out, '--n_train', '50', '--n_test', '10', '--logprobs', '5'))
         n = len(llm.log)
     err = res.stderr.strip()
     assert res.returncode == 2 and len(err.splitlines()) == 1, res.stderr

@@ -3,7 +3,7 @@ import json
 import pytest
 import datasets, huggingface_hub
 from datasets import Dataset
-from conftest import run_cli
+from conftest import cli, error_line
 from distill_sbs.data import DataError, PARSERS, answer_correct, load_task, numeric_value
 from distill_sbs.prompts import PROMPTS
 
@@ -66,12 +66,7 @@ def gsm8k_copy(root, train=range(1, 41), test=(100, 101, 102), extra_test=()):
                            'socratic/train-00000-of-00001.parquet': [gsm(1)], 'socratic/test-00000-of-00001.parquet': [gsm(2)]},
                     GSM8K_README)
 
-def one_line_error(res):
-    "The one-line error of a failed `distill-sbs` run (exit status 2, no traceback)."
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('distill-sbs data: error: ') and 'Traceback' not in res.stderr, res.stderr
-    return lines[0]
+def one_line_error(res): return error_line(res, 'data')
 
 def test_gsm8k_worked_solutions_are_rationales(tmp_path):
     extra = [{'question': 'How many pens, 3 or 4?', 'answer': 'It is unclear.\n#### 3 or 4'}]
@@ -136,8 +131,8 @@ def test_copy_without_its_readme_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match='nope: no such folder'): load_task('asdiv', data_dir=tmp_path/'nope')
 
 def test_cli_data_gsm8k(tmp_path):
-    res = run_cli('data', '--dataset', 'gsm8k', '--data_dir', gsm8k_copy(tmp_path/'gsm8k'), '--output_dir', tmp_path/'out',
-                  env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')}, timeout=120)
+    res = cli('data', '--dataset', 'gsm8k', '--data_dir', gsm8k_copy(tmp_path/'gsm8k'), '--output_dir', tmp_path/'out',
+              env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')})
     assert res.returncode == 0, res.stderr
     assert "teacher: GSM8K's human-written worked solutions" in res.stdout and 'final: train 36, valid 4, test 3' in res.stdout
     first = json.loads((tmp_path/'out'/'test.jsonl').read_text().splitlines()[0])
@@ -146,12 +141,12 @@ def test_cli_data_gsm8k(tmp_path):
 def test_cli_malformed_gsm8k_record(tmp_path):
     bad = {'question': 'How many eggs?', 'answer': 'There are 12 eggs.'}  # no '#### <number>' line
     d = gsm8k_copy(tmp_path/'gsm8k', extra_test=[bad])
-    msg = one_line_error(run_cli('data', '--dataset', 'gsm8k', '--data_dir', d, env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')}, timeout=120))
+    msg = one_line_error(cli('data', '--dataset', 'gsm8k', '--data_dir', d, env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')}))
     assert msg == (f"distill-sbs data: error: {d} (a local copy of openai/gsm8k/main) [test] record 4: "
                    "field 'answer' has no '#### <number>' line (it ends 'There are 12 eggs.')")
 
 def test_cli_offline_without_data_dir(tmp_path):
-    msg = one_line_error(run_cli('data', '--dataset', 'asdiv', env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')}, timeout=120))
+    msg = one_line_error(cli('data', '--dataset', 'asdiv', env={**OFFLINE, 'HF_DATASETS_CACHE': str(tmp_path/'cache')}))
     assert 'could not load EleutherAI/asdiv/asdiv on the Hugging Face Hub' in msg and 'pass --data_dir with a local copy' in msg
 
 @pytest.mark.parametrize('task', ['gsm8k', 'multiarith', 'asdiv'])

@@ -1,11 +1,10 @@
 "The paper's released layout for each task: the real CQA release when ../shared is here, made-up folders for the others."
 import json
-from conftest import run_cli
+from conftest import cli, ok
 from distill_sbs.data import load_task
 
 def test_cqa_release(shared):
-    res = run_cli('data', '--dataset', 'cqa', '--data_dir', shared/'data')
-    assert res.returncode == 0, res.stderr
+    res = ok(cli('data', '--dataset', 'cqa', '--data_dir', shared/'data'))
     rows = {l.split()[0]: l.split() for l in res.stdout.splitlines() if l.split() and l.split()[0] in ('train', 'test')}
     # split, read, dropped, rationales, unparsable, no answer, teacher acc
     assert rows['train'][:6] == ['train', '9,741', '0', '9,741', '0', '3']

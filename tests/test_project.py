@@ -1,5 +1,6 @@
 "The project's contract: the README's commands, its sync with index.ipynb, and CI running exactly them."
 import json, re, subprocess, sys
+import pytest
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -19,6 +20,7 @@ def test_readme_states_the_two_commands_and_ci_runs_them():
     ci = (ROOT/'.ci'/'run').read_text()
     assert 'torch==2.13.0' in ci and 'README.md' in ci  # CI reads the command from the README itself
 
+@pytest.mark.slow
 def test_main_command_runs_offline(tmp_path):
     "The README's main job on a fresh folder, offline: report, chart, JSON and predictions, all telling the same story."
     main = _sh_blocks()[1].split()

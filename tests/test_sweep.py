@@ -4,16 +4,13 @@ started by torchrun share the cells; a Vertex AI job's spec and the compiled pip
 bad cloud flags get one line before anything starts."""
 import json, signal, subprocess, time
 import pytest, yaml
-from conftest import run_cli
+from conftest import cli, error_line, ok, refused
 
-TINY = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log', 'true']
-
-def _ok(res):
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
+TINY = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log', 'true']  # a sweep's --no_log takes a value, like a grid file's
 
 def _events(out): return [json.loads(l) for l in (out/'sweep_log.jsonl').read_text().splitlines()]
 
+@pytest.mark.slow
 def test_sigkill_mid_cell_then_rerun_trains_every_cell_once(tmp_path):
     out = tmp_path/'sweep'
     args = ['sweep', '--methods', 'standard', '--fractions', '0.5,1', '--seeds', '0,1', '--max_steps', 30, '--eval_steps', 10, *TINY,
@@ -26,7 +23,7 @@ def test_sigkill_mid_cell_then_rerun_trains_every_cell_once(tmp_path):
     before = _events(out)
     assert [e['event'] for e in before].count('finish') == 2, before
     assert not (third/'run.json').exists(), 'the kill should land inside the third cell'
-    _ok(run_cli(*args))
+    ok(cli(*args))
     after = _events(out)[len(before):]
     test_cells = {e['cell'] for e in before + after}
     assert len(test_cells) == 4
@@ -38,14 +35,15 @@ def test_sigkill_mid_cell_then_rerun_trains_every_cell_once(tmp_path):
     png = (out/'sweep.png').read_bytes()
     table = (out/'sweep.csv').read_text()
     (out/'sweep.png').unlink()
-    res = _ok(run_cli('sweep', '--report', out))
+    res = ok(cli('sweep', '--report', out))
     assert (out/'sweep.png').read_bytes() == png and (out/'sweep.csv').read_text() == table
     assert 'standard' in res.stdout and len(table.splitlines()) == 1 + 2
 
+@pytest.mark.slow
 def test_two_workers_under_torchrun_share_the_cells(tmp_path):
     out = tmp_path/'sweep'
-    _ok(run_cli('sweep', '--methods', 'standard', '--fractions', '0.5,1', '--seeds', '0,1', '--max_steps', 4, '--eval_steps', 4, *TINY,
-                '--workers', 2, '--output_dir', out, timeout=600))
+    ok(cli('sweep', '--methods', 'standard', '--fractions', '0.5,1', '--seeds', '0,1', '--max_steps', 4, '--eval_steps', 4, *TINY,
+           '--workers', 2, '--output_dir', out))
     events = _events(out)
     by_worker = {w: sorted(e['cell'] for e in events if e['event'] == 'finish' and e['worker'] == w) for w in (0, 1)}
     assert len(by_worker[0]) == len(by_worker[1]) == 2, by_worker
@@ -63,8 +61,7 @@ def test_two_workers_under_torchrun_share_the_cells(tmp_path):
     (['--subsample', '0.5'], "'subsample' is set by the grid (--fractions)"),
 ])
 def test_a_bad_grid_gets_one_line_before_anything_starts(tmp_path, flags, says):
-    res = run_cli('sweep', *flags, '--output_dir', tmp_path/'s')
-    assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert says in error_line(cli('sweep', *flags, '--output_dir', tmp_path/'s'), 'sweep')
     assert not (tmp_path/'s').exists()
 
 def test_a_grid_file_with_methods_of_its_own(tmp_path):
@@ -76,8 +73,7 @@ def test_a_grid_file_with_methods_of_its_own(tmp_path):
     assert [(c.alpha, c.model_type, c.subsample, c.run, c.max_steps) for c in cfgs] == [(0.3, 'task_prefix', 0.5, 0, 7), (0.3, 'task_prefix', 0.5, 1, 7)]
     assert cfgs[0].output_dir == str(tmp_path/'s'/'tiny'/'distilled_a3'/'0.5'/'seed0')
     (tmp_path/'bad.yaml').write_text(yaml.safe_dump(dict(methods={'m': {'model_typ': 'standard'}})))
-    res = run_cli('sweep', '--grid', tmp_path/'bad.yaml')
-    assert res.returncode == 2 and "bad.yaml: method 'm': unknown setting 'model_typ'" in res.stderr, res.stderr
+    refused(cli('sweep', '--grid', tmp_path/'bad.yaml'), "bad.yaml: method 'm': unknown setting 'model_typ'", 'sweep')
 
 JOB = ['--submit', '--project', 'my-project', '--image', 'us-docker.pkg.dev/my-project/distill-sbs/train:1', '--dry_run']
 
@@ -86,8 +82,8 @@ def _spec(stdout):
     return json.loads(line.split(' ', 3)[3])
 
 def test_a_training_job_dry_run_prints_the_job_field_by_field():
-    res = _ok(run_cli('train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', 'gs://b/data', '--max_steps', 100,
-                      '--output_dir', 'gs://b/runs/cqa', *JOB, '--machine_type', 'a2-highgpu-4g', '--replica_count', 3))
+    res = ok(cli('train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', 'gs://b/data', '--max_steps', 100,
+                 '--output_dir', 'gs://b/runs/cqa', *JOB, '--machine_type', 'a2-highgpu-4g', '--replica_count', 3))
     spec = _spec(res.stdout)
     assert spec['display_name'] == 'distill-sbs' and spec['base_output_dir'] == 'gs://b/runs/cqa' and spec['staging_bucket'] == 'gs://b/staging'
     assert spec['labels'] == {'distill-sbs': 'train'}
@@ -102,9 +98,9 @@ def test_a_training_job_dry_run_prints_the_job_field_by_field():
         assert pool['disk_spec'] == {'boot_disk_type': 'pd-ssd', 'boot_disk_size_gb': 100}
 
 def test_a_sweep_job_uploads_its_grid_and_runs_it():
-    res = _ok(run_cli('sweep', '--fractions', '0.25,1', '--students', 'google/flan-t5-small,google/flan-t5-base', '--max_steps', 50,
-                      '--output_dir', 'gs://b/sweeps/one', *JOB, '--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4',
-                      '--accelerator_count', 2))
+    res = ok(cli('sweep', '--fractions', '0.25,1', '--students', 'google/flan-t5-small,google/flan-t5-base', '--max_steps', 50,
+                 '--output_dir', 'gs://b/sweeps/one', *JOB, '--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4',
+                 '--accelerator_count', 2))
     assert 'would call storage.upload' in res.stdout and '"to": "gs://b/sweeps/one/sweep.yaml"' in res.stdout
     grid = yaml.safe_load(res.stdout.split('sweep.yaml:\n', 1)[1].split('would call')[0])
     assert grid['output_dir'] == '/gcs/b/sweeps/one' and grid['fractions'] == [0.25, 1.0] and grid['max_steps'] == 50
@@ -122,15 +118,14 @@ def test_a_sweep_job_uploads_its_grid_and_runs_it():
     (['--replica_count', '0'], '--replica_count must be at least 1'),
 ])
 def test_bad_cloud_flags_get_one_line(flags, says):
-    res = run_cli('train', '--output_dir', 'gs://b/r', *JOB, *flags)
-    assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert 'would call' not in res.stdout
+    res = cli('train', '--output_dir', 'gs://b/r', *JOB, *flags)
+    assert says in error_line(res, 'train') and 'would call' not in res.stdout
 
 def test_a_cloud_job_refuses_local_folders(tmp_path):
-    res = run_cli('sweep', '--output_dir', tmp_path/'local', *JOB)
-    assert res.returncode == 2 and 'a cloud job writes to Cloud Storage; give a gs://bucket/folder' in res.stderr
-    res = run_cli('train', '--dataset', 'generic', '--data_dir', tmp_path, '--output_dir', 'gs://b/r', *JOB)
-    assert res.returncode == 2 and 'a local path the job cannot read' in res.stderr and 'would call' not in res.stdout
+    refused(cli('sweep', '--output_dir', tmp_path/'local', *JOB), 'a cloud job writes to Cloud Storage; give a gs://bucket/folder')
+    res = cli('train', '--dataset', 'generic', '--data_dir', tmp_path, '--output_dir', 'gs://b/r', *JOB)
+    refused(res, 'a local path the job cannot read')
+    assert 'would call' not in res.stdout
 
 def test_launch_reads_the_cluster_of_a_vertex_job():
     from distill_sbs.sweep import launch_argv
@@ -144,8 +139,8 @@ def test_launch_reads_the_cluster_of_a_vertex_job():
     assert launch_argv(['train'], None, 1) == ['distill-sbs', 'train']
 
 def test_the_compiled_pipeline_field_by_field(tmp_path):
-    res = _ok(run_cli('pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p', '--region', 'europe-west4',
-                      '--package', tmp_path/'course.yaml'))
+    res = ok(cli('pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p', '--region', 'europe-west4',
+                 '--package', tmp_path/'course.yaml'))
     assert f'compiled {tmp_path/"course.yaml"}' in res.stdout
     spec = yaml.safe_load((tmp_path/'course.yaml').read_text())
     assert spec['pipelineInfo']['name'] == 'distill-sbs-course'
@@ -183,5 +178,5 @@ def test_the_compiled_pipeline_field_by_field(tmp_path):
     gpu = container('distilled student (chapter 4)')[0]['resources']['accelerator']
     assert gpu['resourceType'] == 'NVIDIA_L4' and gpu['resourceCount'] == '1'
     assert 'resources' not in container('evaluation (chapter 5)')[0]
-    res = run_cli('pipeline', '--root', 'runs/local', '--image', 'i', '--serve_image', 's', '--project', 'p', '--package', tmp_path/'x.yaml')
-    assert res.returncode == 2 and 'a pipeline writes to Cloud Storage' in res.stderr
+    refused(cli('pipeline', '--root', 'runs/local', '--image', 'i', '--serve_image', 's', '--project', 'p', '--package', tmp_path/'x.yaml'),
+            'a pipeline writes to Cloud Storage', 'pipeline')

@@ -1,13 +1,12 @@
 """Chapter 1 against real servers: a loopback server speaking the OpenAI and Gemini APIs, started here, and tiny local
 `transformers` teachers. Kill-and-resume uses a real `distill-sbs teach` subprocess killed with SIGKILL."""
 import json, os, signal, sqlite3, subprocess, time
-from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
-from conftest import fuzz, json_values, run_cli
+from conftest import cli, error_line, fuzz, json_values, ok, refused, teach_args
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
-from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, TeacherError, reply_problem
+from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, reply_problem
 from distill_sbs.loopback import MALFORMED, LoopbackLLM
 from distill_sbs.teacher import teach
 
@@ -22,9 +21,7 @@ def stored_questions(db):
         raise
     finally: con.close()
 
-def teach_args(url, out, *extra):
-    return ['teach', '--model', 'stand-in', '--base_url', url, '--output_dir', out, '--no_progress', *extra]
-
+@pytest.mark.slow
 def test_kill_and_resume(tmp_path):
     "SIGKILL halfway through a few hundred requests; the restart asks only for what was not stored, and finishes."
     out, db = tmp_path/'out', tmp_path/'out'/'teacher_cache.sqlite'
@@ -40,9 +37,8 @@ def test_kill_and_resume(tmp_path):
         before, n_log = stored_questions(db), len(llm.log)
         train = load_task('arith', n_train=340, n_test=1)['train']
         assert 80 <= len(before) < len(set(train['input'])), 'killed midway'
-        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
-                      env={'OPENAI_API_KEY': SECRET})
-        assert res.returncode == 0, res.stderr
+        res = ok(cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
+                     env={'OPENAI_API_KEY': SECRET}))
         asked_again = [e['question'] for e in llm.log[n_log:] if e['question'] in before]
         assert asked_again == [], f'{len(asked_again)} stored answers were asked for again'
         asked = [e['question'] for e in llm.log]
@@ -69,8 +65,8 @@ def test_always_failing_server_gives_a_report_not_a_hang(tmp_path):
     out = tmp_path/'out'
     with LoopbackLLM(fail_always=503) as llm:
         t0 = time.time()
-        res = run_cli(*teach_args(llm.openai_url, out, '--n_train', '200', '--n_test', '20', '--retries', '2', '--backoff', '0.01',
-                                  '--abort_after', '5', '--in_flight', '2'), timeout=120)
+        res = cli(*teach_args(llm.openai_url, out, '--n_train', '200', '--n_test', '20', '--retries', '2', '--backoff', '0.01',
+                              '--abort_after', '5', '--in_flight', '2'))
         took, n_calls = time.time() - t0, len(llm.log)
     assert res.returncode == 1
     assert 'stopped early: 5 requests in a row failed, the last with: HTTP 503' in res.stdout
@@ -178,9 +174,8 @@ def test_any_200_body_is_an_answer_or_a_retryable_failure(monkeypatch, api):
 @pytest.mark.parametrize('backend', ['openai', 'gemini', 'vertex'])
 def test_dry_run_needs_no_credentials(tmp_path, backend):
     env = {k: '' for k in ('OPENAI_API_KEY', 'GEMINI_API_KEY', 'GOOGLE_API_KEY')}
-    res = run_cli('teach', '--backend', backend, '--model', 'm', '--output_dir', tmp_path/'o', '--dataset', 'arith',
-                  '--n_train', '50', '--n_test', '10', '--dry_run', env=env)
-    assert res.returncode == 0, res.stderr
+    res = ok(cli('teach', '--backend', backend, '--model', 'm', '--output_dir', tmp_path/'o', '--dataset', 'arith',
+                 '--n_train', '50', '--n_test', '10', '--dry_run', env=env))
     body = json.loads(res.stdout[res.stdout.index('{'):])
     assert ('messages' in body) == (backend == 'openai') and ('contents' in body) == (backend != 'openai')
     assert 'would send 60 requests' in res.stdout and not (tmp_path/'o').exists()
@@ -193,8 +188,6 @@ def test_bad_teach_input_gets_one_line(tmp_path):
              (['--n_samples', '3'], 'would be identical; pass a temperature above 0'),
              (['--in_flight', '0'], '--in_flight must be at least 1')]
     for extra, msg in cases:
-        res = run_cli('teach', '--model', 'm', '--base_url', 'http://127.0.0.1:9/v1', '--output_dir', tmp_path/'o',
-                      '--n_train', '50', '--n_test', '10', *extra)
-        assert res.returncode == 2 and msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, (extra, res.stderr)
-    res = run_cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', env={'OPENAI_API_KEY': ''})
-    assert res.returncode == 2 and 'OPENAI_API_KEY' in res.stderr
+        assert msg in error_line(cli('teach', '--model', 'm', '--base_url', 'http://127.0.0.1:9/v1', '--output_dir', tmp_path/'o',
+                                     '--n_train', '50', '--n_test', '10', *extra), 'teach'), extra
+    refused(cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', env={'OPENAI_API_KEY': ''}), 'OPENAI_API_KEY', 'teach')

@@ -1,25 +1,21 @@
-"`distill-sbs train` as a real program: a whole tiny run, SIGKILL then --resume, two processes, one line per bad flag."
-import json, os, signal, subprocess, time
+"""`distill-sbs train`: a whole tiny run, SIGKILL of the real program then --resume, two processes under torchrun, one
+line per bad flag."""
+import json, signal, subprocess, time
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
-from conftest import run_cli
-from distill_sbs.cli import main
-from distill_sbs.training import TrainConfig, TrainError, last_checkpoint, train
+from conftest import SMALL, cli, error_line, ok, refused
+from distill_sbs.training import TrainConfig, TrainError, last_checkpoint, run_history, train
 
-SMALL = ['--n_train', 300, '--n_test', 20, '--batch_size', 8]  # the built-in task, small enough for seconds a run
-
-def test_train_leaves_a_loadable_model(tmp_path):
-    out = tmp_path/'run'
-    res = run_cli('train', '--max_steps', 20, '--eval_steps', 10, '--output_rationale', *SMALL, '--output_dir', out)
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_train_leaves_a_loadable_model(tiny_run):
+    out = tiny_run
     names = {p.name for p in out.iterdir()}
     assert {'model.safetensors', 'config.json', 'tokenizer_config.json', 'run.json', 'train_config.json',
             'trainer_state.json', 'checkpoint-10', 'checkpoint-20', 'valid_predictions.jsonl', 'runs'} <= names
     assert list((out/'runs').rglob('events.out.tfevents*')), 'TensorBoard logs are on by default'
     run = json.loads((out/'run.json').read_text())
     assert run['steps'] == 20 and run['resumed_from'] is None
-    assert run['best_valid_accuracy'] == max(h['eval_accuracy'] for h in json.loads((out/'trainer_state.json').read_text())['log_history'] if 'eval_accuracy' in h)
+    assert run['best_valid_accuracy'] == max(h['eval_accuracy'] for h in run_history(out) if 'eval_accuracy' in h)
     model, tok = AutoModelForSeq2SeqLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     best = AutoModelForSeq2SeqLM.from_pretrained(out/run['best_checkpoint'])
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), best.state_dict().values())), 'the saved model is the best checkpoint'
@@ -35,24 +31,23 @@ def _wait_for(path, proc, timeout=240):
         assert time.time() - t < timeout, f'no {path} after {timeout} s'
         time.sleep(0.1)
 
+@pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
     out, max_steps, lr, warmup = tmp_path/'run', 40, 3e-3, 5
-    cmd = ['distill-sbs', 'train', *map(str, ['--max_steps', max_steps, '--eval_steps', 10, '--warmup_steps', warmup,
-                                               '--logging_steps', 1, '--no_log', *SMALL, '--output_dir', out])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ['train', '--max_steps', max_steps, '--eval_steps', 10, '--warmup_steps', warmup, '--logging_steps', 1, *SMALL, '--output_dir', out]
+    proc = subprocess.Popen(['distill-sbs', *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # the program is what gets killed
     try: _wait_for(out/'checkpoint-20'/'trainer_state.json', proc)
     finally: proc.send_signal(signal.SIGKILL); proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (out/'run.json').exists()
     killed_at = int(last_checkpoint(out).rsplit('-', 1)[1])
     assert 20 <= killed_at < max_steps
 
-    assert run_cli(*cmd[2:]).returncode == 2, 'a second run in the same folder is refused'
-    res = run_cli('train', '--output_dir', out, '--resume')  # everything else comes from the saved run
-    assert res.returncode == 0, res.stderr[-3000:]
+    refused(cli(*args), 'add --resume to continue it')  # a second run in the same folder
+    ok(cli('train', '--output_dir', out, '--resume'))  # everything else comes from the saved run
     run = json.loads((out/'run.json').read_text())
     assert run['steps'] == max_steps and run['resumed_from'] == f'checkpoint-{killed_at}'
     AutoModelForSeq2SeqLM.from_pretrained(out)
-    hist = [h for h in json.loads((out/'trainer_state.json').read_text())['log_history'] if 'loss' in h]
+    hist = [h for h in run_history(out) if 'loss' in h]
     steps = [h['step'] for h in hist]
     assert steps == list(range(1, max_steps + 1)), 'one log line a step, before and after the kill'
     first, after = hist[0]['loss'], next(h['loss'] for h in hist if h['step'] > killed_at)
@@ -65,17 +60,18 @@ def test_incomplete_checkpoint_is_skipped(tmp_path):
     (tmp_path/'checkpoint-20').mkdir(); (tmp_path/'checkpoint-20'/'model.safetensors').write_text('half')
     assert last_checkpoint(tmp_path) == str(tmp_path/'checkpoint-10')
 
+@pytest.mark.slow
 def test_two_processes_on_cpu(tmp_path):
     out = tmp_path/'run'
     res = subprocess.run(['torchrun', '--nproc_per_node', '2', '--no-python', 'distill-sbs', 'train', '--max_steps', '6',
-                          '--eval_steps', '3', '--no_log', *map(str, SMALL), '--output_dir', str(out)],
+                          '--eval_steps', '3', *map(str, SMALL), '--output_dir', str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     run = json.loads((out/'run.json').read_text())
     assert run['hardware']['processes'] == 2 and run['steps'] == 6
     assert res.stdout.count('best validation accuracy') == 1, 'only the first process reports and writes'
     AutoModelForSeq2SeqLM.from_pretrained(out)
-    last = json.loads((out/'trainer_state.json').read_text())['log_history'][-1]
+    last = run_history(out)[-1]
     n_train = run['data']['final']['train']  # a few rows without rationales are left out: within the tolerance
     assert last['epoch'] == pytest.approx(6 * 8 * 2 / n_train, rel=0.1), 'each step saw both processes\' batches'
 
@@ -87,16 +83,12 @@ def test_two_processes_on_cpu(tmp_path):
     (['--aplha', '0.3'], "unknown setting '--aplha' (did you mean '--alpha'?)"),
     (['--lr', 'fast'], "--lr: invalid float value: 'fast'"),
 ])
-def test_bad_flags_get_one_line(tmp_path, capsys, flags, says):
-    # in-process, to save the seconds of importing the Trainer per case; chapter 4 runs one through a subprocess
-    assert main(['train', *flags, '--output_dir', str(tmp_path/'run')]) == 2
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and says in err, err
+def test_bad_flags_get_one_line(tmp_path, flags, says):
+    assert says in error_line(cli('train', *flags, '--output_dir', tmp_path/'run'), 'train')
     assert not (tmp_path/'run').exists(), 'nothing is written before the flags are checked'
 
 def test_help_lists_the_papers_flags():
-    res = run_cli('train', '--help', timeout=60)
-    assert res.returncode == 0
+    res = ok(cli('train', '--help'))
     for flag in ['--from_pretrained', '--label_type', '--model_type', '--grad_steps', '--output_rationale', '--bf16', '--resume']:
         assert flag in res.stdout
 
