@@ -7,7 +7,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/data.html.md"""
 # %% ../nbs/00_data.ipynb #c6cb40cf
 from __future__ import annotations
 import argparse, ast, contextlib, csv, difflib, inspect, io, json, linecache, math, operator, os, random, re, string, tokenize
-import tempfile, types, typing, unicodedata, urllib.request
+import tempfile, threading, types, typing, unicodedata, urllib.request
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -212,6 +212,10 @@ def exact_match(pred:str|None, gold:str) -> bool:
 # %% ../nbs/00_data.ipynb #0a5066ec
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+# CPython 3.11 keeps the AST builder's recursion depth in state that every thread shares: two threads parsing at once
+# can fail with "SystemError: AST constructor recursion depth mismatch" (seen in this project's tests; python/cpython#106905).
+# The loopback teacher answers in threads and the command line reads its flags' help from source: both parse under this lock.
+_AST_LOCK = threading.RLock()
 
 def eval_arith(expr:str, max_len:int=500) -> float|None:
     "Value of an arithmetic expression of numbers, `+ - * /` and parentheses, or None for anything else."
@@ -221,7 +225,9 @@ def eval_arith(expr:str, max_len:int=500) -> float|None:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS: return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNOPS: return _UNOPS[type(node.op)](ev(node.operand))
         raise ValueError(f'not arithmetic: {type(node).__name__}')
-    try: value = ev(ast.parse(expr.strip(), mode='eval').body)
+    try:
+        with _AST_LOCK: tree = ast.parse(expr.strip(), mode='eval')
+        value = ev(tree.body)
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError, MemoryError): return None
     return value if math.isfinite(value) else None
 
@@ -572,11 +578,12 @@ def _own_field_docs(cls) -> dict:
 
 def settings_docs(obj) -> dict:
     "fastcore's full `docments` of a function's parameters or a dataclass's fields (annotation, default, docment)."
-    docs = docments(obj, full=True, eval_str=True, returns=False)
-    if is_dataclass(obj):  # a field's comment is in the class that declares it, which may be a parent
-        for base in reversed([b for b in obj.__mro__ if is_dataclass(b)]):
-            for k, note in _own_field_docs(base).items():
-                if note and k in docs: docs[k].docment = note
+    with _AST_LOCK:  # docments parses the source (see `eval_arith`)
+        docs = docments(obj, full=True, eval_str=True, returns=False)
+        if is_dataclass(obj):  # a field's comment is in the class that declares it, which may be a parent
+            for base in reversed([b for b in obj.__mro__ if is_dataclass(b)]):
+                for k, note in _own_field_docs(base).items():
+                    if note and k in docs: docs[k].docment = note
     return docs
 
 def add_flags(

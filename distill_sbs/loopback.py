@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 
 # %% ../nbs/01c_loopback.ipynb #cae8f980
 from __future__ import annotations
-import json, math, random, re, threading, time
+import json, math, random, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .data import arith_teacher
 from .prompts import cut_at_stop
@@ -64,6 +64,9 @@ def _malformed(kind:str, texts:list, gemini:bool, usage:dict, logprobs=None) -> 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's backlog of 5 drops connections when many arrive at once; each dropped one waits 1 s
+    def handle_error(self, request, client_address):
+        "A client that left before its answer (killed, or gave up) is no error of the server's: no traceback for it."
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)): super().handle_error(request, client_address)
 
 class LoopbackLLM:
     "A real HTTP server on 127.0.0.1 speaking the OpenAI chat API and Gemini's `generateContent`, for offline runs and tests."

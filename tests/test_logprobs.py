@@ -4,7 +4,7 @@ it is killed with SIGKILL and resumed)."""
 import json, math, signal, sqlite3, subprocess, time
 import pytest
 from hypothesis import given, strategies as st
-from conftest import cli, error_line, fuzz, json_values, ok, refused, teach_args
+from conftest import cli, error_line, fuzz, json_values, ok, refused, run_cli, teach_args
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import LocalModel, OpenAIChat, Retryable, TeacherError, openai_request, reply_problem
@@ -151,7 +151,7 @@ def test_kill_and_resume_with_logprobs(tmp_path):
         before, n_log = {json.loads(r)[-1]['content'] for (r,) in con.execute('SELECT request FROM answers')}, len(llm.log)
         con.close()
         assert 25 <= len(before) < 126, 'killed midway'
-        ok(cli(*teach_args(llm.openai_url, out, *extra)))
+        ok(run_cli(*teach_args(llm.openai_url, out, *extra)))  # the program again, as a user would rerun it
         asked = [e['question'] for e in llm.log]
     assert [q for q in asked[n_log:] if q in before] == [], 'stored answers were asked for again'
     assert len(asked) - len(set(asked)) <= 2, 'only the requests in flight at the kill may be repeated'

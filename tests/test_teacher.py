@@ -3,7 +3,7 @@
 import json, os, signal, sqlite3, subprocess, time
 import pytest
 from hypothesis import given, strategies as st
-from conftest import cli, error_line, fuzz, json_values, ok, refused, teach_args
+from conftest import cli, error_line, fuzz, json_values, ok, refused, run_cli, teach_args
 from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, reply_problem
@@ -37,8 +37,8 @@ def test_kill_and_resume(tmp_path):
         before, n_log = stored_questions(db), len(llm.log)
         train = load_task('arith', n_train=340, n_test=1)['train']
         assert 80 <= len(before) < len(set(train['input'])), 'killed midway'
-        res = ok(cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
-                     env={'OPENAI_API_KEY': SECRET}))
+        res = ok(run_cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
+                         env={'OPENAI_API_KEY': SECRET}))  # the program again, as a user would rerun it
         asked_again = [e['question'] for e in llm.log[n_log:] if e['question'] in before]
         assert asked_again == [], f'{len(asked_again)} stored answers were asked for again'
         asked = [e['question'] for e in llm.log]
@@ -50,6 +50,20 @@ def test_kill_and_resume(tmp_path):
     assert report['splits']['train']['failed'] == 0 and report['ask']['cached'] == len(before)
     for f in [*out.iterdir()]: assert SECRET.encode() not in f.read_bytes(), f'the key leaked into {f.name}'
     assert SECRET not in res.stdout + res.stderr
+
+def test_a_client_that_leaves_leaves_no_traceback(capfd):
+    "A killed teacher run leaves its requests unanswered: the stand-in notes nothing, where socketserver would print a traceback for each."
+    import socket
+    with LoopbackLLM(latency=0.3) as llm:
+        body = json.dumps({'model': 'stand-in', 'messages': [{'role': 'user', 'content': 'Q: Ana has 2 apples.'}]}).encode()
+        for _ in range(3):
+            with socket.create_connection(('127.0.0.1', llm.port)) as sk:
+                sk.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
+                sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')  # close with a reset, as a killed process does
+        time.sleep(0.6)  # the answers go out to closed sockets
+        assert len(llm.log) == 3
+    assert 'Traceback' not in capfd.readouterr().err
 
 def test_rate_limited_and_failing_server_still_completes(tmp_path):
     data = load_task('arith', n_train=100, n_test=20)
