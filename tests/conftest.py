@@ -1,7 +1,7 @@
 """What the tests share: the checkout's paths, the two ways to run `distill-sbs` (in this process, or as a real program
 where the process is the subject), the checks every command-line test makes, small settings, and the session's
 fixtures (SmolLM2 and a Qwen2.5 twin from `../shared`, one trained tiny run of each kind of student)."""
-import contextlib, io, os, shutil, subprocess, sys
+import contextlib, io, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 from typing import NamedTuple
 import pytest
@@ -16,6 +16,13 @@ os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS_NO_A
 # workers on two cores run a thread each, not four threads fighting over two cores.
 if os.environ.get('PYTEST_XDIST_WORKER'):
     os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1)))))
+
+@pytest.fixture(autouse=True)
+def temp_files_in_tmp_path(tmp_path, monkeypatch):
+    """What a test writes with `tempfile` (a chapter's `mkdtemp()` run folders, SmolLM2's checkpoints), in this process or a
+    program it starts (`TMPDIR`), lands in the test's own `tmp_path`, which pytest removes when the test passes."""
+    monkeypatch.setenv('TMPDIR', str(tmp_path))
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
 
 # ---- running the command line
 
