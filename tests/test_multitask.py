@@ -45,13 +45,14 @@ def test_standard_ignores_rationales(setup):
     with torch.no_grad(): assert torch.allclose(trainer.compute_loss(model, b), model(**b).loss)
 
 @pytest.fixture(scope='module')
-def trained(setup):
+def trained(setup, tmp_path_factory):
     "A tiny student (seed 1) trained 30 steps, with its loss on the setup's batch before and after: it answers something now."
     data, _, tok, tokd, batch = setup
     model, _ = tiny_student(d_model=64, layers=2, seed=1)
-    with torch.no_grad(): before = make_trainer(model, tok, tokd, max_steps=1).compute_loss(model.eval(), batch).item()
+    out = tmp_path_factory.mktemp('trained')  # a module's fixture outlives each test's tmp_path
+    with torch.no_grad(): before = make_trainer(model, tok, tokd, max_steps=1, output_dir=out).compute_loss(model.eval(), batch).item()
     trainer = make_trainer(model.train(), tok, tokd, max_steps=30, per_device_train_batch_size=16, learning_rate=3e-3,
-                           logging_steps=10, disable_tqdm=True)
+                           logging_steps=10, disable_tqdm=True, output_dir=out)
     trainer.train()
     with torch.no_grad(): after = trainer.compute_loss(model.eval(), batch).item()
     return model, trainer, before, after
