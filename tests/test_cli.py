@@ -29,7 +29,7 @@ RECS = [{'input': f'What is {i} + 1?', 'label': str(i + 1), 'rationale': f'{i} +
     ('lines.jsonl', '\n'.join(json.dumps(r) for r in RECS)),
     ('pretty.json', '\n'.join(json.dumps(r, indent=4) for r in RECS)),
     ('table.csv', 'input,label,rationale\n' + '\n'.join(f"{r['input']},{r['label']},{r['rationale']}" for r in RECS)),
-])
+], ids=['array.json', 'lines.jsonl', 'pretty.json', 'table.csv'])
 def test_generic_forms(tmp_path, name, text):
     (tmp_path/name).write_text(text)
     res = ok(cli('data', '--dataset', 'generic', '--data_dir', tmp_path/name))
