@@ -37,12 +37,9 @@ def main():
     from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
     from distill_sbs.training import TrainConfig
     from distill_sbs.cot_experiment import cot_runs, cot_table, plot_cot
-    if a.student == 'smollm2':  # the real pretrained student, converted once from ../shared's GGUF (needs `gguf`)
-        import subprocess, sys
-        cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'distill_sbs'/'smollm2-135m-instruct'
-        if not (cache/'model.safetensors').exists():
-            subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2]/'shared'/'models'/'smollm2-135m-instruct'/'to_hf.py'), str(cache)], check=True)
-        a.student = str(cache)
+    if a.student == 'smollm2':  # the real pretrained student: the Hub's, or ../shared's GGUF converted once (needs `gguf`)
+        from distill_sbs.data import smollm2
+        a.student = smollm2(shared=Path(__file__).resolve().parents[2]/'shared') or p.error('SmolLM2 is neither on the Hub nor in ../shared')
     print(f'{cpu_info()[0]}; multiplies bf16 natively: {native_bf16()}; {pick_hardware()}')
     t0 = time.time()
     cfg = TrainConfig(from_pretrained=a.student, n_steps=a.n_steps, max_steps=a.steps, eval_steps=max(1, a.steps // 6), lr=a.lr,

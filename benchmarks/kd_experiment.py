@@ -10,8 +10,9 @@ Prints the CPU, the table (mean over seeds, 95% t-interval, each seed), writes k
 measured to benchmarks/results/kd_experiment.md, which chapter 5b quotes.
 """
 import argparse, os, time
+import pandas as pd
 from pathlib import Path
-from record import write_result
+from record import machine, write_result
 
 def results_table(table, a) -> str:
     "The measurement as chapter 5b quotes it."
@@ -20,10 +21,10 @@ def results_table(table, a) -> str:
            f"the same time is {table.attrs['same_time_seconds']:.1f} s of training (the fastest system's).", '',
            f'| system | test accuracy, mean of {seeds} seeds (95% t) | per seed | seconds of training | validation accuracy at the same time |',
            '|---|---|---|---|---|']
+    shown = lambda x, form: format(x, form) if pd.notna(x) else ''  # the teacher and the majority guess train nothing
     for name, r in table.iterrows():
-        secs = '' if r.train_seconds is None or r.train_seconds != r.train_seconds else f'{r.train_seconds:.1f}'
-        same = '' if r.valid_at_same_time is None or r.valid_at_same_time != r.valid_at_same_time else f'{r.valid_at_same_time:.1%}'
-        out.append(f'| {r.label} | {r.test_accuracy:.1%} ± {r.interval * 100:.1f} | {r.per_seed} | {secs} | {same} |')
+        out.append(f'| {r.label} | {r.test_accuracy:.1%} ± {r.interval * 100:.1f} | {r.per_seed} | {shown(r.train_seconds, ".1f")} | '
+                   f'{shown(r.valid_at_same_time, ".1%")} |')
     return '\n'.join(out)
 
 def main():
@@ -36,10 +37,10 @@ def main():
     p.add_argument('--out', default='runs/kd_experiment')
     a = p.parse_args()
     os.environ.setdefault('TQDM_DISABLE', '1')
-    from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
+    from distill_sbs.hardware import pick_hardware
     from distill_sbs.training import TrainConfig
     from distill_sbs.kd_experiment import kd_runs, kd_table, plot_kd
-    print(f'{cpu_info()[0]}; multiplies bf16 natively: {native_bf16()}; {pick_hardware()}')
+    print(f'{machine()}; {pick_hardware()}')  # the machine line its results file names
     t0 = time.time()
     cfg = TrainConfig(max_steps=a.steps, eval_steps=max(1, a.steps // 10), no_log=True, output_dir=a.out)
     runs = kd_runs(cfg, 'tiny-large', a.teacher_steps, a.teacher_lr, tuple(a.seeds), kd_weight=a.kd_weight)

@@ -7,16 +7,10 @@ pass `--model HuggingFaceTB/SmolLM2-135M-Instruct` or `--model Qwen/Qwen2.5-0.5B
 
     python benchmarks/smollm2_experiment.py --seeds 0 1 2 --max_steps 30
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
-
-def local_smollm2() -> str:
-    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'distill_sbs'/'smollm2-135m-instruct'
-    if not (cache/'model.safetensors').exists():
-        subprocess.run([sys.executable, str(SHARED/'models'/'smollm2-135m-instruct'/'to_hf.py'), str(cache)], check=True)
-    return str(cache)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -34,7 +28,8 @@ def main():
     from distill_sbs.hardware import cpu_info, native_bf16
     from distill_sbs.training import TrainConfig
     from distill_sbs.experiment import experiment
-    model = a.model or local_smollm2()
+    from distill_sbs.data import smollm2
+    model = a.model or smollm2(shared=SHARED) or p.error('SmolLM2 is neither on the Hub nor in ../shared')
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_info()[0]
     print(f'device: {dev}; multiplies bf16 natively: {native_bf16("cuda" if torch.cuda.is_available() else "cpu")}')
     print(f'{model}: {a.max_steps} steps a student, batch {a.batch_size}, lr {a.lr}, {a.n_train} training problems, '

@@ -12,7 +12,7 @@ measured to benchmarks/results/NAME.md (--results NAME, default sweep_experiment
 """
 import json, os, subprocess, sys, time
 from pathlib import Path
-from record import write_result
+from record import machine, write_result
 
 def share(f:float) -> str: return f'{f * 100:g}%'
 
@@ -43,9 +43,9 @@ def main(argv):
     argv = [a for a in argv if a != '--loop']
     name = argv.pop(argv.index('--results') + 1) if '--results' in argv else 'sweep_experiment'
     argv = [a for a in argv if a != '--results']
-    from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
+    from distill_sbs.hardware import pick_hardware
     from distill_sbs.sweep import CHAPTER_GRID, cell_rows, parse_sweep, run_sweep, method_gaps
-    print(f'{cpu_info()[0]}; multiplies bf16 natively: {native_bf16()}; {pick_hardware()}')
+    print(f'{machine()}; {pick_hardware()}')  # the machine line its results file names
     given = {a.split('=')[0] for a in argv}
     defaults = [x for k, v in CHAPTER_GRID.items() if f'--{k}' not in given for x in (f'--{k}', str(v))]
     sweep, a = parse_sweep([*defaults, *argv, *([] if '--output_dir' in given else ['--output_dir', 'runs/sweep_experiment'])])

@@ -19,15 +19,15 @@ from fastcore.docments import docments
 # %% auto #0
 __all__ = ['FEATURES', 'COLUMNS', 'REQUIRED', 'OPTIONAL', 'EQUATION_TASKS', 'MATH_TASKS', 'NUMERIC_TASKS', 'ARITH_NAMES',
            'ARITH_ITEMS', 'ARITH_STEPS', 'SLIPS', 'NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'DATASETS',
-           'GENERIC_NAMES', 'GENERIC_EXTS', 'UserError', 'DataError', 'filesystem', 'read_text', 'read_records',
-           'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli', 'answer_label',
-           'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith', 'equation_match', 'numeric_value',
-           'number_match', 'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip', 'make_arith',
-           'solve_arith', 'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
+           'GENERIC_NAMES', 'GENERIC_EXTS', 'SMOLLM2', 'UserError', 'DataError', 'filesystem', 'read_text',
+           'read_records', 'to_rows', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli', 'parse_anli',
+           'answer_label', 'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith', 'equation_match',
+           'numeric_value', 'number_match', 'answer_correct', 'arith_problem', 'arith_rationale', 'teacher_slip',
+           'make_arith', 'solve_arith', 'arith_teacher', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
            'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'hub_reachable', 'numeric_label',
            'format_gsm8k', 'format_multiarith', 'format_asdiv', 'ArgParser', 'one_of', 'str2bool', 'settings_docs',
            'add_flags', 'flag_values', 'DataSettings', 'SplitReport', 'DataSummary', 'TaskData', 'attach_teacher',
-           'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'write_generic', 'add_data_args',
+           'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'smollm2', 'write_generic', 'add_data_args',
            'data_command']
 
 # %% ../nbs/00_data.ipynb #09ce43b5
@@ -851,6 +851,29 @@ def find_shared(start:str|Path='.') -> Path|None:
     for d in [Path(start).resolve(), *Path(start).resolve().parents]:
         if (d/'shared'/'data'/'cqa').is_dir() and d.name != 'shared': return d/'shared'
     return None
+
+# %% ../nbs/00_data.ipynb #b8e3f0a2
+SMOLLM2 = 'HuggingFaceTB/SmolLM2-135M-Instruct'
+
+def smollm2(
+    shared:str|Path|None=None, # the development data's folder (default: `find_shared()`)
+    cache:str|Path|None=None, # where the converted model goes (default: `~/.cache/distill_sbs/smollm2-135m-instruct`)
+) -> str|None:
+    "SmolLM2-135M-Instruct to load: its Hub id when the Hub answers, else `shared`'s copy converted once into `cache` (None: neither)."
+    if hub_reachable(): return SMOLLM2
+    src = Path(shared or find_shared() or '.')/'models'/'smollm2-135m-instruct'
+    cache = Path(cache or Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'distill_sbs'/'smollm2-135m-instruct')
+    if not (cache/'model.safetensors').exists() and (src/'to_hf.py').exists():
+        import shutil, subprocess, sys
+        from filelock import FileLock
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f'{cache}.lock'):  # one conversion, however many processes ask at once
+            if not (cache/'model.safetensors').exists():
+                with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:  # beside the cache: the rename is atomic
+                    subprocess.run([sys.executable, str(src/'to_hf.py'), f'{tmp}/model'], check=True, capture_output=True)
+                    shutil.rmtree(cache, ignore_errors=True)  # what an older, cut-short conversion left
+                    os.rename(f'{tmp}/model', cache)
+    return str(cache) if (cache/'model.safetensors').exists() else None
 
 # %% ../nbs/00_data.ipynb #f531d86b
 def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]:

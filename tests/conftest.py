@@ -1,7 +1,7 @@
 """What the tests share: the checkout's paths, the two ways to run `distill-sbs` (in this process, or as a real program
 where the process is the subject), the checks every command-line test makes, small settings, and the session's
 fixtures (SmolLM2 and a Qwen2.5 twin from `../shared`, one trained tiny run of each kind of student)."""
-import contextlib, io, os, shutil, subprocess, sys, tempfile
+import contextlib, io, os, shutil, subprocess, tempfile
 from pathlib import Path
 from typing import NamedTuple
 import pytest
@@ -94,18 +94,13 @@ def shared():
     return SHARED
 
 @pytest.fixture(scope='session')
-def smollm2(tmp_path_factory):
+def smollm2():
     "SmolLM2-135M-Instruct from `../shared`, converted once into an ordinary model folder (skips without `../shared`)."
     src = SHARED/'models'/'smollm2-135m-instruct'
     if not (src/'to_hf.py').exists(): pytest.skip(f'needs the real SmolLM2 model in {src} (absent in a fresh clone elsewhere)')
     pytest.importorskip('gguf', reason='converting SmolLM2 needs the gguf package (the dev extra has it)')
-    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'distill_sbs'/'smollm2-135m-instruct'
-    if not (cache/'model.safetensors').exists():
-        tmp = tmp_path_factory.mktemp('smollm2')/'model'
-        subprocess.run([sys.executable, str(src/'to_hf.py'), str(tmp)], check=True, capture_output=True, timeout=600)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        if not cache.exists(): tmp.rename(cache) if tmp.stat().st_dev == cache.parent.stat().st_dev else __import__('shutil').copytree(tmp, cache)
-    return cache
+    from distill_sbs import data
+    return Path(data.smollm2(shared=SHARED))  # offline here: the copy converted once into ~/.cache/distill_sbs, under a file lock
 
 @pytest.fixture(scope='session')
 def qwen_twin(tmp_path_factory):

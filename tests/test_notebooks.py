@@ -33,4 +33,5 @@ def test_notebook(nb, monkeypatch):
     monkeypatch.setattr(nbdev.test, 'CaptureShell', shell)  # the shell nbdev runs the chapter in, to close it after
     try: ok, secs = run_notebook(nb, skip_flags=cfg.tst_flags.split(), basepath=cfg.config_path, cell_timeout=cfg.cell_timeout)
     finally: close(shells)
-    assert len(shells) == 1 and ok, f'{nb.name} failed after {secs:.0f}s: the traceback is in the captured stderr above'
+    assert ok, f'{nb.name} failed after {secs:.0f}s: the traceback is in the captured stderr above'
+    assert len(shells) == 1, f'{nb.name} ran in {len(shells)} shells; each was closed, but this test expects one'

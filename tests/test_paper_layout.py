@@ -1,5 +1,5 @@
 "The paper's released layout for each task: the real CQA release when ../shared is here, made-up folders for the others."
-import json
+import json, os, subprocess, sys, textwrap
 from conftest import cli, ok
 from distill_sbs.data import load_task
 
@@ -39,3 +39,20 @@ def test_svamp_layout_compares_equations_by_value(tmp_path):
     rep = data.summary.splits['test']
     assert (rep.teacher_correct, len(rep.no_answer), rep.teacher_acc) == (3, 1, 0.75)
     assert data.summary.final == {'train': 18, 'valid': 2, 'test': 4}
+
+def test_smollm2_is_converted_once_when_two_processes_ask_at_once(tmp_path):
+    "`smollm2` (chapter 0) from a `shared` folder, asked for by two real processes at once: one conversion, under its lock, and both get the whole folder."
+    models = tmp_path/'shared'/'models'/'smollm2-135m-instruct'
+    models.mkdir(parents=True)
+    (models/'to_hf.py').write_text(textwrap.dedent('''\
+        import pathlib, sys, time  # a stand-in for the real converter: slow enough for the two to meet, and counted
+        with open(pathlib.Path(__file__).parent/'conversions', 'a') as f: f.write('one\\n')
+        out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True); time.sleep(1); (out/'model.safetensors').write_text('weights')
+        '''))
+    cache = tmp_path/'cache'/'smollm2'
+    ask = f'from distill_sbs.data import smollm2; print(smollm2(shared={str(tmp_path/"shared")!r}, cache={str(cache)!r}))'
+    procs = [subprocess.Popen([sys.executable, '-c', ask], stdout=subprocess.PIPE, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+             for _ in range(2)]
+    assert [p.communicate(timeout=300)[0].strip() for p in procs] == [str(cache)] * 2
+    assert (models/'conversions').read_text() == 'one\n'
+    assert (cache/'model.safetensors').read_text() == 'weights' and sorted(p.name for p in cache.parent.iterdir()) == ['smollm2', 'smollm2.lock']
