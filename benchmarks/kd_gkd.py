@@ -59,7 +59,8 @@ def run_variant(variant, a):
     if variant.startswith('ours'):
         from datasets import DatasetDict
         from distill_sbs.collator import tokenize_tasks
-        from distill_sbs.kd import KDSettings, online_teacher
+        from distill_sbs.kd import KDSettings
+        from distill_sbs.kd_teachers import online_teacher
         from distill_sbs.multitask import make_trainer
         kind = student_kind(model); kind.prepare(tok)
         tokd = tokenize_tasks(DatasetDict({'train': rows}), tok, 'standard', max_input_length=10**6, max_label_length=10**6,

@@ -60,7 +60,7 @@ def logits_dir(a): return Path(a.tmp)/a.pair/'teacher_logits'
 def write_logits(a):
     "The teacher's top-k at every target token of the training examples, written to disk: seconds, rows/s, peak memory and bytes."
     from distill_sbs.hardware import pick_hardware
-    from distill_sbs.kd import OnlineTeacher, write_teacher_logits
+    from distill_sbs.kd_teachers import OnlineTeacher, write_teacher_logits
     from distill_sbs.students import student_kind
     t_cfg, _, tok_name = PAIRS[a.pair]
     hw, tok = pick_hardware(), tokenizer(tok_name)
@@ -77,7 +77,8 @@ def write_logits(a):
 def run_variant(variant, a):
     "One training variant, in this process: examples per second and peak memory, as JSON on stdout."
     from distill_sbs.hardware import pick_hardware
-    from distill_sbs.kd import KDSettings, TopKLogits, online_teacher
+    from distill_sbs.kd import KDSettings
+    from distill_sbs.kd_teachers import TopKLogits, online_teacher
     from distill_sbs.multitask import make_trainer
     from distill_sbs.students import student_kind
     t_cfg, s_cfg, tok_name = PAIRS[a.pair]

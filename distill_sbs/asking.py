@@ -23,6 +23,7 @@ def request_key(backend_name:str, model:str, messages:list, params:dict) -> str:
     blob = json.dumps([backend_name, model, messages, {k: params[k] for k in sorted(params)}], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
+# %% ../nbs/01d_asking.ipynb #384fc71a
 _COLUMNS = ('key', 'backend', 'model', 'request', 'params', 'texts', 'prompt_tokens', 'completion_tokens', 'created', 'logprobs')
 
 class TeacherCache:
@@ -74,11 +75,13 @@ class RateLimiter:
             self.next = start + self.gap
         time.sleep(start - now)
 
+# %% ../nbs/01d_asking.ipynb #798240a1
 def backoff_delay(attempt:int, backoff:float=1., max_backoff:float=60., retry_after:float|None=None) -> float:
     "Seconds to wait before retry `attempt` (0-based): exponential with jitter, at least the server's Retry-After, capped."
     delay = backoff * 2 ** attempt * random.uniform(0.5, 1.)
     return min(max_backoff, max(delay, retry_after or 0.))
 
+# %% ../nbs/01d_asking.ipynb #00d1e098
 @dataclass
 class AskReport:
     "What a round of requests did: answered, found in the cache, failed, retried, tokens, time."
@@ -102,6 +105,7 @@ class AskReport:
                 f', {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))
 
+# %% ../nbs/01d_asking.ipynb #ebf79ca4
 def ask(
     backend, # `OpenAIChat`, `Gemini`, `LocalModel`, or anything with `name`, `model`, `batch_size`, `batch`
     requests:dict, # key -> messages

@@ -8,7 +8,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/backends.html.md"""
 from __future__ import annotations
 import itertools, json, math, os, re
 from dataclasses import dataclass
-from .data import UserError, one_of
+from .core import UserError, one_of
 from .hardware import default_device
 from .prompts import cut_at_stop, flatten_messages
 
@@ -26,16 +26,20 @@ class Reply:
     completion_tokens:int=0 # tokens in the answers (thinking tokens included)
     logprobs:list|None=None # per sample, its tokens up to the stop: [token, logprob, [[alternative, logprob], ...]]; None when not asked
 
+# %% ../nbs/01b_backends.ipynb #f861bb72
 class Retryable(Exception):
     "A failure worth another try (HTTP 408/409/429/5xx, a timeout, a dropped connection), with the server's `Retry-After`."
     def __init__(self, msg:str, retry_after:float|None=None): super().__init__(msg); self.retry_after = retry_after
 
+# %% ../nbs/01b_backends.ipynb #568708ac
 class BadReply(Retryable):
     "A 200 that carries nothing usable (not JSON, not the promised shape, no text, no logprobs asked for): retried like a 5xx, never stored."
 
+# %% ../nbs/01b_backends.ipynb #664874e4
 class TeacherError(UserError):
     "A teacher that cannot be asked at all: a missing SDK or credential, a bad backend option."
 
+# %% ../nbs/01b_backends.ipynb #d0de1ab9
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 def reply_problem(reply:Reply|None, n:int, logprobs:int=0) -> str|None:
@@ -53,6 +57,7 @@ def reply_problem(reply:Reply|None, n:int, logprobs:int=0) -> str|None:
         if logprobs and not (j < len(lps) and isinstance(lps[j], list) and lps[j]): return 'no logprobs' + where
     return None
 
+# %% ../nbs/01b_backends.ipynb #02512cd2
 def check_logprobs(k:int, backend:str, supported:bool):
     "Refuse `--logprobs k` below 0, or above 0 for a `backend` that cannot return log-probabilities: one line, before anything is sent."
     if k < 0: raise TeacherError(f"--logprobs must be 0 (none) or more, got {k}")
@@ -60,13 +65,16 @@ def check_logprobs(k:int, backend:str, supported:bool):
         raise TeacherError(f"--logprobs {k}: the {backend} backend cannot return log-probabilities here; "
                            "use --backend openai with a server that sends them (OpenAI, vLLM) or --backend local")
 
+# %% ../nbs/01b_backends.ipynb #638fd3c0
 def _retry_after(headers) -> float|None:
     try: return float(headers.get('retry-after')) if headers is not None and headers.get('retry-after') else None
     except (TypeError, ValueError): return None
 
+# %% ../nbs/01b_backends.ipynb #0011a74f
 def _need(module, extra='teacher'):
     raise TeacherError(f"this backend needs the {module} package: pip install 'distill-sbs[{extra}]'")
 
+# %% ../nbs/01b_backends.ipynb #69d58923
 def _cut(text, stop): return cut_at_stop(text, stop) if isinstance(text, str) else text  # null or not text: `reply_problem` says which
 
 def _tokens(count) -> int:
@@ -84,6 +92,7 @@ def openai_request(model:str, messages:list, params:dict, official:bool=False) -
                 **{'max_completion_tokens' if official else 'max_tokens': params['max_tokens']},
                 **({'logprobs': True, 'top_logprobs': k} if k else {}))
 
+# %% ../nbs/01b_backends.ipynb #8c2de5c1
 def before_stop(tokens:list, stop:list) -> list:
     "The `[token, ...]` entries that start before the first stop sequence in their joined text: the tokens of what `cut_at_stop` keeps."
     text = ''.join(t[0] for t in tokens)
@@ -91,10 +100,12 @@ def before_stop(tokens:list, stop:list) -> list:
     if cut is None: return tokens
     return [t for t, at in zip(tokens, itertools.accumulate((len(t[0]) for t in tokens), initial=0)) if at < cut]
 
+# %% ../nbs/01b_backends.ipynb #9a4c96ef
 def _field(o, name):
     "`o[name]` of a JSON object, or `o.name` of the SDK's object built from one; None when it has none."
     return o.get(name) if isinstance(o, dict) else getattr(o, name, None)
 
+# %% ../nbs/01b_backends.ipynb #e0f585aa
 def _is_logprob(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 def openai_logprobs(logprobs, stop:list) -> list:
@@ -110,6 +121,7 @@ def openai_logprobs(logprobs, stop:list) -> list:
         tokens.append([token, lp, alts])
     return before_stop(tokens, stop)
 
+# %% ../nbs/01b_backends.ipynb #baa0ef45
 class OpenAIChat:
     "Any OpenAI-compatible chat-completions endpoint, through the `openai` SDK."
     name, batch_size = 'openai', 1
@@ -159,6 +171,7 @@ def gemini_request(messages:list, params:dict) -> dict:
                          for m in messages if m['role'] != 'system'],
             'generationConfig': config}
 
+# %% ../nbs/01b_backends.ipynb #06758454
 class Gemini:
     "Gemini through the `google-genai` SDK: on Vertex AI (`vertexai=True`) or with a Gemini API key."
     batch_size = 1
@@ -241,6 +254,7 @@ class _TopLogprobs:
             out.append(before_stop(toks, stop))
         return out
 
+# %% ../nbs/01b_backends.ipynb #bf69b4d7
 class LocalModel:
     "A local `transformers` model (decoder-only or encoder-decoder) answering batches of prompts."
     name = 'local'
@@ -313,6 +327,7 @@ def make_backend(
         return Gemini(model, vertexai=backend == 'vertex', project=project, location=location, base_url=base_url, timeout=timeout, **key)
     return LocalModel(model, batch_size=batch_size, device=device)
 
+# %% ../nbs/01b_backends.ipynb #00151042
 BACKEND_CLASSES = {'openai': OpenAIChat, 'gemini': Gemini, 'vertex': Gemini, 'local': LocalModel}
 
 def request_body(backend:str, model:str, messages:list, params:dict, base_url:str|None=None) -> dict:

@@ -9,13 +9,15 @@ __all__ = ['SUBCOMMANDS', 'SUBMITS', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #2435ebfd
 import importlib, sys
-from .data import ArgParser, UserError, add_data_args, data_command
+from .core import ArgParser, UserError
+from .data import add_data_args, data_command
 
 # %% ../nbs/90_cli.ipynb #905818b9
 def _later(module:str, command:str):
     "A subcommand that imports `distill_sbs.<module>` only when it runs, then calls its `command(argv)`."
     return lambda argv: getattr(importlib.import_module(f'distill_sbs.{module}'), command)(argv)
 
+# %% ../nbs/90_cli.ipynb #c4bc8100
 SUBCOMMANDS = {
     'data': ('prepare a task and print what was kept, dropped and parsed', add_data_args, data_command),
     'teach': ('ask a teacher LLM for rationales and labels, cached so nothing is paid for twice', None, _later('teacher', 'teach_command')),
@@ -23,13 +25,13 @@ SUBCOMMANDS = {
     'teacher-logits': ('write a local teacher\'s top-k token distributions on the training set once, for --teacher_logits', None, _later('training', 'teacher_logits_command')),
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _later('evaluation', 'evaluate_command')),
     'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _later('serve', 'serve_command')),
-    'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('deploy', 'deploy_command')),
+    'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('vertex', 'deploy_command')),
     'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('experiment', 'experiment_command')),
     'sweep': ('a grid of students: methods x data fractions x students x seeds, resumable, one per GPU; table and figures', None, _later('sweep', 'sweep_command')),
-    'launch': ('run a command on one machine of a Vertex AI job: torchrun across its machines and GPUs (the job calls it)', None, _later('sweep', 'launch_command')),
-    'pipeline': ('compile the course as a Vertex AI pipeline (offline); --run starts it', None, _later('sweep', 'pipeline_command')),
+    'launch': ('run a command on one machine of a Vertex AI job: torchrun across its machines and GPUs (the job calls it)', None, _later('vertex', 'launch_command')),
+    'pipeline': ('compile the course as a Vertex AI pipeline (offline); --run starts it', None, _later('pipeline', 'pipeline_command')),
 }
-SUBMITS = ('train', 'sweep')  # with --submit, these run as a Vertex AI custom job instead (chapter 8)
+SUBMITS = {'train': _later('vertex', 'submit_train'), 'sweep': _later('sweep', 'submit_sweep')}  # with --submit, these run as a Vertex AI custom job instead (chapters 7 and 8)
 
 def parser() -> ArgParser:
     "The `distill-sbs` argument parser, one subparser per chapter."
@@ -40,12 +42,13 @@ def parser() -> ArgParser:
         if add_args: add_args(sp).set_defaults(func=run)
     return p
 
+# %% ../nbs/90_cli.ipynb #4bb46cb2
 def main(argv:list[str]|None=None) -> int:
     "Run `distill-sbs` with `argv` (default: the process's arguments); returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else None
     try:
-        if command in SUBMITS and '--submit' in argv: _later('sweep', 'submit_command')(argv); status = 0
+        if command in SUBMITS and '--submit' in argv: SUBMITS[command](argv); status = 0
         elif command in SUBCOMMANDS and SUBCOMMANDS[command][1] is None: status = SUBCOMMANDS[command][2](argv[1:])
         else:
             args = parser().parse_args(argv)

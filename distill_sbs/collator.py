@@ -39,6 +39,7 @@ def _unusable(ds, recipe, label_col, counts):
         except TargetError as e: counts[e.reason] = counts.get(e.reason, 0) + 1
     return ds if len(keep) == len(ds) else ds.select(keep)
 
+# %% ../nbs/02a_collator.ipynb #a50b5727
 def tokenize_tasks(
     data:DatasetDict, # train/valid/test in the record schema (chapter 0)
     tokenizer:PreTrainedTokenizerBase, # the student's tokenizer

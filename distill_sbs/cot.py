@@ -9,7 +9,9 @@ from __future__ import annotations
 import random, re
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from .data import DataError, UserError, answer_correct, answer_label, normalize_answer, one_of, read_records, to_rows
+from .core import DataError, UserError, one_of
+from .answers import answer_correct, answer_label, normalize_answer
+from .records import read_records, to_rows
 
 # %% auto #0
 __all__ = ['ANSWER_PHRASE', 'ANSWER_RE', 'FORMATS', 'TRIGGERS', 'FORMAT_WORDS', 'ANSWER_SENTENCE', 'MODEL_TYPES', 'TargetError',
@@ -24,12 +26,14 @@ class TargetError(DataError):
     "A record that cannot become a chain-of-thought target; `reason` says why in a few words, for the count of rows left out."
     def __init__(self, msg:str, reason:str): super().__init__(msg); self.reason = reason
 
+# %% ../nbs/01f_cot.ipynb #62c0bd25
 def read_answer(text:str|None) -> str|None:
     "The answer a chain of thought states in its first `So the answer is …` sentence (any case, `So,` or none), without a choice letter `(x)` or the full stop; None when there is none."
     if text is None or (m := ANSWER_RE.search(text)) is None: return None
     rest = re.split(r'\n|\s+Q:', text[m.end():])[0]  # a student may run on into another question
     return answer_label(re.split(r'(?<=\.)\s', rest.strip())[0]) or None  # up to the end of its sentence
 
+# %% ../nbs/01f_cot.ipynb #781c6b28
 def cot_target(
     rationale:str|None, # the teacher's chain of thought, without its answer sentence
     label:str, # the answer it leads to
@@ -60,6 +64,7 @@ class Exemplar:
     label:str # its answer
     id:str = '' # where it came from (a training row's id, or a file's record)
 
+# %% ../nbs/01f_cot.ipynb #d4462250
 def render(
     question:str, # the question, as the data has it
     fmt:str='zs_cot', # one of `FORMATS`
@@ -71,6 +76,7 @@ def render(
     solved = lambda s: cot_target(s.rationale, s.label, f'exemplar {s.id}') if fmt == 'icl_cot' else s.label
     return '\n\n'.join([*(f'Q: {s.input}\nA: {solved(s)}' for s in shots), f'Q: {question}\nA:'])
 
+# %% ../nbs/01f_cot.ipynb #53dd0724
 def format_target(fmt:str, rationale:str|None, label:str, where:str='record') -> str:
     "What a student is taught to write in format `fmt`: the chain of thought and the answer sentence, or the label alone."
     return cot_target(rationale, label, where) if fmt.endswith('_cot') else str(label).strip()
@@ -84,11 +90,13 @@ def _scored(data) -> dict:
     "{normalised question: (split, id)} of the valid and test splits: the questions no exemplar may show."
     return {_key(r['input']): (s, r['id']) for s in ('valid', 'test') if s in data for r in data[s]}
 
+# %% ../nbs/01f_cot.ipynb #5b5aa1c8
 def _chain(r, where):
     "`r`'s rationale if it makes a chain-of-thought target, else None."
     try: cot_target(r['rationale'], r['label'], where); return r['rationale']
     except TargetError: return None
 
+# %% ../nbs/01f_cot.ipynb #9853e993
 @dataclass
 class ExemplarPool:
     "Worked examples for in-context formats, from the training split only, never a scored question; each question draws its own, reproducibly."
@@ -187,6 +195,7 @@ def _before_next_question(text:str|None) -> str|None:
     "`text` up to a blank line or a new `Q:`: where a student asked in context runs on into an invented next example."
     return None if text is None else re.split(r'\n\s*\n|\s+Q:', text)[0].strip()
 
+# %% ../nbs/01f_cot.ipynb #b04b8676
 class Recipe:
     "What a student of one `model_type` learns to write, how it is asked, and how its answer is read."
     name = system = ''
@@ -218,6 +227,7 @@ class Recipe:
         return 64
     def __repr__(self): return f'{type(self).__name__}({self.name!r})'
 
+# %% ../nbs/01f_cot.ipynb #84612d48
 class LabelRecipe(Recipe):
     "Standard finetuning (`standard`) or distilling step-by-step (`task_prefix`, whose `explain` task needs a rationale): the student writes the label."
     def __init__(self, name:str):
@@ -225,6 +235,7 @@ class LabelRecipe(Recipe):
         self.explains = name == 'task_prefix'
         self.needs, self.rationale_task = (('rationale',), 'rationale') if self.explains else ((), None)
 
+# %% ../nbs/01f_cot.ipynb #1438c8bb
 ANSWER_SENTENCE = 32  # tokens a rationale-first target and answer may have beyond the rationale's limit: its answer sentence
 
 class RationaleFirst(Recipe):
@@ -256,6 +267,7 @@ class RationaleFirst(Recipe):
     def target_length(self, max_label_length:int, max_rationale_length:int) -> int: return max_rationale_length + ANSWER_SENTENCE
     def gen_max_len(self, max_rationale_length:int) -> int: return max_rationale_length + ANSWER_SENTENCE
 
+# %% ../nbs/01f_cot.ipynb #b5869159
 MODEL_TYPES = ('task_prefix', 'standard', 'cot')
 
 def make_recipe(

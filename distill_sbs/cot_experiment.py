@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 import pandas as pd
-from .evaluation import _COLORS, evaluate, system_label, wilson_interval
+from .evaluation import COLORS, evaluate, system_label, wilson_interval, t_interval
 from .experiment import _trained
-from .kd_experiment import _interval
 from .training import TrainConfig
 
 # %% auto #0
@@ -30,6 +29,7 @@ def cot_runs(
     return {f'seed{s}/{name}': _trained(replace(cfg, run=s, model_type=mt, gen_max_len=None, output_dir=str(out/f'seed{s}'/name))).output_dir
             for s in seeds for name, mt in systems.items()}
 
+# %% ../nbs/05c_cot_experiment.ipynb #be385ae3
 def cot_table(
     runs:dict, # from `cot_runs`
     shots:int=2, # also score every student with this many worked examples (0: zero-shot only)
@@ -47,7 +47,7 @@ def cot_table(
     rows = []
     for name, per_seed in got.items():
         accs = [s['accuracy'] for s in per_seed]
-        m, h = _interval(accs)
+        m, h = t_interval(accs)
         lo, hi = wilson_interval(sum(s['correct'] for s in per_seed), sum(s['n'] for s in per_seed))
         mean = lambda k: None if any(s.get(k) is None for s in per_seed) else sum(s[k] for s in per_seed) / len(per_seed)
         rows.append(dict(system=name, label=system_label(name), seeds=len(per_seed), accuracy=m, interval=h, pooled_low=lo, pooled_high=hi,
@@ -61,7 +61,7 @@ def plot_cot(table:pd.DataFrame, title:str='test accuracy over seeds (95% t-inte
     import matplotlib.pyplot as plt
     t = table.drop(index=[s for s in ('majority',) if s in table.index])
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={'width_ratios': [3, 2]})
-    color = lambda s: _COLORS.get(s.split('@')[0], '#9467bd')
+    color = lambda s: COLORS.get(s.split('@')[0], '#9467bd')
     for i, (name, r) in enumerate(t.iterrows()):
         ax.bar(i, r.accuracy, yerr=r.interval, capsize=4, color=color(name), alpha=0.55 if '@' in name else 0.95)
         xs = [float(x.rstrip('%')) / 100 for x in r.per_seed.split()]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch_to
 from tqdm.auto import tqdm
-from .data import (NUMERIC_TASKS, ArgParser, DataSettings, UserError, add_flags, answer_correct,
-                              flag_values, load_task, normalize_answer)
+from .answers import NUMERIC_TASKS, answer_correct, normalize_answer
+from .core import ArgParser, UserError, add_flags, flag_values
+from .data import DataSettings, load_task
 from .hardware import default_device
 from .cot import ExemplarPool, make_recipe
 from .students import TINY
@@ -23,9 +24,9 @@ from .multitask import rouge_l
 from .training import ConfigError, open_student, vocab_texts
 
 # %% auto #0
-__all__ = ['SYSTEM_LABELS', 'wilson_interval', 'system_label', 'choice_key', 'Comparison', 'plot_comparison', 'token_f1',
-           'rationale_metrics', 'EvalError', 'same_data', 'system_name', 'evaluate', 'evaluate_parser',
-           'evaluate_command']
+__all__ = ['T95', 'SYSTEM_LABELS', 'COLORS', 'wilson_interval', 't_interval', 'system_label', 'choice_key', 'Comparison',
+           'plot_comparison', 'token_f1', 'rationale_metrics', 'EvalError', 'same_data', 'system_name', 'evaluate',
+           'evaluate_parser', 'evaluate_command']
 
 # %% ../nbs/05_evaluation.ipynb #fb5723a1
 def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
@@ -35,16 +36,28 @@ def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return (max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n)))  # clipped: rounding
 
+# %% ../nbs/05_evaluation.ipynb #bf69e073
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}  # Student's t at 95%, two-sided, by degrees of freedom
+
+def t_interval(xs:list) -> tuple[float, float]:
+    "Mean and the half-width of a 95% t-interval over seeds (0 for one seed): how far runs with other seeds may land."
+    m = sum(xs) / len(xs)
+    if len(xs) < 2: return m, 0.0
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    return m, T95.get(len(xs) - 1, 1.96) * sd / math.sqrt(len(xs))
+
 # %% ../nbs/05_evaluation.ipynb #9bf908ca
 SYSTEM_LABELS = {'teacher': 'teacher', 'base': 'base student', 'standard': 'standard finetuning',
                  'distilled': 'distilling step-by-step', 'cot': 'rationale-first', 'base_cot': 'base student, chain of thought',
-                 'majority': 'majority guess'}
+                 'majority': 'majority guess', 'kd': 'standard + KD', 'distilled_kd': 'distilling step-by-step + KD',
+                 'teacher_model': 'finetuned teacher'}  # every system a chapter scores, named once
 
 def system_label(name:str) -> str:
     "How a system is called in tables and charts: `SYSTEM_LABELS`, and `name@k` as asked with k exemplars."
     base, _, k = name.partition('@')
     return SYSTEM_LABELS.get(base, base) + (f', {k} exemplars' if k else '')
 
+# %% ../nbs/05_evaluation.ipynb #656712e6
 def choice_key(row:dict) -> str:
     "What to group `row` by for accuracy by answer choice: the gold answer's letter among `choices`, else the gold label."
     if row.get('choices'):
@@ -52,6 +65,7 @@ def choice_key(row:dict) -> str:
         if normalize_answer(row['label']) in norm: return '(' + 'abcdefghij'[norm.index(normalize_answer(row['label']))] + ')'
     return row['label']
 
+# %% ../nbs/05_evaluation.ipynb #9652ce81
 @dataclass
 class Comparison:
     "Every system's answers to one test set, aligned with `rows` and scored the same way."
@@ -112,7 +126,7 @@ class Comparison:
                              for i, r in enumerate(self.rows[:n])])
 
 # %% ../nbs/05_evaluation.ipynb #a27a6885
-_COLORS = {'teacher': '#7f7f7f', 'base': '#c7c7c7', 'base_cot': '#dddddd', 'standard': '#1f77b4', 'distilled': '#ff7f0e', 'cot': '#2ca02c'}
+COLORS = {'teacher': '#7f7f7f', 'base': '#c7c7c7', 'base_cot': '#dddddd', 'standard': '#1f77b4', 'distilled': '#ff7f0e', 'cot': '#2ca02c'}
 
 def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     "Accuracy of each system as a bar with its 95% interval, the majority guess as a dashed line; with `cost` (default: when answers were generated), beside it what an answer costs: tokens generated and answers per second."
@@ -127,7 +141,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     x = range(len(bars))
     err = [bars[col] - bars[lo], bars[hi] - bars[col]]
     ax.bar(x, bars[col], yerr=err, capsize=4,  # a system asked in context: its colour, lighter
-           color=[matplotlib.colors.to_rgba(_COLORS.get(s.split('@')[0], '#9467bd'), 0.55 if '@' in s else 1.0) for s in bars.index])
+           color=[matplotlib.colors.to_rgba(COLORS.get(s.split('@')[0], '#9467bd'), 0.55 if '@' in s else 1.0) for s in bars.index])
     for i, a in zip(x, bars[col]): ax.text(i, a + 0.02, f'{a:.1%}', ha='center', va='bottom', fontsize=10)
     if 'majority' in t.index:
         ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
@@ -139,7 +153,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     if cost:
         gen = t[t.tokens_per_answer.notna()]
         bx = axs[0, 1]
-        bx.bar(range(len(gen)), gen.tokens_per_answer, color=[_COLORS.get(s.split('@')[0], '#9467bd') for s in gen.index])
+        bx.bar(range(len(gen)), gen.tokens_per_answer, color=[COLORS.get(s.split('@')[0], '#9467bd') for s in gen.index])
         for i, (tok, aps) in enumerate(zip(gen.tokens_per_answer, gen.answers_per_s)):
             bx.text(i, tok * 1.05, f'{tok:.0f} tokens' + (f'\n{aps:,.0f}/s' if aps else ''), ha='center', va='bottom', fontsize=8)
         bx.set_xticks(range(len(gen)), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in gen.index], fontsize=8)
@@ -155,6 +169,7 @@ def _formatted(df:pd.DataFrame) -> pd.DataFrame:
     "`df` with its float columns as percentages."
     return df.assign(**{c: df[c].map(_pct) for c in df.columns if df[c].dtype.kind == 'f'})
 
+# %% ../nbs/05_evaluation.ipynb #7ae3b41d
 def _md_table(df:pd.DataFrame) -> str:
     "A markdown table of `df` (index first), percentages for share columns."
     cols = [df.index.name or '', *df.columns]
@@ -163,12 +178,14 @@ def _md_table(df:pd.DataFrame) -> str:
         lines.append('| ' + ' | '.join([str(idx)] + [str(v).replace('|', '\\|').replace('\n', ' ') for v in row]) + ' |')
     return '\n'.join(lines)
 
+# %% ../nbs/05_evaluation.ipynb #c65f70f6
 @patch_to(Comparison)
 def summary(self) -> str:
     "The accuracy of each system with its 95% interval (and ROUGE-L when that is the metric), as a markdown table."
     cols = ['accuracy', 'correct', 'n', 'ci_low', 'ci_high'] + (['rouge_l', 'rouge_low', 'rouge_high'] if self.metric == 'rouge_l' else [])
     return _md_table(_formatted(self.table()[cols]))
 
+# %% ../nbs/05_evaluation.ipynb #975e70b3
 @patch_to(Comparison)
 def results(self, **details) -> dict:
     "Every number of the comparison as a JSON-ready dict, with `details` (runs, data, timings) added."
@@ -182,6 +199,7 @@ def results(self, **details) -> dict:
     return dict(task=self.task, metric=self.metric, n_test=len(self.rows), systems=systems,
                 by_choice=json.loads(self.by_choice().to_json(orient='index')), **details)
 
+# %% ../nbs/05_evaluation.ipynb #33bf168e
 @patch_to(Comparison)
 def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> str:
     "A markdown report of `results` (from `Comparison.results`): accuracy table, chart, by answer choice, examples."
@@ -204,6 +222,7 @@ def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> s
             '', f'## The first {n_examples} test questions', '', _md_table(self.examples(n_examples).set_index('question'))]
     return '\n'.join(out) + '\n'
 
+# %% ../nbs/05_evaluation.ipynb #9507fc0f
 @patch_to(Comparison)
 def save(self, out_dir:str|Path, rationales:list|None=None, **details) -> dict:
     "Write results.json, report.md, accuracy.png and predictions.jsonl to `out_dir`; returns the results."
@@ -232,6 +251,7 @@ def token_f1(pred:str|None, gold:str|None) -> float:
     if common == 0: return 0.0
     return 2 * common / (len(p) + len(g))
 
+# %% ../nbs/05_evaluation.ipynb #eddbb128
 _NUMBER = re.compile(r'-?\$?\d[\d,]*(?:\.\d+)?')  # 7, -3, 1,250, $18.50
 
 def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, answers:list) -> dict:
@@ -249,6 +269,7 @@ def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, a
 class EvalError(UserError):
     "Runs that cannot be evaluated as asked, naming the run and the setting."
 
+# %% ../nbs/05_evaluation.ipynb #6a82028c
 def same_data(configs:dict) -> DataSettings:
     "The one data configuration shared by `configs` (run dir -> config): the settings that decide the test set must agree."
     (first, cfg), *rest = configs.items()
@@ -265,6 +286,7 @@ def system_name(cfg:dict) -> str:
     "What its recipe calls a run (chapter 1f): `distilled` for distilling step-by-step, `standard` for standard finetuning, `cot` for a rationale-first student."
     return make_recipe(cfg['model_type']).system
 
+# %% ../nbs/05_evaluation.ipynb #0e18f163
 def evaluate(
     run_dirs:list, # folders of finished `distill-sbs train` runs
     output_dir:str|Path|None=None, # where results.json, report.md, accuracy.png and predictions.jsonl go (None: not written)
@@ -334,6 +356,7 @@ def evaluate_parser() -> ArgParser:
     p.add_argument('--no_base', action='store_true', help='skip the base student (saves loading a second model)')
     return add_flags(p, evaluate, skip=('run_dirs', 'output_dir', 'base'))
 
+# %% ../nbs/05_evaluation.ipynb #e6a8c98c
 def evaluate_command(argv:list[str]):
     "`distill-sbs evaluate`: score runs and write the report."
     a = evaluate_parser().parse_args(argv)

@@ -35,6 +35,7 @@ def _trained(cfg:TrainConfig) -> TrainConfig:
     train(replace(cfg, resume=resume))
     return cfg
 
+# %% ../nbs/05a_experiment.ipynb #12875068
 def experiment(cfg:TrainConfig, output_rationale:bool=True) -> tuple[Comparison, dict]:
     "Data, a distilling step-by-step student, a standard one, and their evaluation, all in `cfg.output_dir`."
     out = Path(cfg.output_dir)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer
-from .data import UserError, filesystem
+from .core import UserError
+from .records import filesystem
 from .cot import ExemplarPool, make_recipe
 from .students import StudentError, student_kind
 from .hardware import default_device, serving_dtype
@@ -31,6 +32,7 @@ class Generations:
     def __post_init__(self):
         if self.answers is None: self.answers = list(self.texts)
 
+# %% ../nbs/02b_inference.ipynb #303d61d6
 @torch.no_grad()
 def generate(
     model, tokenizer, prompts:list[str], # prompts as the student reads them (chapter 2's `StudentKind.prompt`)
@@ -57,6 +59,7 @@ def generate(
     model.train(was_training)
     return Generations(texts, tokens, stopped)
 
+# %% ../nbs/02b_inference.ipynb #a82879aa
 def generate_texts(model, tokenizer, prompts:list[str], max_new_tokens:int=64, batch_size:int=64, min_new_tokens:int=0,
                    group_encoder:bool=True) -> list[str]:
     "The answers of `generate`, only."
@@ -113,6 +116,7 @@ RECORD_FILE = 'run.json'  # what the run did, saved when it finishes
 class RunError(UserError):
     "A folder that is not the run it should be, naming the folder and what is missing."
 
+# %% ../nbs/02b_inference.ipynb #46fb005a
 def run_config(
     run_dir:str|Path, # the run's folder
     finished:bool=True, # refuse a run that has not finished
@@ -125,6 +129,7 @@ def run_config(
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise RunError(f'{path}: not valid JSON ({e})') from None
 
+# %% ../nbs/02b_inference.ipynb #69c51350
 def load_run(
     run_dir:str|Path, # a trained run's folder (or any saved student's), local or gs://
     dtype:str='float32', # the weights' type: 'float32', 'bfloat16', or 'auto' (bfloat16 where the device multiplies it natively)

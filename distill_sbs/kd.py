@@ -1,4 +1,4 @@
-"""A teacher you can run teaches through its whole next-token distribution, not only its text: forward and reverse KL, JSD(β) and the skew KLs, in chunks; a teacher beside the student, or its top-k log-probabilities written once to disk; on-policy batches; and a teacher behind an API, with another tokenizer, through its top-K log-probabilities aligned to the student's tokens.
+"""A teacher you can run teaches through its whole next-token distribution, not only its text: forward and reverse KL, JSD(β) and the skew KLs, their top-k form with the rest in one bucket, and the loss over a batch in chunks. Chapter 2d gives the teachers; chapter 2e, a teacher with another tokenizer.
 
 Docs: https://distill-sbs.github.io/distill_sbs/kd.html.md"""
 
@@ -6,29 +6,21 @@ Docs: https://distill-sbs.github.io/distill_sbs/kd.html.md"""
 
 # %% ../nbs/02c_kd.ipynb #4966f18a
 from __future__ import annotations
-import hashlib, json, math, os, shutil, weakref
 from dataclasses import dataclass
-from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from transformers import DataCollatorForSeq2Seq
-from .data import UserError
-from .students import student_kind
 
 # %% auto #0
-__all__ = ['DIVERGENCES', 'TASK_COLUMNS', 'LOGITS_META', 'KD_TASKS', 'TAIL_FLOOR', 'FALLBACK_EPS', 'kl', 'mix', 'divergence',
-           'TeacherTokens', 'topk_buckets', 'kd_loss', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint',
-           'check_same_tokenizer', 'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits',
-           'sample_completions', 'KDSettings', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids',
-           'certain', 'read_logprobs', 'ApiLogprobs']
+__all__ = ['DIVERGENCES', 'KD_TASKS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'KDSettings']
 
 # %% ../nbs/02c_kd.ipynb #f7e34472
 def kl(p:torch.Tensor, q:torch.Tensor) -> torch.Tensor:
     "KL(p ‖ q) = Σ p · (log p − log q) over the last dimension, from log-probabilities `p` and `q`; a bucket with p = 0 adds 0."
     return (p.exp() * (p - q)).where(p > -torch.inf, 0.).sum(-1)
 
+# %% ../nbs/02c_kd.ipynb #12ba3cfd
 def mix(p:torch.Tensor, q:torch.Tensor, w:float) -> torch.Tensor:
     "log(w · e^p + (1 − w) · e^q): the log-probabilities of the mixture of two distributions given as log-probabilities."
     return torch.logaddexp(p + np.log(w), q + np.log1p(-w)) if 0 < w < 1 else (p if w == 1 else q)
@@ -71,11 +63,13 @@ class TeacherTokens:
         move = lambda x: None if x is None else x.to(device, non_blocking=True)
         return TeacherTokens(move(self.logits), move(self.ids), move(self.logp), move(self.tail), self.temperature, self.forward_only)
 
+# %% ../nbs/02c_kd.ipynb #01ad1533
 def topk_buckets(logp:torch.Tensor, ids:torch.Tensor) -> torch.Tensor:
     "Log-probabilities `logp` [n, V] folded into k + 1 buckets: the k tokens `ids` [n, k], then all the others as one tail."
     tail = logp.scatter(-1, ids, -torch.inf).logsumexp(-1, keepdim=True)
     return torch.cat([logp.gather(-1, ids), tail], -1)
 
+# %% ../nbs/02c_kd.ipynb #4f61b4c1
 def _chunk_divergence(logits, rows, cols, V, t_logits, ids, t_logp, t_tail, T, loss, beta, skew):
     "The summed divergence over one chunk of target tokens (at `rows`, `cols` of the student's `logits`); float32 inside, so bf16 logits are safe."
     s = F.log_softmax(logits[rows, cols, :V].float() / T, -1)
@@ -114,197 +108,6 @@ def kd_loss(
         total = total + (checkpoint(_chunk_divergence, *args, use_reentrant=False) if student_logits.requires_grad else _chunk_divergence(*args))
     return total * temperature ** 2 / max(1, n)
 
-# %% ../nbs/02c_kd.ipynb #82a444cb
-class TeacherError(UserError):
-    "A teacher, or a file of its logits, that cannot teach this student, naming what differs."
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    "A short hash of a tokenizer's vocabulary (token → id): two tokenizers with the same one split text into the same ids."
-    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
-
-TASK_COLUMNS = {'label': ('input_ids', 'labels'), 'rationale': ('expl_input_ids', 'expl_labels')}  # task -> its tokenised columns
-
-def data_fingerprint(train, task:str='label') -> str:
-    "A short hash of the token ids of one task of a tokenised training split (chapter 2a), in row order."
-    h = hashlib.sha256()
-    for col in TASK_COLUMNS[task]:
-        for x in train[col]: h.update(np.asarray(x, dtype=np.int32).tobytes() + b'|')
-    return h.hexdigest()[:16]
-
-def check_same_tokenizer(teacher_tok, student_tok, teacher:str='the teacher', student:str='the student'):
-    "Refuse a teacher whose tokenizer is not the student's: their distributions are compared token id by token id."
-    if tokenizer_fingerprint(teacher_tok) == tokenizer_fingerprint(student_tok): return
-    tv, sv = teacher_tok.get_vocab(), student_tok.get_vocab()
-    differ = next((t for t in sorted(tv) if sv.get(t) != tv[t]), None) or next(t for t in sorted(sv) if tv.get(t) != sv[t])
-    raise TeacherError(f'the teacher {teacher} and the student {student} have different tokenizers ({len(tv):,} and {len(sv):,} tokens; '
-                       f'{differ!r} is {tv.get(differ)} in one and {sv.get(differ)} in the other): token-level distillation compares '
-                       'their distributions token by token, so they must share one vocabulary (distil from the teacher\'s text instead, chapter 1e)')
-
-# %% ../nbs/02c_kd.ipynb #1260821e
-class OnlineTeacher:
-    "A teacher model run beside the student: loaded once, in eval mode, without gradients; its logits at a batch's target tokens."
-    def __init__(self, model, tokenizer, name:str='the teacher'):
-        self.model, self.tokenizer, self.name = model.eval().requires_grad_(False), tokenizer, name
-        self.kind = student_kind(model)
-    @torch.no_grad()
-    def tokens(self, batch:dict, task:str='label', rows=None) -> TeacherTokens:
-        "The teacher's raw logits at each target token of `batch` (the student's tokenised batch: they share one tokenizer)."
-        dev = self.model.device
-        logits, targets = self.kind.logits(self.model, batch['input_ids'].to(dev), batch['attention_mask'].to(dev), batch['labels'].to(dev))
-        return TeacherTokens(logits=logits[targets != -100])
-    def __repr__(self): return f'OnlineTeacher({self.name}, {self.kind.name}, {self.model.num_parameters() / 1e6:,.1f}M parameters, {self.model.dtype})'
-
-def online_teacher(model, tokenizer, student_model, student_tokenizer, name:str='the teacher', student:str='the student') -> OnlineTeacher:
-    "An `OnlineTeacher` for `student_model`, refusing one of another kind or with another tokenizer."
-    check_same_tokenizer(tokenizer, student_tokenizer, name, student)
-    tk, sk = student_kind(model), student_kind(student_model)
-    if type(tk) is not type(sk):
-        raise TeacherError(f'the teacher {name} is a {tk.name} model and the student {student} a {sk.name} one: '
-                           'token-level distillation needs both to read the same tokens, so both must be of one kind')
-    return OnlineTeacher(model, tokenizer, name)
-
-# %% ../nbs/02c_kd.ipynb #969574f7
-LOGITS_META = 'teacher_logits.json'
-
-def _batches(ds, task, batch_size, collate):
-    ids_col, lab_col = TASK_COLUMNS[task]
-    for j in range(0, len(ds), batch_size):
-        part = ds[j:j + batch_size]
-        yield collate([{'input_ids': i, 'labels': l} for i, l in zip(part[ids_col], part[lab_col])])
-
-def write_teacher_logits(
-    teacher:OnlineTeacher, # the teacher (its tokenizer made `train`)
-    train, # the tokenised training split (chapter 2a's `tokenize_tasks(...)['train']`)
-    out:str|Path, # the folder to write
-    k:int=20, # tokens kept per target token; the rest of the probability is the tail bucket
-    temperature:float=1.0, # log-probabilities at this temperature (training must use the same)
-    batch_size:int=16, # rows per teacher forward pass
-    shard_rows:int=256, # rows per shard: a killed run redoes at most one shard
-    dtype:str='float16', # the log-probabilities' type on disk ('float16' or 'float32'); ids are int32
-    about:dict|None=None, # more settings to record (and to check on resume)
-    progress:bool=True, # show a progress bar
-) -> dict:
-    "Write the teacher's top-`k` log-probabilities, their ids and a tail bucket for every target token of `train`, in shards; resumes a killed run."
-    from tqdm.auto import tqdm
-    V = len(teacher.tokenizer)
-    if not 1 <= k <= V: raise TeacherError(f'--top_k {k}: must be between 1 and the teacher\'s vocabulary size ({V:,} tokens)')
-    if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    out = Path(out)
-    tasks = [t for t, (_, lab) in TASK_COLUMNS.items() if lab in train.column_names]
-    meta = dict(format=1, k=k, temperature=temperature, dtype=dtype, vocab_size=V, tokenizer=tokenizer_fingerprint(teacher.tokenizer),
-                data={t: data_fingerprint(train, t) for t in tasks}, rows=len(train), shard_rows=shard_rows, tasks=tasks, teacher=teacher.name, **(about or {}))
-    if (out/LOGITS_META).exists():
-        old = json.loads((out/LOGITS_META).read_text())
-        if diff := [key for key in meta if old.get(key) != meta[key]]:
-            key = diff[0]
-            raise TeacherError(f'{out} holds teacher logits made with other settings ({key}: {old.get(key)!r} there, {meta[key]!r} now): '
-                               'choose another folder, or delete it to start over')
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        (out/'meta.tmp').write_text(json.dumps(meta, indent=2) + '\n'); os.replace(out/'meta.tmp', out/LOGITS_META)
-    collate = DataCollatorForSeq2Seq(teacher.tokenizer, label_pad_token_id=-100, return_tensors='pt')
-    n_shards = -(-len(train) // shard_rows)
-    todo = [i for i in range(n_shards) if not (out/f'shard-{i:05d}').is_dir()]
-    bar = tqdm(total=len(train), initial=len(train) - sum(min(shard_rows, len(train) - i * shard_rows) for i in todo),
-               unit='row', desc='teacher logits', disable=not progress)
-    for i in todo:
-        part = train.select(range(i * shard_rows, min(len(train), (i + 1) * shard_rows)))
-        tmp = out/f'shard-{i:05d}.tmp'
-        if tmp.exists(): shutil.rmtree(tmp)  # left by a killed run
-        tmp.mkdir()
-        for task in tasks:
-            got = {'ids': [], 'logp': [], 'tail': [], 'counts': []}
-            for batch in _batches(part, task, batch_size, collate):
-                logp = F.log_softmax(teacher.tokens(batch).logits[:, :V].float() / temperature, -1)
-                top, ids = logp.topk(k, -1)
-                got['ids'].append(ids.int()); got['logp'].append(top)
-                got['tail'].append(logp.scatter(-1, ids, -torch.inf).logsumexp(-1))
-                got['counts'].append((batch['labels'] != -100).sum(1).int())
-            for name, parts in got.items():
-                arr = torch.cat(parts).cpu().numpy()
-                np.save(tmp/f'{task}_{name}.npy', arr.astype(dtype) if name in ('logp', 'tail') else arr)
-        os.replace(tmp, out/f'shard-{i:05d}')  # a shard appears whole or not at all
-        bar.update(len(part))
-    bar.close()
-    return TopKLogits(out).summary()
-
-# %% ../nbs/02c_kd.ipynb #e7c136a3
-class TopKLogits:
-    "A folder written by `write_teacher_logits`: the teacher's top-k distribution at any row's target tokens, without the teacher."
-    def __init__(self, path:str|Path):
-        self.path = Path(path)
-        if not (self.path/LOGITS_META).exists():
-            raise TeacherError(f'{self.path}: no {LOGITS_META} here, so it is not a folder written by `distill-sbs teacher-logits`')
-        self.meta = json.loads((self.path/LOGITS_META).read_text())
-        n_shards = -(-self.meta['rows'] // self.meta['shard_rows'])
-        missing = [i for i in range(n_shards) if not (self.path/f'shard-{i:05d}').is_dir()]
-        if missing: raise TeacherError(f'{self.path}: {len(missing)} of {n_shards} shards are missing (the run writing it was stopped): '
-                                       'run the same `distill-sbs teacher-logits` command again to finish it')
-        self.arrays = {}
-        for task in self.meta['tasks']:
-            arr = {name: np.concatenate([np.load(self.path/f'shard-{i:05d}'/f'{task}_{name}.npy') for i in range(n_shards)])
-                   for name in ('ids', 'logp', 'tail', 'counts')}
-            arr['starts'] = np.concatenate([[0], np.cumsum(arr['counts'])])
-            self.arrays[task] = arr
-    @property
-    def temperature(self): return self.meta['temperature']
-    def check(self, train, tokenizer, temperature:float|None=None):
-        "Refuse to teach from this folder if it was made for other data, another tokenizer or another temperature, naming which."
-        if self.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):
-            raise TeacherError(f"{self.path} was made for another tokenizer (fingerprint {self.meta['tokenizer']}, this student's is "
-                               f"{tokenizer_fingerprint(tokenizer)}): the teacher and the student must share one vocabulary")
-        for task, (_, lab) in TASK_COLUMNS.items():
-            if lab not in train.column_names: continue
-            if task not in self.meta['tasks']:
-                raise TeacherError(f'{self.path} has no teacher logits for the {task} task (it was written with --model_type standard)')
-            if (mine := self.meta['data'][task]) != (theirs := data_fingerprint(train, task)):
-                raise TeacherError(f'{self.path} was made for another tokenised training data ({task} task: fingerprint {mine}, this run\'s is '
-                                   f'{theirs}; {self.meta["rows"]:,} rows there, {len(train):,} here): write it again with `distill-sbs teacher-logits` '
-                                   'and the same data, --model_type, --label_type and length flags as this run')
-        if temperature is not None and abs(temperature - self.temperature) > 1e-6:
-            raise TeacherError(f'{self.path} holds log-probabilities at temperature {self.temperature}, not --kd_temperature {temperature}')
-    def tokens(self, batch:dict|None=None, task:str='label', rows=None) -> TeacherTokens:
-        "The teacher's top-k distribution at the target tokens of training rows `rows`, in order."
-        a = self.arrays[task]
-        rows = [int(r) for r in rows]
-        idx = np.concatenate([np.arange(a['starts'][r], a['starts'][r + 1]) for r in rows]) if rows else np.zeros(0, int)
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x[idx]))
-        return TeacherTokens(ids=t(a['ids']), logp=t(a['logp']), tail=t(a['tail']), temperature=self.temperature)
-    def summary(self) -> dict:
-        "Rows, target tokens, bytes on disk and bytes per target token."
-        tokens = sum(int(a['counts'].sum()) for a in self.arrays.values())
-        size = sum(f.stat().st_size for f in self.path.rglob('*.npy'))
-        return dict(rows=self.meta['rows'], tokens=tokens, k=self.meta['k'], bytes=size, bytes_per_token=round(size / max(1, tokens), 1))
-    def __repr__(self):
-        s = self.summary()
-        return f"TopKLogits({self.path}: {s['rows']:,} rows, {s['tokens']:,} target tokens, top {s['k']}, {s['bytes']:,} bytes = {s['bytes_per_token']} per token)"
-
-# %% ../nbs/02c_kd.ipynb #0d6dcd1f
-@torch.no_grad()
-def sample_completions(
-    model, # the student
-    tokenizer, # its tokenizer
-    batch:dict, # a tokenised batch of one task (prompts and gold targets)
-    max_new_tokens:int|None=None, # most tokens sampled (default: the longest gold target in the batch)
-    temperature:float=1.0, # sampling temperature
-) -> dict:
-    "`batch` with each gold target replaced by a completion the student samples itself: on-policy distillation trains where the student goes."
-    kind, was_training = student_kind(model), model.training
-    prompts = kind.prompt_ids(batch)
-    n = max_new_tokens or int((batch['labels'] != -100).sum(1).max())
-    enc = {k: v.to(model.device) for k, v in kind.pad_prompts(tokenizer, prompts).items()}
-    model.eval()
-    try: new = kind.generate(model, tokenizer, enc, group_encoder=False, do_sample=True, temperature=temperature, top_k=0,
-                             max_new_tokens=n, min_new_tokens=1)
-    finally: model.train(was_training)
-    stops, completions = set(kind.stop_ids(tokenizer)), []
-    for row in new.tolist():
-        end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))  # up to and with its stop token
-        completions.append(row[:end])
-    feats = [kind.join(p, c) for p, c in zip(prompts, completions)]
-    out = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors='pt')(feats)
-    return {k: v.to(batch['input_ids'].device) for k, v in out.items()}
-
 # %% ../nbs/02c_kd.ipynb #d9509fb2
 KD_TASKS = {'label': ('label',), 'rationale': ('rationale',), 'both': ('label', 'rationale')}
 
@@ -328,237 +131,3 @@ class KDSettings:
     def __call__(self, student_logits, targets, teacher:TeacherTokens, vocab_size:int|None=None) -> torch.Tensor:
         "This term's `kd_loss`."
         return kd_loss(student_logits, targets, teacher, self.loss, self.beta, self.skew, self.temperature, self.chunk, vocab_size)
-
-# %% ../nbs/02c_kd.ipynb #bb309916
-def _core(text:str|None) -> str:
-    "A token's characters with its whitespace taken out: what two tokenizers must agree on."
-    return ''.join((text or '').split())
-
-def _by_offsets(tc:list[str], sc:list[str]) -> list[int|None]|None:
-    "Student tokens matched to the teacher tokens with the same character span; None when the student's text is not in the teacher's."
-    at = ''.join(tc).find(stext := ''.join(sc))
-    if not stext or at < 0: return None
-    spans, pos = {}, 0
-    for j, c in enumerate(tc):
-        if c: spans[(pos, pos + len(c))] = j
-        pos += len(c)
-    out, pos = [], at
-    for c in sc:
-        out.append(spans.get((pos, pos + len(c))) if c else None)  # a whitespace-only token covers nothing
-        pos += len(c)
-    return out
-
-# %% ../nbs/02c_kd.ipynb #f12ad04e
-def _by_dtw(tc:list[str], sc:list[str]) -> list[int|None]:
-    "Student tokens matched to equal teacher tokens on the cheapest monotone warping path between the two sequences."
-    S, T = [i for i, c in enumerate(sc) if c], [j for j, c in enumerate(tc) if c]  # whitespace-only tokens match nothing
-    out, n, m = [None] * len(sc), len(S), len(T)
-    if not n or not m: return out
-    inf = float('inf')
-    D = [[0.] + [inf] * m] + [[inf] * (m + 1) for _ in range(n)]
-    for i in range(1, n + 1):
-        a, row, up = sc[S[i - 1]], D[i], D[i - 1]
-        for j in range(1, m + 1): row[j] = (a != tc[T[j - 1]]) + min(up[j - 1], up[j], row[j - 1])
-    path, i, j = [], n, m
-    while i and j:  # back from (n, m), the diagonal first on ties
-        path.append((i - 1, j - 1))
-        step = min((D[i - 1][j - 1], 0), (D[i - 1][j], 1), (D[i][j - 1], 2))[1]
-        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
-    used = set()
-    for i, j in reversed(path):
-        if out[S[i]] is None and j not in used and sc[S[i]] == tc[T[j]]: out[S[i]] = T[j]; used.add(j)
-    return out
-
-def align_tokens(
-    teacher:list[str], # the teacher's token texts, in order
-    student:list[str], # the student's token texts (`token_texts`)
-) -> list[int|None]:
-    "For each student token, the index of the teacher token covering exactly its characters (whitespace aside), or None: by offsets as far as the two texts agree, then by DTW."
-    tc, sc = [_core(t) for t in teacher], [_core(s) for s in student]
-    if (whole := _by_offsets(tc, sc)) is not None: return whole
-    text, lo, hi = ''.join(tc), 0, len(sc)  # the most student tokens whose text the teacher's contains (a prefix found, all shorter ones are too)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ''.join(sc[:mid]) in text else (lo, mid - 1)
-    head = (_by_offsets(tc, sc[:lo]) or [None] * lo) if lo else []
-    after = max((j for j in head if j is not None), default=-1) + 1  # DTW aligns only what follows: it costs len(tail) x len(teacher tail)
-    return head + [None if j is None else j + after for j in _by_dtw(tc[after:], sc[lo:])]
-
-# %% ../nbs/02c_kd.ipynb #ed147624
-def _anchor(tokenizer) -> list[int]:
-    "One ordinary token to decode after, so every token reads as it does mid-sentence."
-    special = set(tokenizer.all_special_ids)
-    for word in ('a', 'the', '.', '0', 'A'):
-        ids = tokenizer.encode(word, add_special_tokens=False)
-        if len(ids) == 1 and ids[0] not in special: return ids
-    return []
-
-def token_texts(
-    tokenizer, # the student's tokenizer
-    ids:list[int], # token ids (a target, without -100)
-    context:int=8, # tokens of left context decoded with each one
-) -> list[str|None]:
-    "Each token's text as it reads mid-sentence: the text up to it minus the text before it; None for special tokens."
-    special, a = set(tokenizer.all_special_ids), _anchor(tokenizer)
-    pairs = [x for i in range(len(ids)) for x in (a + ids[max(0, i - context):i], a + ids[max(0, i - context):i + 1])]
-    texts = tokenizer.batch_decode(pairs, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    out = []
-    for i, t in enumerate(ids):
-        before, now = texts[2 * i].rstrip('\ufffd'), texts[2 * i + 1]  # an unfinished character belongs to the token that finishes it
-        cut = len(before) if now.startswith(before) else len(os.path.commonprefix([before, now]))
-        out.append(None if t in special else now[cut:].replace('\ufffd', ''))
-    return out
-
-# %% ../nbs/02c_kd.ipynb #e6bdd892
-class StudentVocab:
-    "A student tokenizer's id for a text: the one token that the text encodes to and that reads as it mid-sentence; read once per tokenizer."
-    _built = weakref.WeakKeyDictionary()  # tokenizer -> ({id: its text mid-sentence}, {text: its first id})
-    def __init__(self, tokenizer):
-        self.tokenizer, self.special, self.cache = tokenizer, set(tokenizer.all_special_ids), {}
-        if tokenizer.unk_token_id is not None: self.special.add(tokenizer.unk_token_id)
-        try: self.text_of, self.id_for = self._built[tokenizer]
-        except KeyError:
-            a, ids = _anchor(tokenizer), [i for i in range(len(tokenizer)) if i not in self.special]
-            texts = tokenizer.batch_decode([a + [i] for i in ids], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            cut = len(tokenizer.decode(a, clean_up_tokenization_spaces=False))
-            self.text_of = {i: t[cut:] for i, t in zip(ids, texts) if t[cut:] and '\ufffd' not in t}
-            self.id_for = {}
-            for i, t in self.text_of.items(): self.id_for.setdefault(t, i)
-            self._built[tokenizer] = self.text_of, self.id_for
-    def id_of(self, text:str) -> int|None:
-        "The student's id for `text` as one token mid-sentence, or None when it takes several of the student's tokens."
-        if text not in self.cache:
-            enc = self.tokenizer.encode(text, add_special_tokens=False)
-            self.cache[text] = enc[0] if len(enc) == 1 and self.text_of.get(enc[0]) == text else self.id_for.get(text)
-        return self.cache[text]
-
-# %% ../nbs/02c_kd.ipynb #807dc3b9
-TAIL_FLOOR = 1e-6  # the least probability left in the tail bucket, so its log is finite
-
-def _lead(text:str) -> str: return text[:len(text) - len(text.lstrip())]
-
-def _logsumexp(xs:list[float]) -> float:
-    top = max(xs)
-    return top if len(xs) == 1 or top == -math.inf else top + math.log(sum(math.exp(x - top) for x in xs))
-
-def in_student_ids(
-    target:int, # the student's target token id
-    piece:str, # its text mid-sentence (`token_texts`)
-    token:list, # the aligned teacher token: [text, logprob, [[alternative, logprob], ...]]
-    vocab:StudentVocab, # the student's ids for texts
-) -> tuple[list[int], list[float], float, int, int]:
-    "The teacher's top K at one aligned token as student ids: (ids, log-probabilities, tail, alternatives, alternatives mapped)."
-    text, lp, alts = token
-    t_lead, s_lead, mass, n, mapped, chosen = _lead(text), _lead(piece), {target: [min(0., lp)]}, 0, 0, False
-    for alt, alp in alts:
-        n += 1
-        if alt == text and not chosen: chosen = True; mapped += 1; continue  # the teacher's own token: the student's target
-        if not math.isfinite(alp): continue
-        spelt = s_lead + alt[len(t_lead):] if alt.strip() and alt.startswith(t_lead) else alt  # in the student's spacing
-        if (i := vocab.id_of(spelt)) is not None: mass.setdefault(i, []).append(min(0., alp)); mapped += 1
-    if not chosen: n += 1; mapped += 1  # the chosen token, missing from its top list: added
-    ids = list(mass)
-    logp = [_logsumexp(mass[i]) for i in ids]  # alternatives on one id: their probabilities summed
-    total = sum(math.exp(x) for x in logp)
-    if total > 1 - TAIL_FLOOR:  # rounding: the kept mass scaled down to leave the tail its floor
-        logp, total = [x + math.log((1 - TAIL_FLOOR) / total) for x in logp], 1 - TAIL_FLOOR
-    return ids, logp, math.log1p(-total), n, mapped
-
-# %% ../nbs/02c_kd.ipynb #4e70334f
-FALLBACK_EPS = 1e-4  # a token with no teacher: the teacher is taken to be sure of the target but for this
-
-def certain(target:int, eps:float=FALLBACK_EPS) -> tuple[list[int], list[float], float]:
-    "A teacher sure of `target` but for `eps`: (ids, log-probabilities, tail)."
-    return [target], [math.log1p(-eps)], math.log(eps)
-
-# %% ../nbs/02c_kd.ipynb #041dd017
-def read_logprobs(path:str|Path) -> dict:
-    "{row id: [(token, logprob, [(alternative, logprob), ...]), ...]} of a `*_logprobs.jsonl` (`distill-sbs teach --logprobs K`); a bad line is refused with its number."
-    path, out = Path(path), {}
-    if not path.is_file(): raise TeacherError(f'{path}: no such file (a *_logprobs.jsonl written by `distill-sbs teach --logprobs K`)')
-    with open(path, encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec['id'], str): raise TypeError('its id is not a string')
-                out[rec['id']] = [(str(t), float(lp), [(str(a), float(alp)) for a, alp in alts]) for t, lp, alts in rec['tokens']]
-            except (ValueError, TypeError, KeyError) as e:
-                raise TeacherError(f'{path}: line {n} is not a line of `distill-sbs teach --logprobs` ({type(e).__name__}: {e}); '
-                                   'each is {"id", "text", "tokens": [[token, logprob, [[alternative, logprob], ...]], ...]}') from None
-    return out
-
-# %% ../nbs/02c_kd.ipynb #2c5594ca
-class ApiLogprobs:
-    "A teacher behind an API, with its own tokenizer: its top K from a `*_logprobs.jsonl`, aligned to the student's rationale tokens, looked up by training row."
-    temperature = 1.0  # an API's log-probabilities are its own; they cannot be re-softened
-    def __init__(
-        self,
-        path:str|Path, # a `*_logprobs.jsonl` written by `distill-sbs teach --logprobs K`
-        tokenized, # chapter 2a's `tokenize_tasks(...)` with `rows=True`: its `train` split (each row's `id` and `row`) is what the student trains on
-        tokenizer, # the student's tokenizer
-        eps:float=FALLBACK_EPS, # a token with no teacher: the teacher is sure of the target but for this
-    ):
-        self.path, recipe = Path(path), tokenized.recipe
-        self.task = recipe.rationale_task  # whose target holds the rationale: task_prefix's explain task, a cot student's one task
-        if self.task is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
-                                            'logprobs have nothing to teach it (use --model_type task_prefix or cot)')
-        lines, train = read_logprobs(self.path), tokenized['train']
-        if 'id' not in train.column_names: raise ValueError('tokenize the training split with rows=True: each row needs its record\'s id')
-        rows, ids = train, list(train['id'])
-        if not set(ids) & set(lines):
-            raise TeacherError(f'{self.path}: none of its {len(lines):,} lines is for a training row here (its first id is '
-                               f'{next(iter(lines), None)!r}, the first row here {ids[0] if ids else None!r}): it was written for other data')
-        vocab, special = StudentVocab(tokenizer), set(tokenizer.all_special_ids)
-        self.fallback = dict.fromkeys(('whitespace only', 'no teacher token', 'special token', 'row without a line', 'answer-only target'), 0)
-        self.alternatives = self.mapped = self.aligned = 0
-        per, counts = [], []
-        for row, labels in zip(rows, train[TASK_COLUMNS[self.task][1]]):
-            target = [x for x in labels if x != -100]
-            counts.append(len(target))
-            toks = lines.get(row['id'])
-            if (why := 'row without a line' if toks is None else 'answer-only target' if not recipe.teaches_rationale(row) else None):
-                per += [certain(t, eps) for t in target]; self.fallback[why] += len(target); continue
-            pieces = token_texts(tokenizer, target)
-            for t, piece, j in zip(target, pieces, align_tokens([x[0] for x in toks], [p or '' for p in pieces])):
-                if j is None:
-                    self.fallback['special token' if t in special or piece is None else 'no teacher token' if _core(piece) else 'whitespace only'] += 1
-                    per.append(certain(t, eps)); continue
-                i, logp, tail, n, mapped = in_student_ids(t, piece, toks[j], vocab)
-                per.append((i, logp, tail)); self.alternatives += n; self.mapped += mapped; self.aligned += 1
-        self.k, self.lines, self.rows_with_line = max((len(p[0]) for p in per), default=1), len(lines), len(set(ids) & set(lines))
-        self.width = np.array([len(p[0]) for p in per], np.int32)
-        self.ids = np.array([p[0] + [p[0][0]] * (self.k - len(p[0])) for p in per], np.int32).reshape(-1, self.k)  # padded with the token's own target...
-        self.logp = np.array([p[1] + [-np.inf] * (self.k - len(p[1])) for p in per], np.float32).reshape(-1, self.k)  # ...at no mass
-        self.tail = np.array([p[2] for p in per], np.float32)
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    def check(self, loss:str='forward_kl', temperature:float=1.0):
-        "Refuse a divergence or a temperature this teacher cannot give."
-        if loss != 'forward_kl': raise TeacherError(f'{self.path}: --kd_loss {loss}: a teacher that scores its top K tokens and lumps the rest defines only '
-                                                    "forward_kl (the others need its probability of every token the student puts mass on)")
-        if abs(temperature - 1.0) > 1e-6: raise TeacherError(f"{self.path}: --kd_temperature {temperature}: an API's log-probabilities are at temperature 1 and cannot be re-softened")
-    def tokens(self, batch:dict|None=None, task:str='rationale', rows=None) -> TeacherTokens:
-        "The teacher at the target tokens of training rows `rows`, in order, padded to the batch's largest k."
-        if task != self.task: raise ValueError(f"{self.path} teaches the {self.task} task's tokens, not the {task} task's")
-        rows = [int(r) for r in rows]
-        idx = np.concatenate([np.arange(self.starts[r], self.starts[r + 1]) for r in rows]) if rows else np.zeros(0, int)
-        k = int(self.width[idx].max()) if len(idx) else 1
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x))
-        return TeacherTokens(ids=t(self.ids[idx, :k]), logp=t(self.logp[idx, :k]), tail=t(self.tail[idx]), forward_only=True)
-    def summary(self) -> dict:
-        "Rows, target tokens, how many have a teacher token, how many of its alternatives are one student token, and why the rest have none."
-        tokens = int(self.starts[-1])
-        return dict(rows=len(self.starts) - 1, rows_with_line=self.rows_with_line, lines=self.lines, tokens=tokens, aligned=self.aligned,
-                    coverage=round(self.aligned / max(1, tokens), 4), alternatives=self.alternatives, mapped=self.mapped,
-                    alternatives_coverage=round(self.mapped / max(1, self.alternatives), 4), no_teacher=dict(self.fallback), k=self.k)
-    def coverage(self) -> str:
-        "One line: the target tokens with a teacher token, the alternatives mapped, and why the rest have no teacher."
-        s = self.summary()
-        rest = ', '.join(f'{n:,} {why}' for why, n in s['no_teacher'].items() if n) or 'none'
-        return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.task} tokens have a teacher token ({s['coverage']:.1%}); "
-                f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
-                f"taught as certain of their target: {rest}")
-    def __repr__(self):
-        s = self.summary()
-        return (f"ApiLogprobs({self.path}: {s['rows_with_line']:,} of {s['rows']:,} training rows have a line; "
-                f"{s['tokens']:,} {self.task} tokens, {s['coverage']:.1%} with a teacher token)")

@@ -6,14 +6,14 @@ Docs: https://distill-sbs.github.io/distill_sbs/kd_experiment.html.md"""
 
 # %% ../nbs/05b_kd_experiment.ipynb #ef3ccb86
 from __future__ import annotations
-import json, math
+import json
 from dataclasses import replace
 from pathlib import Path
 import pandas as pd
 from .inference import RECORD_FILE
-from .kd import TeacherError, TopKLogits
+from .kd_teachers import TeacherError, TopKLogits
 from .training import TrainConfig, teacher_logits
-from .evaluation import SYSTEM_LABELS, evaluate
+from .evaluation import SYSTEM_LABELS, evaluate, t_interval
 from .experiment import _trained
 
 # %% auto #0
@@ -21,7 +21,6 @@ __all__ = ['KD_RUNS', 'kd_runs', 'valid_curve', 'at_time', 'kd_table', 'plot_kd'
 
 # %% ../nbs/05b_kd_experiment.ipynb #0b596894
 KD_RUNS = {'standard': ('standard', False), 'kd': ('standard', True), 'distilled': ('task_prefix', False), 'distilled_kd': ('task_prefix', True)}
-SYSTEM_LABELS.update(kd='standard + KD', distilled_kd='distilling step-by-step + KD', teacher_model='finetuned teacher')
 
 def _logits(cfg:TrainConfig, teacher_dir:str, model_type:str, top_k:int) -> str:
     "The teacher's top-k for the training data of `model_type`, written once (an unfinished folder is finished)."
@@ -32,6 +31,7 @@ def _logits(cfg:TrainConfig, teacher_dir:str, model_type:str, top_k:int) -> str:
                            output_dir=str(out), overwrite=False, resume=False))
     return str(out)
 
+# %% ../nbs/05b_kd_experiment.ipynb #a3488085
 def kd_runs(
     cfg:TrainConfig, # the students' settings (chapter 4); `output_dir` holds everything
     teacher_model:str='tiny-large', # the model finetuned as the teacher
@@ -62,18 +62,12 @@ def valid_curve(run_dir:str|Path) -> list[tuple[float, float]]:
     per_step = max(train_s, 1e-9) / rec['steps']
     return [(h['step'] * per_step, h['eval_accuracy']) for h in hist if 'eval_accuracy' in h]
 
+# %% ../nbs/05b_kd_experiment.ipynb #f861cd9a
 def at_time(curve:list, seconds:float) -> float:
     "The validation accuracy a run had reached by `seconds` of training (its last validation by then; 0 before the first)."
     return max([a for t, a in curve if t <= seconds * (1 + 1e-6)], default=0.0)
 
-def _interval(xs:list) -> tuple[float, float]:
-    "Mean and the half-width of a 95% t-interval over seeds (0 for one seed)."
-    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}
-    m = sum(xs) / len(xs)
-    if len(xs) < 2: return m, 0.0
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return m, t95.get(len(xs) - 1, 1.96) * sd / math.sqrt(len(xs))
-
+# %% ../nbs/05b_kd_experiment.ipynb #735efe70
 def kd_table(runs:dict, batch_size:int=64) -> pd.DataFrame:
     "Per system: test accuracy per seed, its mean and 95% interval over seeds, training seconds, and validation accuracy at the same training time."
     seeds = sorted({k.split('/')[0] for k in runs if '/' in k})
@@ -88,7 +82,7 @@ def kd_table(runs:dict, batch_size:int=64) -> pd.DataFrame:
     budget = min(sum(v) / len(v) for s, v in secs.items() if s in KD_RUNS)  # the fastest system's whole run
     rows = []
     for system, xs in {**acc, **extra}.items():
-        m, h = _interval(xs)
+        m, h = t_interval(xs)
         same_time = [at_time(c, budget) for c in curves.get(system, [])]
         rows.append(dict(system=system, label=SYSTEM_LABELS.get(system, system), seeds=len(xs), test_accuracy=m, interval=h,
                          per_seed=' '.join(f'{x:.1%}' for x in xs), train_seconds=sum(secs[system]) / len(secs[system]) if system in secs else None,

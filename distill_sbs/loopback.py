@@ -8,7 +8,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 from __future__ import annotations
 import json, math, random, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from .data import arith_teacher
+from .arith import arith_teacher
 from .prompts import cut_at_stop
 
 # %% auto #0
@@ -19,6 +19,7 @@ def tokenize(text:str) -> list[str]:
     "The stand-in's tokens: words and punctuation runs with their leading space, single digits, whitespace; they join back to `text`."
     return re.findall(r' ?[^\W\d_]+| ?\d| ?(?:[^\w\s]|_)+|\s+(?!\S)|\s+', text)
 
+# %% ../nbs/01c_loopback.ipynb #2ced71b5
 _WORDS = ('the', 'a', 'and', 'then', 'has', 'is', 'more', 'so', 'answer', 'after', 'now', 'with', 'of', 'to', 'it', 'one', 'two', 'three')
 
 def _alternatives(token:str, k:int) -> list[str]:
@@ -29,6 +30,7 @@ def _alternatives(token:str, k:int) -> list[str]:
     pool = dict.fromkeys(lead + c if not c.isspace() else c for c in [*kind, *_WORDS, *'.,=+-', *(f'<{i}>' for i in range(k))])
     return [t for t in pool if t != token][:k]
 
+# %% ../nbs/01c_loopback.ipynb #15d9a5b2
 def token_logprobs(text:str, top:int, seed:str) -> list[dict]:
     "OpenAI's `logprobs.content` for `text`: each token with its log-probability and the `top` most likely tokens, the same for the same `seed`."
     content = []
@@ -61,6 +63,7 @@ def _malformed(kind:str, texts:list, gemini:bool, usage:dict, logprobs=None) -> 
                        'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'logprobs': lp(i, t), 'finish_reason': 'stop'}
                                    for i, t in enumerate(texts)], 'usage': usage['openai']}).encode()
 
+# %% ../nbs/01c_loopback.ipynb #d86594d4
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's backlog of 5 drops connections when many arrive at once; each dropped one waits 1 s
@@ -68,6 +71,7 @@ class _Server(ThreadingHTTPServer):
         "A client that left before its answer (killed, or gave up) is no error of the server's: no traceback for it."
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)): super().handle_error(request, client_address)
 
+# %% ../nbs/01c_loopback.ipynb #02d597a1
 class LoopbackLLM:
     "A real HTTP server on 127.0.0.1 speaking the OpenAI chat API and Gemini's `generateContent`, for offline runs and tests."
     def __init__(self,

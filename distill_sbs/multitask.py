@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from rouge_score import rouge_scorer
 from transformers import Trainer, TrainingArguments
 from fastcore.basics import patch
-from .data import answer_correct
+from .answers import answer_correct
 from .students import student_kind
 from .collator import TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
 from .inference import Student
-from .kd import KDSettings, OnlineTeacher, sample_completions
+from .kd import KDSettings
+from .kd_teachers import OnlineTeacher, sample_completions
 
 # %% auto #0
 __all__ = ['METRICS', 'two_pass_losses', 'one_pass_losses', 'rouge_l', 'score_answers', 'default_metric', 'TaskPrefixTrainer',

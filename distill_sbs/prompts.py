@@ -8,7 +8,10 @@ Docs: https://distill-sbs.github.io/distill_sbs/prompts.html.md"""
 from __future__ import annotations
 import random
 from dataclasses import dataclass
-from .data import NLI_SEP, DataError, arith_problem, arith_rationale, read_records
+from .sources import NLI_SEP
+from .core import DataError
+from .arith import arith_problem, arith_rationale
+from .records import read_records
 
 # %% auto #0
 __all__ = ['PROMPTS', 'Shot', 'FewShotPrompt', 'generic_prompt', 'prompt_for', 'cut_at_stop', 'flatten_messages']
@@ -20,6 +23,7 @@ class Shot:
     question:str # e.g. 'Q: Where would you put a plate after washing it?\nAnswer Choices: …'
     answer:str # rationale, then the answer sentence: '… So the answer is (b) cupboard.'
 
+# %% ../nbs/01a_prompts.ipynb #0a2c4d51
 @dataclass
 class FewShotPrompt:
     "A few-shot chain-of-thought prompt for one task: an instruction, worked examples, and where an answer stops."
@@ -45,10 +49,12 @@ def _cqa(q, choices, rationale, letter):
     opts = '\n'.join(f'({chr(97 + i)}) {c}' for i, c in enumerate(choices))
     return Shot(f'Q: {q}\nAnswer Choices:\n{opts}', f'{rationale} So the answer is ({letter}) {choices[ord(letter) - 97]}.')
 
+# %% ../nbs/01a_prompts.ipynb #50a9e790
 def _nli(premise, hypothesis, rationale, label, style):
     end = f'\nAnswer: {label}' if style == 'esnli' else f' So the answer is {label}.'
     return Shot(f'Premise: {premise}\nHypothesis: {hypothesis}', rationale + end)
 
+# %% ../nbs/01a_prompts.ipynb #1f987297
 _CQA_SHOTS = [
     _cqa('Where would you put a plate after washing it?', ['restaurant', 'cupboard', 'table', 'dishwasher', 'flea market'],
          'A clean plate is stored until it is needed again, and plates are stored in a cupboard.', 'b'),
@@ -157,6 +163,7 @@ def generic_prompt(
         out.append(Shot(f"Q: {s['input']}", f"{str(s['rationale']).rstrip()} So the answer is {s['label']}."))
     return FewShotPrompt('generic', instruction or _THINK + "'So the answer is <answer>.'", out, _Q_STOP)
 
+# %% ../nbs/01a_prompts.ipynb #99de6b06
 def prompt_for(
     task:str, # the dataset: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
     shots:str|None=None, # a file of worked examples (input, rationale, label); needed for 'generic'
@@ -178,6 +185,7 @@ def cut_at_stop(text:str, stop:list) -> str:
         if s in text: text = text[:text.index(s)]
     return text.strip()
 
+# %% ../nbs/01a_prompts.ipynb #151f8841
 def flatten_messages(messages:list) -> str:
     "A chat request as plain few-shot text: the instruction, then `question\\nA: answer` blocks, ending in `A:`."
     parts = [m['content'] for m in messages if m['role'] == 'system']

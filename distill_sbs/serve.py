@@ -6,14 +6,14 @@ Docs: https://distill-sbs.github.io/distill_sbs/serve.html.md"""
 
 # %% ../nbs/06_serve.ipynb #f8208374
 from __future__ import annotations
-import argparse, asyncio, json, os, socket, sys, threading, time, urllib.error, urllib.request
+import asyncio, json, os, socket, sys, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from fastapi import FastAPI, Request  # the `serve` extra
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
-from .data import UserError, settings_docs
+from .core import UserError, settings_docs, ArgParser
 from .hardware import DTYPES
 from .inference import Student, load_run
 
@@ -115,6 +115,7 @@ class BadRequest(Exception):
     "A request the server refuses, with its HTTP status and a message saying what to fix."
     def __init__(self, msg:str, status:int=400): super().__init__(msg); self.status = status
 
+# %% ../nbs/06_serve.ipynb #b6aa982b
 MAX_DEPTH = 3 # {"instances": [{"input": text}]}: a predict request is never deeper
 
 def _depth_over(x, limit:int) -> bool:
@@ -123,6 +124,7 @@ def _depth_over(x, limit:int) -> bool:
     if limit == 0: return True
     return any(_depth_over(v, limit - 1) for v in (x.values() if isinstance(x, dict) else x))
 
+# %% ../nbs/06_serve.ipynb #cd167a76
 def parse_request(body:bytes, s:ServeSettings) -> tuple[list[str], bool]:
     "(inputs, rationale?) of a predict request, or a `BadRequest` naming what is wrong."
     shape = '{"instances": ["question", ...], "parameters": {"rationale": false}}'
@@ -150,6 +152,7 @@ def parse_request(body:bytes, s:ServeSettings) -> tuple[list[str], bool]:
         texts.append(t)
     return texts, params.get('rationale', False)
 
+# %% ../nbs/06_serve.ipynb #c2baa42d
 async def read_body(request, limit:int) -> bytes:
     "The body of `request`: a 413 from its declared length before any of it is read, or once `limit` bytes have come without one."
     declared = request.headers.get('content-length')
@@ -173,6 +176,7 @@ def request_schema(s:ServeSettings) -> dict:
                            text, {'type': 'object', 'required': ['input'], 'properties': {'input': text}}]}},
                        'parameters': {'type': 'object', 'properties': {'rationale': {'type': 'boolean'}}, 'additionalProperties': False}}}}}}}
 
+# %% ../nbs/06_serve.ipynb #c7dc5db5
 def create_app(settings:ServeSettings):
     "The FastAPI app: health and predict routes from `settings`, the model loaded in the background at start-up."
     state = {'served': None, 'error': None, 'batcher': None}
@@ -228,9 +232,9 @@ def create_app(settings:ServeSettings):
     return app
 
 # %% ../nbs/06_serve.ipynb #96fd11cd
-def serve_parser() -> argparse.ArgumentParser:
+def serve_parser() -> ArgParser:
     "The flags of `distill-sbs serve`: the model, the address, and each `ServeSettings` field with its comment as help."
-    p = argparse.ArgumentParser(prog='distill-sbs serve', description='Serve a trained student over HTTP (Vertex AI custom-container contract).')
+    p = ArgParser(prog='distill-sbs serve', allow_abbrev=False, description='Serve a trained student over HTTP (Vertex AI custom-container contract).')
     p.add_argument('--model_dir', default=None, help='a trained run folder, local or gs:// (default: $AIP_STORAGE_URI)')
     docs = settings_docs(ServeSettings)
     for f in fields(ServeSettings):  # None: not given, so the environment or the default decides (`ServeSettings.from_env`)
@@ -240,6 +244,7 @@ def serve_parser() -> argparse.ArgumentParser:
         p.add_argument(f'--{f.name}', default=None, help=f'{doc} (default: {f.default!r}{env})'.replace('%', '%%'))
     return p
 
+# %% ../nbs/06_serve.ipynb #065e622f
 def serve_command(argv:list|None=None) -> int:
     "`distill-sbs serve`: run the server until stopped."
     import uvicorn
@@ -257,6 +262,7 @@ def free_port() -> int:
     "A free TCP port on loopback, for a server started by a notebook, a test or a benchmark."
     with socket.socket() as sk: sk.bind(('127.0.0.1', 0)); return sk.getsockname()[1]
 
+# %% ../nbs/06_serve.ipynb #e13474e2
 def wait_for(
     url:str, # e.g. http://127.0.0.1:8080/health
     status:int=200, # the status to wait for

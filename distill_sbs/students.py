@@ -13,7 +13,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
                           LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-from .data import UserError
+from .core import UserError
 
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
@@ -27,11 +27,13 @@ INSTRUCTIONS = {'predict': 'Give the answer only.', 'explain': 'Explain the answ
 def _check_task(task):
     if task not in PREFIXES: raise ValueError(f"task must be one of {', '.join(PREFIXES)}, got {task!r}")
 
+# %% ../nbs/02_students.ipynb #744c835e
 def task_input(text:str, task:str='predict', model_type:str='task_prefix') -> str:
     "What a seq2seq student of `model_type` reads for `task`: its prefix for distilling step-by-step, the bare text for standard finetuning."
     _check_task(task)
     return PREFIXES[task] + text if model_type == 'task_prefix' else text
 
+# %% ../nbs/02_students.ipynb #4d577184
 def task_message(text:str, task:str='predict', model_type:str='task_prefix') -> str:
     "The user turn a causal student of `model_type` reads for `task`: the task's instruction then the text; the bare text for standard finetuning."
     _check_task(task)
@@ -63,6 +65,7 @@ def word_tokenizer(
 class StudentError(UserError):
     "A model or tokenizer that cannot be a student as asked, naming it and what to do."
 
+# %% ../nbs/02_students.ipynb #13cdf2e4
 def _longest_first(lens): return sorted(range(len(lens)), key=lambda i: -lens[i])
 
 class StudentKind:
@@ -111,6 +114,7 @@ class Seq2SeqKind(StudentKind):
         "One training row from prompt and completion ids: the encoder reads the prompt, the decoder's targets are the completion."
         return {'input_ids': prompt, 'labels': completion}
 
+# %% ../nbs/02_students.ipynb #4c2dc851
 def _cut(ids, max_length, keep_last):
     "`ids` cut to `max_length`, keeping a final `keep_last` token; and a 0/1 flag per sequence that was cut."
     cut = [0] * len(ids)
@@ -119,6 +123,7 @@ def _cut(ids, max_length, keep_last):
             ids[i], cut[i] = (x[:max_length - 1] + [keep_last] if x[-1] == keep_last else x[:max_length]), 1
     return ids, cut
 
+# %% ../nbs/02_students.ipynb #05c50c95
 def encode_grouped(model, enc, slack:float=1.1):
     "Encoder states for the padded batch `enc`, run in groups of similar length; None if one group would do."
     lens = enc['attention_mask'].sum(1).tolist()
@@ -223,6 +228,7 @@ def tiny_student(
                    decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     return T5ForConditionalGeneration(cfg), tok
 
+# %% ../nbs/02_students.ipynb #4be8d406
 def tiny_causal(
     d_model:int=128, # width
     layers:int=4, # decoder layers
@@ -247,6 +253,7 @@ def tiny_teacher(seed:int=0, texts=None) -> tuple:
     "A T5 of the same tokenizer as `tiny`, twice its width and with 4 layers instead of 3 (7.4M vs 1.4M weights on the built-in task): a teacher to finetune and distil from, offline."
     return tiny_student(d_model=256, layers=4, seed=seed, texts=texts)
 
+# %% ../nbs/02_students.ipynb #17962a35
 TINY = {'tiny': tiny_student, 'tiny-causal': tiny_causal, 'tiny-large': tiny_teacher}  # the offline models, by their --from_pretrained name
 
 def load_student(

@@ -1,4 +1,4 @@
-"""`distill-sbs sweep`: the paper's experiments as one command, a grid of methods, data fractions, students and seeds that resumes cell by cell, runs one cell per GPU, and draws the paper's two figures; the same command as a Vertex AI training job; and the course as a Vertex AI pipeline.
+"""`distill-sbs sweep`: the paper's experiments as one command, a grid of methods, data fractions, students and seeds, resumable, one cell per GPU, with the paper's two figures; `--submit` runs it on Vertex AI.
 
 Docs: https://distill-sbs.github.io/distill_sbs/sweep.html.md"""
 
@@ -12,22 +12,19 @@ from pathlib import Path
 import pandas as pd, torch, yaml
 from tqdm.auto import tqdm
 from fastcore.basics import patch_to
-from .data import ArgParser, UserError, add_flags, one_of
+from .core import ArgParser, UserError, one_of
 from .inference import CONFIG_FILE, RECORD_FILE
 from .training import ConfigError, TrainConfig, _unknown, changed_settings, config_parser, read_yaml, read_yaml_config
-from .evaluation import _COLORS, evaluate, system_label
+from .evaluation import COLORS, evaluate, system_label, t_interval
 from .experiment import _trained
-from .kd_experiment import _interval
-from .deploy import Vertex
+from .vertex import fuse_paths, job_parser, submit_job
 
 # %% auto #0
 __all__ = ['METHODS', 'AXES', 'CELL_FILE', 'EVENTS_FILE', 'GRID_FILE', 'SWEEP_WORKER', 'SWEEP_DEFAULTS', 'CHAPTER_GRID',
-           'N1_GPUS', 'GPU_FAMILIES', 'ACCELERATORS', 'G2_GPUS', 'SweepError', 'student_slug', 'Cell', 'Sweep',
-           'methods_named', 'cell_done', 'run_cell', 'sweep_worker', 'save_grid', 'grid_from', 'load_grid',
-           'check_folders', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table', 'method_gaps', 'plot_sweep',
-           'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command', 'machine_gpus', 'JobPlan',
-           'fuse_paths', 'launch_argv', 'launch_command', 'job_parser', 'submit_command', 'course_pipeline',
-           'compile_pipeline', 'pipeline_command']
+           'SweepError', 'student_slug', 'Cell', 'Sweep', 'methods_named', 'cell_done', 'run_cell', 'sweep_worker',
+           'save_grid', 'grid_from', 'load_grid', 'check_folders', 'run_sweep', 'model_parameters', 'cell_rows',
+           'sweep_table', 'method_gaps', 'plot_sweep', 'write_report', 'train_flags', 'sweep_parser', 'parse_sweep',
+           'sweep_command', 'submit_sweep']
 
 # %% ../nbs/08_sweep.ipynb #fb945c01
 METHODS = {'standard': dict(model_type='standard'), 'distilled': dict(model_type='task_prefix'), 'cot': dict(model_type='cot')}
@@ -37,10 +34,12 @@ CELL_FILE, EVENTS_FILE, GRID_FILE = 'cell.json', 'sweep_log.jsonl', 'sweep.yaml'
 class SweepError(ConfigError):
     "A sweep that cannot start, naming the axis, method or cell."
 
+# %% ../nbs/08_sweep.ipynb #7671bf06
 def student_slug(student:str) -> str:
     "A student's folder name: the last part of its Hub id or path ('google/flan-t5-base' -> 'flan-t5-base')."
     return re.sub(r'[^A-Za-z0-9._-]+', '_', str(student).rstrip('/').split('/')[-1]) or 'student'
 
+# %% ../nbs/08_sweep.ipynb #3373c572
 @dataclass(frozen=True)
 class Cell:
     "One run of the grid: its four coordinates and its folder."
@@ -80,6 +79,7 @@ class Sweep:
         return TrainConfig(**{**self.settings, **self.methods[cell.method], 'from_pretrained': cell.student,
                               'subsample': cell.fraction, 'run': cell.seed, 'output_dir': cell.dir})
 
+# %% ../nbs/08_sweep.ipynb #c7048fbd
 def methods_named(names) -> dict:
     "The built-in methods called `names` (a list, or 'standard,distilled')."
     names = [n.strip() for n in names.split(',')] if isinstance(names, str) else list(names)
@@ -94,6 +94,7 @@ def _check_axis(name:str, values:tuple):
     dup = sorted({str(v) for v in values if list(values).count(v) > 1})
     if dup: raise SweepError(f'--{name} repeats {", ".join(dup)}: give each value once')
 
+# %% ../nbs/08_sweep.ipynb #555b3ce8
 @patch_to(Sweep)
 def check(self):
     "Raise a `SweepError` naming the first axis, method or cell that cannot work, before anything runs."
@@ -120,10 +121,12 @@ def _event(out:Path, cell:Cell, event:str, **details):
     line = json.dumps(dict(time=round(time.time(), 3), cell=cell.name, event=event, worker=int(os.environ.get('SWEEP_WORKER', 0)), **details))
     with open(out/EVENTS_FILE, 'a') as f: f.write(line + '\n')
 
+# %% ../nbs/08_sweep.ipynb #ee540339
 def cell_done(cell:Cell) -> bool:
     "Trained and scored."
     return (Path(cell.dir)/'test'/'results.json').exists()
 
+# %% ../nbs/08_sweep.ipynb #ac24999b
 def run_cell(sweep:Sweep, cell:Cell, batch_size:int=64) -> dict:
     "Train (or resume, or reuse) one cell and score it on the test set; its results."
     out, d = Path(sweep.output_dir), Path(cell.dir)
@@ -182,6 +185,7 @@ def save_grid(sweep:Sweep, path:str|Path|None=None, fuse:bool=False) -> Path:
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
     return path
 
+# %% ../nbs/08_sweep.ipynb #d90fe427
 def grid_from(raw:dict, where:str) -> Sweep:
     "A `Sweep` from a mapping: the four axes (methods as names, or name: settings), `output_dir`, and any `distill-sbs train` setting."
     raw = dict(raw)
@@ -194,10 +198,12 @@ def grid_from(raw:dict, where:str) -> Sweep:
     _unknown(raw, where)
     return Sweep(methods, **grid, settings=raw)
 
+# %% ../nbs/08_sweep.ipynb #d93233d8
 def load_grid(path:str|Path) -> Sweep:
     "The `Sweep` in a YAML file (see `grid_from`)."
     return grid_from(read_yaml(path, '--grid'), str(path))
 
+# %% ../nbs/08_sweep.ipynb #fe92e7dc
 def check_folders(sweep:Sweep):
     "Refuse cells whose folder holds a run trained with other settings: the sweep would otherwise stop there, hours in."
     for cell in sweep.cells():
@@ -206,6 +212,7 @@ def check_folders(sweep:Sweep):
             if changed: raise SweepError(f'{cell.dir} holds a run trained with other settings ({", ".join(f"--{k}" for k in changed)}): '
                                          'another --output_dir, or delete that folder')
 
+# %% ../nbs/08_sweep.ipynb #e4e7f914
 def run_sweep(sweep:Sweep, workers:int|None=None, batch_size:int=64) -> pd.DataFrame:
     "Run every cell not done yet, one worker per GPU (`workers`, default: the GPUs, at least 1), and write the report; the table."
     check_folders(sweep)
@@ -235,6 +242,7 @@ def model_parameters(run_dir:str|Path) -> int:
                 n += size
     return n
 
+# %% ../nbs/08_sweep.ipynb #22fb7cc5
 def cell_rows(out:str|Path) -> list[dict]:
     "One row per scored cell under `out`: its coordinates, test accuracy, the teacher's and the majority guess's, steps, seconds and size."
     rows = []
@@ -249,6 +257,7 @@ def cell_rows(out:str|Path) -> list[dict]:
                          steps=rec['steps'], train_seconds=rec['train_seconds'], params=model_parameters(d), dir=str(d.relative_to(out))))
     return rows
 
+# %% ../nbs/08_sweep.ipynb #965f2eab
 def sweep_table(out:str|Path, rows:list|None=None) -> pd.DataFrame:
     "Per student, method and fraction: seeds, mean test accuracy, its 95% t-interval, each seed's, training seconds; with the teacher's accuracy."
     rows = cell_rows(out) if rows is None else rows
@@ -256,7 +265,7 @@ def sweep_table(out:str|Path, rows:list|None=None) -> pd.DataFrame:
     table = []
     for (params, student, method, fraction), g in pd.DataFrame(rows).groupby(['params', 'student', 'method', 'fraction'], sort=True):
         g = g.sort_values('seed')
-        m, h = _interval(g.accuracy.tolist())
+        m, h = t_interval(g.accuracy.tolist())
         table.append(dict(student=student, params=params, method=method, fraction=fraction, seeds=len(g), accuracy=m, interval=h,
                           per_seed=' '.join(f'{a:.3f}' for a in g.accuracy), train_seconds=g.train_seconds.mean(),
                           teacher=g.teacher.mean(), majority=g.majority.mean()))
@@ -271,13 +280,13 @@ def method_gaps(cells:list[dict], method:str='distilled', baseline:str='standard
         if not {method, baseline} <= set(g.columns): continue
         gaps = (g[method] - g[baseline]).dropna().tolist()  # seed by seed: the same rows of the training set
         if not gaps: continue
-        m, h = _interval(gaps)
+        m, h = t_interval(gaps)
         rows.append(dict(student=student, fraction=fraction, seeds=len(gaps), gap=m, interval=h, per_seed=' '.join(f'{x:+.3f}' for x in gaps),
                          separated=len(gaps) > 1 and abs(m) > h))
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_sweep.ipynb #c2d8fa6c
-def _color(method:str, i:int) -> str: return _COLORS.get(method, f'C{i + 3}')
+def _color(method:str, i:int) -> str: return COLORS.get(method, f'C{i + 3}')
 
 def plot_sweep(table:pd.DataFrame, title:str|None=None):
     "Accuracy against training-data fraction (the biggest student) and against student size (the largest fraction), a line per method."
@@ -308,6 +317,7 @@ def plot_sweep(table:pd.DataFrame, title:str|None=None):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/08_sweep.ipynb #8008522b
 def write_report(out:str|Path) -> pd.DataFrame:
     "Regenerate `sweep.csv`, `sweep.json` and `sweep.png` in `out` from its cell folders alone; the table."
     import matplotlib.pyplot as plt
@@ -328,6 +338,7 @@ def _list(flag:str, text:str|None, kind=str):
     try: return [kind(v.strip()) for v in text.split(',') if v.strip()]
     except ValueError: raise SweepError(f'--{flag} {text!r}: expected comma-separated {kind.__name__} values') from None
 
+# %% ../nbs/08_sweep.ipynb #dd112f98
 def train_flags(argv:list[str]) -> dict:
     "Only the `distill-sbs train` settings `argv` gives (a `--config` file's beneath them), so each cell's student fills in the rest."
     p = config_parser()
@@ -339,6 +350,7 @@ def train_flags(argv:list[str]) -> dict:
     if config: given = {**read_yaml_config(config), **given}
     return given
 
+# %% ../nbs/08_sweep.ipynb #aedb32d3
 def sweep_parser() -> ArgParser:
     p = ArgParser(prog='distill-sbs sweep', allow_abbrev=False, description='Train and score a grid of students: methods x training-data fractions '
                   'x students x seeds; any other flag is a `distill-sbs train` flag shared by every cell.')
@@ -354,6 +366,7 @@ def sweep_parser() -> ArgParser:
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)  # one torchrun process of a sweep: its share of the cells
     return p
 
+# %% ../nbs/08_sweep.ipynb #cca2f1ba
 SWEEP_DEFAULTS = dict(methods='standard,distilled', fractions=[0.125, 0.25, 0.5, 1.0], students=['tiny'], seeds=[0, 1, 2], output_dir='runs/sweep')
 
 def parse_sweep(argv:list[str]) -> tuple[Sweep, argparse.Namespace]:
@@ -368,6 +381,7 @@ def parse_sweep(argv:list[str]) -> tuple[Sweep, argparse.Namespace]:
     raw.update({k: v for k, v in flags.items() if v is not None}, **train_flags(rest))
     return grid_from(raw, 'distill-sbs sweep'), a
 
+# %% ../nbs/08_sweep.ipynb #4ee1b6e1
 def sweep_command(argv:list[str]):
     "`distill-sbs sweep`: run a grid (or, with `--report DIR`, only redraw its table and figures)."
     if report := sweep_parser().parse_known_args(argv)[0].report:
@@ -382,222 +396,13 @@ def sweep_command(argv:list[str]):
 # %% ../nbs/08_sweep.ipynb #b637ea4f
 CHAPTER_GRID = dict(methods='standard,distilled', fractions='0.125,0.5,1', seeds='0,1,2', max_steps=100, eval_steps=100, n_test=200, no_log='true')
 
-# %% ../nbs/08_sweep.ipynb #bbfff57a
-N1_GPUS = ('NVIDIA_TESLA_T4', 'NVIDIA_TESLA_V100', 'NVIDIA_TESLA_P100', 'NVIDIA_TESLA_P4')
-GPU_FAMILIES = {'a2-highgpu': 'NVIDIA_TESLA_A100', 'a2-megagpu': 'NVIDIA_TESLA_A100', 'a2-ultragpu': 'NVIDIA_A100_80GB',
-                'a3-highgpu': 'NVIDIA_H100_80GB', 'a3-megagpu': 'NVIDIA_H100_MEGA_80GB', 'a3-ultragpu': 'NVIDIA_H200_141GB', 'g2-standard': 'NVIDIA_L4'}
-ACCELERATORS = (*N1_GPUS, *dict.fromkeys(GPU_FAMILIES.values()))
-G2_GPUS = {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}  # g2-standard-N: its L4s
-_MACHINE = re.compile(r'(?P<cpu>(n1|n2|n2d|e2|c2|c3)-(standard|highmem|highcpu)-(?P<vcpus>\d+))|(?P<g2>g2-standard-(?P<g2n>\d+))'
-                      r'|(?P<fam>a2-highgpu|a2-megagpu|a2-ultragpu|a3-highgpu|a3-megagpu|a3-ultragpu)-(?P<gpus>\d+)g')
-
-def machine_gpus(machine_type:str) -> tuple[tuple, int|None]:
-    "The accelerator types a machine type takes, and the count its name fixes (None: you choose, n1 only)."
-    m = _MACHINE.fullmatch(machine_type or '')
-    if not m: raise SweepError(f"--machine_type {machine_type!r}: not a Vertex AI machine type (e.g. n1-standard-8, g2-standard-8, a2-highgpu-1g, a3-highgpu-8g)")
-    if m['cpu']: return (N1_GPUS if machine_type.startswith('n1-') else ()), None
-    if m['g2']:
-        if int(m['g2n']) not in G2_GPUS: raise SweepError(f'--machine_type {machine_type!r}: g2-standard comes in {", ".join(map(str, G2_GPUS))} vCPUs')
-        return ('NVIDIA_L4',), G2_GPUS[int(m['g2n'])]
-    return (GPU_FAMILIES[m['fam']],), int(m['gpus'])
-
-# %% ../nbs/08_sweep.ipynb #f70bb696
-@dataclass
-class JobPlan:
-    "A Vertex AI custom job that runs one `distill-sbs train` or `distill-sbs sweep` on one or several machines."
-    command:list # 'train' or 'sweep' and its flags, with gs:// paths
-    project:str # Google Cloud project
-    image:str # the training image (Dockerfile: this project and its GPU PyTorch), e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/train:latest
-    output_dir:str # gs://bucket/folder: the run or sweep folder
-    region:str = 'us-central1'
-    name:str = 'distill-sbs' # the job's display name
-    machine_type:str = 'g2-standard-8' # one L4
-    accelerator_type:str|None = None # default: what the machine type comes with; n1 machines: NVIDIA_TESLA_T4, ...
-    accelerator_count:int|None = None # default: what the machine type comes with; n1 machines: 1
-    replica_count:int = 1 # machines: torchrun spans them all
-    boot_disk_gb:int = 100
-    service_account:str|None = None
-
-    def __post_init__(self):
-        if self.command[0] not in ('train', 'sweep'): raise SweepError(f'a Vertex AI job runs train or sweep, not {self.command[0]!r}')
-        if not self.project: raise SweepError('--project: the Google Cloud project to run the job in')
-        if not self.image: raise SweepError('--image: the training image in Artifact Registry, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/train:latest')
-        if not str(self.output_dir).startswith('gs://') or len(self.output_dir.removeprefix('gs://').strip('/')) == 0:
-            raise SweepError(f'--output_dir {self.output_dir!r}: a cloud job writes to Cloud Storage; give a gs://bucket/folder')
-        if self.replica_count < 1: raise SweepError(f'--replica_count must be at least 1, got {self.replica_count}')
-        takes, fixed = machine_gpus(self.machine_type)
-        if self.accelerator_type is not None: one_of('accelerator_type', self.accelerator_type, ACCELERATORS)
-        if self.accelerator_type is not None and self.accelerator_type not in takes:
-            raise SweepError(f'--machine_type {self.machine_type} takes ' + (f'{fixed or "1, 2, 4 or 8"} x {" or ".join(takes)}' if takes else 'no GPU')
-                             + f', not --accelerator_type {self.accelerator_type}')
-        if fixed is not None:
-            if self.accelerator_count not in (None, fixed):
-                raise SweepError(f'--machine_type {self.machine_type} comes with {fixed} x {takes[0]}: --accelerator_count {fixed}, not {self.accelerator_count}')
-            self.accelerator_type, self.accelerator_count = takes[0], fixed
-        elif self.accelerator_type:
-            self.accelerator_count = self.accelerator_count or 1
-            if self.accelerator_count not in (1, 2, 4, 8): raise SweepError(f'--accelerator_count {self.accelerator_count}: n1 machines take 1, 2, 4 or 8 GPUs')
-        elif self.accelerator_count: raise SweepError(f'--accelerator_count {self.accelerator_count} without --accelerator_type: name the GPU')
-
-    def spec(self) -> dict:
-        "The custom job: `aiplatform.CustomJob`'s arguments."
-        machine = dict(machine_type=self.machine_type, **(dict(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
-                                                           if self.accelerator_type else {}))
-        container = dict(image_uri=self.image, command=['distill-sbs', 'launch'], args=[str(a) for a in fuse_paths(self.command)],
-                         env=[dict(name='PYTHONUNBUFFERED', value='1')])
-        pool = lambda n: dict(machine_spec=machine, replica_count=n, container_spec=container,
-                              disk_spec=dict(boot_disk_type='pd-ssd', boot_disk_size_gb=self.boot_disk_gb))
-        bucket = 'gs://' + self.output_dir.removeprefix('gs://').split('/')[0]
-        return dict(display_name=self.name, worker_pool_specs=[pool(1), *([pool(self.replica_count - 1)] if self.replica_count > 1 else [])],
-                    base_output_dir=self.output_dir, staging_bucket=f'{bucket}/staging', labels={'distill-sbs': self.command[0]},
-                    **({'service_account': self.service_account} if self.service_account else {}))
-
-def fuse_paths(args:list) -> list:
-    "Command-line values with `gs://bucket/x` as `/gcs/bucket/x`: where Vertex AI mounts Cloud Storage inside the job."
-    return [re.sub(r'^gs://', '/gcs/', str(a)) if not str(a).startswith('-') else re.sub(r'=gs://', '=/gcs/', str(a)) for a in args]
-
-# %% ../nbs/08_sweep.ipynb #aa3187eb
-def launch_argv(command:list, cluster_spec:str|None, gpus:int) -> list:
-    "What `distill-sbs launch` runs on this machine of a job: `command` itself, or torchrun across the job's machines and GPUs."
-    spec = json.loads(cluster_spec) if cluster_spec else {}
-    cluster, task = spec.get('cluster', {}), spec.get('task', {})
-    hosts = [*cluster.get('workerpool0', []), *cluster.get('workerpool1', [])]
-    nodes, procs = max(1, len(hosts)), max(1, gpus)
-    if nodes == 1 and (procs == 1 or command[0] == 'sweep'): return ['distill-sbs', *command]  # one process; a sweep starts its own workers
-    node_rank = 0 if task.get('type', 'workerpool0') == 'workerpool0' else 1 + int(task.get('index', 0))
-    addr, _, port = (hosts[0] if hosts else 'localhost:29500').partition(':')
-    worker = ['--worker'] if command[0] == 'sweep' else []  # each torchrun process takes its share of the cells
-    return ['torchrun', f'--nnodes={nodes}', f'--node_rank={node_rank}', f'--nproc_per_node={procs}', f'--master_addr={addr}',
-            f'--master_port={port or 29500}', '--no-python', 'distill-sbs', *command, *worker]
-
-def launch_command(argv:list[str]):
-    "`distill-sbs launch COMMAND ...`: run COMMAND on this machine of a Vertex AI job (see `launch_argv`)."
-    if not argv: raise SweepError('distill-sbs launch: give the command to run, e.g. distill-sbs launch train --max_steps 100')
-    cmd = launch_argv(argv, os.environ.get('CLUSTER_SPEC'), torch.cuda.device_count())
-    print('+', ' '.join(cmd), flush=True)
-    os.execvp(cmd[0], cmd)
-
-# %% ../nbs/08_sweep.ipynb #16177997
-def job_parser() -> ArgParser:
-    p = ArgParser(prog='distill-sbs train|sweep --submit', allow_abbrev=False, description='Run this command as a Vertex AI custom job.')
-    p.add_argument('--submit', action='store_true', help='submit the command as a Vertex AI custom job instead of running it here')
-    add_flags(p, JobPlan, skip=('command', 'output_dir'))  # --output_dir stays the command's own flag
-    p.add_argument('--dry_run', action='store_true', help='print the job and what is uploaded; send nothing (no credentials needed)')
-    return p
-
-def _local_inputs(cfg:TrainConfig):
-    for k in ('data_dir', 'teacher_logits', 'teacher_logprobs', 'teacher', 'from_pretrained'):
-        v = getattr(cfg, k, None)
-        if v and not str(v).startswith(('gs://', '/gcs/')) and Path(v).exists():
-            raise SweepError(f'--{k} {v}: a local path the job cannot read; copy it to Cloud Storage and pass its gs:// path')
-
-def submit_command(argv:list[str], say=print):
-    "`distill-sbs train ... --submit` / `distill-sbs sweep ... --submit`: check the command, then submit it as a Vertex AI custom job."
-    command, rest = argv[0], argv[1:]
-    job, rest = job_parser().parse_known_args(rest)
-    if command == 'train':  # checked as given (gs:// paths are remote); the job gets them as /gcs/ paths
-        from distill_sbs.training import parse_config
-        cfg = parse_config(rest)
-        out, args = cfg.output_dir, ['train', *rest]
-    else:
-        sweep, a = parse_sweep(rest)
-        cfg, out = sweep.config(sweep.cells()[0]), sweep.output_dir
-        args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *(['--workers', str(a.workers)] if a.workers else [])]
-    plan = JobPlan(args, output_dir=out, **{k: v for k, v in vars(job).items() if k not in ('submit', 'dry_run')})  # refused here, before anything is sent
-    _local_inputs(cfg)
-    v = Vertex(job.project, job.region, job.dry_run, say)
-    if command == 'sweep':  # the grid travels with the job, methods of your own included
-        with tempfile.TemporaryDirectory() as tmp:
-            grid = save_grid(sweep, Path(tmp)/GRID_FILE, fuse=True)
-            if job.dry_run: say(f'the grid the job reads, {GRID_FILE}:\n' + grid.read_text())
-            v.upload_folder(tmp, out)
-    spec = plan.spec()
-    v.submit_custom_job(spec)
-    return spec
-
-# %% ../nbs/08_sweep.ipynb #639e1f60
-def _typed(**types):
-    "Give a function real parameter types: kfp reads a step's inputs from its annotations, and this module's are strings (`from __future__ import annotations`)."
-    def typed(f): f.__annotations__ = types; return f
-    return typed
-
-def course_pipeline(
-    root:str, # gs://bucket/folder: every step's folder goes under it
-    image:str, # the training image (every step runs `distill-sbs`)
-    serve_image:str, # the serving image the deployed model runs in (chapter 7)
-    project:str, # Google Cloud project: the teacher (Gemini on Vertex AI) and the deployment
-    region:str='us-central1',
-    accelerator:str='NVIDIA_L4', # the GPU of each training step
-):
-    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment. Its parameters: dataset, teacher_model, student, max_steps."
-    from kfp import dsl
-    one_of('accelerator', accelerator, ACCELERATORS)
-    if not root.startswith('gs://'): raise SweepError(f'--root {root!r}: a pipeline writes to Cloud Storage; give a gs://bucket/folder')
-    at = lambda name: fuse_paths([f'{root.rstrip("/")}/{name}'])[0]
-
-    @dsl.container_component
-    @_typed(dataset=str, data_dir=str)
-    def prepare_data(dataset, data_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'data'], args=['--dataset', dataset, '--output_dir', data_dir])
-    @dsl.container_component
-    @_typed(data_dir=str, teacher_model=str, output_dir=str)
-    def teach(data_dir, teacher_model, output_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'teach'], args=[
-            '--dataset', 'generic', '--data_dir', data_dir, '--backend', 'vertex', '--model', teacher_model,
-            '--project', project, '--location', region, '--output_dir', output_dir])
-    @dsl.container_component
-    @_typed(data_dir=str, student=str, model_type=str, max_steps=int, output_dir=str)
-    def train_student(data_dir, student, model_type, max_steps, output_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'train'], args=[
-            '--dataset', 'generic', '--data_dir', data_dir, '--label_type', 'llm', '--from_pretrained', student, '--model_type', model_type,
-            '--max_steps', max_steps, '--output_dir', output_dir])
-    @dsl.container_component
-    @_typed(distilled_dir=str, standard_dir=str, output_dir=str)
-    def evaluate_students(distilled_dir, standard_dir, output_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'evaluate'], args=[distilled_dir, standard_dir, '--output_dir', output_dir])
-    @dsl.container_component
-    @_typed(model_dir=str, bucket=str)
-    def deploy_student(model_dir, bucket):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'deploy'], args=[
-            '--model_dir', model_dir, '--project', project, '--region', region, '--bucket', bucket, '--image', serve_image])
-
-    @dsl.pipeline(name='distill-sbs-course', description='Distilling step-by-step end to end: data, teacher rationales, a distilled and a standard '
-                  'student, their evaluation, and the distilled student deployed to an endpoint.')
-    @_typed(dataset=str, teacher_model=str, student=str, max_steps=int)
-    def course(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000):
-        data = prepare_data(dataset=dataset, data_dir=at('data')).set_display_name('data (chapter 0)')
-        taught = teach(data_dir=at('data'), teacher_model=teacher_model, output_dir=at('taught')).after(data).set_display_name('teacher (chapter 1)')
-        students = {}
-        for name, model_type in (('distilled', 'task_prefix'), ('standard', 'standard')):
-            t = train_student(data_dir=at('taught'), student=student, model_type=model_type, max_steps=max_steps, output_dir=at(name)).after(taught)
-            students[name] = t.set_display_name(f'{name} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(1)
-        scored = evaluate_students(distilled_dir=at('distilled'), standard_dir=at('standard'), output_dir=at('evaluation')).after(*students.values())
-        scored.set_display_name('evaluation (chapter 5)')
-        deploy_student(model_dir=at('distilled'), bucket=f'{root.rstrip("/")}/model').after(scored).set_display_name('deployment (chapter 7)')
-    return course
-
-def compile_pipeline(path:str|Path, **settings) -> Path:
-    "Compile `course_pipeline(**settings)` to a pipeline spec (YAML) at `path`, offline."
-    from kfp import compiler
-    compiler.Compiler().compile(course_pipeline(**settings), str(path))
-    return Path(path)
-
-# %% ../nbs/08_sweep.ipynb #3d2f2ad1
-def pipeline_command(argv:list[str], say=print):
-    "`distill-sbs pipeline`: compile the course pipeline (offline), and with `--run` start it on Vertex AI Pipelines."
-    p = ArgParser(prog='distill-sbs pipeline', allow_abbrev=False, description='Compile the course as a Vertex AI pipeline; --run starts it.')
-    p.add_argument('--root', required=True, help='gs://bucket/folder for every step\'s folder')
-    p.add_argument('--image', required=True, help='the training image'); p.add_argument('--serve_image', required=True, help='the serving image (chapter 7)')
-    p.add_argument('--project', required=True); p.add_argument('--region', default='us-central1')
-    p.add_argument('--accelerator', default='NVIDIA_L4', help='the GPU of each training step')
-    p.add_argument('--package', default='distill_sbs_pipeline.yaml', help='where the compiled spec goes')
-    for k, v in dict(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000).items():
-        p.add_argument(f'--{k}', default=v, type=type(v), help=f'pipeline parameter (default {v})')
-    p.add_argument('--run', action='store_true', help='start the pipeline on Vertex AI Pipelines'); p.add_argument('--dry_run', action='store_true')
-    a = p.parse_args(argv)
-    path = compile_pipeline(a.package, root=a.root, image=a.image, serve_image=a.serve_image, project=a.project, region=a.region, accelerator=a.accelerator)
-    say(f'compiled {path}')
-    if a.run or a.dry_run:
-        Vertex(a.project, a.region, a.dry_run, say).run_pipeline(path, f'{a.root.rstrip("/")}/pipeline_root', 'distill-sbs-course',
-                                                                 dict(dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps))
-    return 0
+# %% ../nbs/08_sweep.ipynb #685f719c
+def submit_sweep(argv:list[str], say=print) -> dict:
+    "`distill-sbs sweep ... --submit`: check the grid here, then submit it as one Vertex AI custom job whose workers share its cells."
+    job, rest = job_parser().parse_known_args(argv[1:])
+    sweep, a = parse_sweep(rest)
+    out = sweep.output_dir
+    args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *(['--workers', str(a.workers)] if a.workers else [])]
+    with tempfile.TemporaryDirectory() as tmp:  # the grid travels with the job, methods of your own included
+        grid = save_grid(sweep, Path(tmp)/GRID_FILE, fuse=True).read_text()
+    return submit_job(args, out, sweep.config(sweep.cells()[0]), job, uploads={GRID_FILE: ('the grid the job reads', grid)}, say=say)

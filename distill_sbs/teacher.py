@@ -10,8 +10,11 @@ import json, sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from datasets import Dataset
-from .data import (FEATURES, PARSERS, ArgParser, DataError, DataSettings, NoAnswer, ParseError, TaskData,
-                              UserError, add_flags, answer_correct, filesystem, flag_values, load_task, write_generic)
+from .records import FEATURES, filesystem
+from .sources import PARSERS
+from .core import ArgParser, DataError, UserError, add_flags, flag_values
+from .data import DataSettings, TaskData, load_task, write_generic
+from .answers import NoAnswer, ParseError, answer_correct
 from .prompts import FewShotPrompt, prompt_for
 from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
 from .asking import AskReport, TeacherCache, ask, request_key
@@ -36,6 +39,7 @@ class SplitTaught:
     @property
     def accuracy(self) -> float: return self.correct / max(1, self.samples)
 
+# %% ../nbs/01e_teacher.ipynb #15490372
 @dataclass
 class TeachReport:
     "Everything `teach` did: per split counts, requests, tokens, cost, and the failures."
@@ -78,6 +82,7 @@ def _read(task, text, row, s):
     s.correct += right
     return rationale, label, right
 
+# %% ../nbs/01e_teacher.ipynb #8d84b7bc
 def _forget(store:TeacherCache, made:list):
     "Remove an empty cache file and the folders opening it created (`made`: the file, then its new folders, deepest first)."
     store.close()
@@ -86,6 +91,7 @@ def _forget(store:TeacherCache, made:list):
         try: d.rmdir()
         except OSError: break  # something else was written there since: leave it
 
+# %% ../nbs/01e_teacher.ipynb #3c8cc13a
 def teach(
     data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_task(...)`
     backend, # the teacher: `OpenAIChat`, `Gemini`, `LocalModel`
@@ -196,6 +202,7 @@ def teach_parser() -> ArgParser:
     a.add_argument('--no_progress', action='store_true', help='no progress bar')
     return p
 
+# %% ../nbs/01e_teacher.ipynb #90519447
 def teach_command(argv:list|None=None) -> int:
     "`distill-sbs teach`: teach a dataset and write it out; 1 if some rows got no answer."
     args = teach_parser().parse_args(argv)

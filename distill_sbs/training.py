@@ -13,13 +13,17 @@ from typing import Optional
 import torch, yaml
 from fastcore.basics import patch_to
 from transformers import set_seed
-from .data import ArgParser, DataSettings, UserError, add_flags, hub_reachable, load_task, one_of
+from .core import ArgParser, UserError, add_flags, one_of
+from .data import DataSettings, load_task
+from .sources import hub_reachable
 from .students import TINY, StudentError, load_student, student_kind
 from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import LABEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd import DIVERGENCES, KD_TASKS, ApiLogprobs, KDSettings, TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
+from .kd import DIVERGENCES, KD_TASKS, KDSettings
+from .kd_align import ApiLogprobs
+from .kd_teachers import TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
 from .multitask import METRICS, default_metric, make_trainer
 
 # %% auto #0

@@ -8,9 +8,11 @@ from datasets import Dataset, DatasetDict, disable_progress_bars
 from conftest import SHARED, cli, ok, refused
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.cot import CotSettings, ExemplarPool, make_recipe
-from distill_sbs.data import FEATURES, load_task
-from distill_sbs.kd import (ApiLogprobs, StudentVocab, TeacherError, TeacherTokens, align_tokens, certain, in_student_ids, kd_loss,
-                            read_logprobs, token_texts)
+from distill_sbs.records import FEATURES
+from distill_sbs.data import load_task
+from distill_sbs.kd_align import ApiLogprobs, StudentVocab, align_tokens, certain, in_student_ids, read_logprobs, token_texts
+from distill_sbs.kd_teachers import TeacherError
+from distill_sbs.kd import TeacherTokens, kd_loss
 from distill_sbs.loopback import LoopbackLLM
 from distill_sbs.students import load_student
 from distill_sbs.training import run_history

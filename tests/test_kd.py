@@ -118,7 +118,8 @@ def test_anli_in_the_papers_layout(tmp_path):
 
 def test_the_same_time_comparison_reads_each_runs_curve(tmp_path):
     "Chapter 5b's same-time numbers come from a run folder's log alone: seconds a step without the validations, and the last validation reached by a time."
-    from distill_sbs.kd_experiment import _interval, at_time, valid_curve
+    from distill_sbs.kd_experiment import at_time, valid_curve
+    from distill_sbs.evaluation import t_interval
     d = tmp_path/'run'; d.mkdir()
     (d/'trainer_state.json').write_text(json.dumps({'log_history': [{'step': 5, 'loss': 1.0}, {'step': 10, 'eval_accuracy': 0.2, 'eval_runtime': 2.0},
                                                                     {'step': 20, 'eval_accuracy': 0.5, 'eval_runtime': 2.0}]}))
@@ -126,6 +127,6 @@ def test_the_same_time_comparison_reads_each_runs_curve(tmp_path):
     curve = valid_curve(d)  # 24 s less 4 s of validating, over 20 steps: a second a step
     assert curve == [(10.0, 0.2), (20.0, 0.5)]
     assert [at_time(curve, s) for s in (9.9, 10, 19, 60)] == [0.0, 0.2, 0.2, 0.5]
-    mean, half = _interval([0.5, 0.6, 0.7])  # a 95% t-interval: t(2 degrees of freedom) = 4.30
+    mean, half = t_interval([0.5, 0.6, 0.7])  # a 95% t-interval: t(2 degrees of freedom) = 4.30
     assert mean == pytest.approx(0.6) and half == pytest.approx(4.30 * 0.1 / 3 ** 0.5)
-    assert _interval([0.4]) == (0.4, 0.0)
+    assert t_interval([0.4]) == (0.4, 0.0)

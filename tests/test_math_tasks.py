@@ -4,7 +4,10 @@ import pytest
 import datasets, huggingface_hub
 from datasets import Dataset
 from conftest import cli, error_line
-from distill_sbs.data import DataError, PARSERS, answer_correct, load_task, numeric_value
+from distill_sbs.core import DataError
+from distill_sbs.sources import PARSERS
+from distill_sbs.answers import answer_correct, numeric_value
+from distill_sbs.data import load_task
 from distill_sbs.prompts import PROMPTS
 
 OFFLINE = {'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}

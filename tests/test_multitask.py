@@ -2,7 +2,8 @@
 α-mix of the task losses, both ways of computing it agree, training lowers it, and evaluation scores what the student
 generates."""
 import pytest, torch
-from distill_sbs.data import answer_correct, load_task
+from distill_sbs.answers import answer_correct
+from distill_sbs.data import load_task
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.inference import Student
 from distill_sbs.multitask import make_trainer

@@ -47,7 +47,7 @@ def test_main_command_runs_offline(tmp_path):
     assert '![test accuracy](accuracy.png)' in report
 
 def test_layout():
-    for p in ['nbs/index.ipynb', 'nbs/_quarto.yml', 'nbs/00_data.ipynb', 'distill_sbs/data.py', 'pyproject.toml',
+    for p in ['nbs/index.ipynb', 'nbs/_quarto.yml', 'nbs/00e_data.ipynb', 'distill_sbs/data.py', 'pyproject.toml',
               'setup.py', 'LICENSE', 'README.md', '.ci/run']:
         assert (ROOT/p).exists(), p
     assert 'Apache License' in (ROOT/'LICENSE').read_text()

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
 from hypothesis import given, strategies as st
-from conftest import cli, fuzz, json_values, ok
+from conftest import cli, error_line, fuzz, json_values, ok
 from distill_sbs.serve import BadRequest, ServeSettings, free_port, parse_request, wait_for
 from distill_sbs.students import tiny_student
 
@@ -233,3 +233,15 @@ def test_deploy_dry_run_names_every_resource(model_dir):
     assert res.returncode == 0 and 'would call Endpoint.undeploy_all' in res.stdout
     res = cli('deploy', '--model_dir', model_dir, '--project', 'proj', '--dry_run')
     assert res.returncode == 2 and '--bucket, --image' in res.stderr
+
+@pytest.mark.parametrize('command,flags,says', [
+    ('serve', ['--model_dir', 'x', '--prot', '8081'], 'unrecognized arguments: --prot 8081'),
+    ('serve', ['--model_dir'], 'argument --model_dir: expected one argument'),
+    ('deploy', ['--dry_run'], 'the following arguments are required: --project'),
+    ('deploy', ['--project', 'p', '--min_replicas', 'two'], "argument --min_replicas: invalid int value: 'two'"),
+    ('deploy', ['--project', 'p', '--machine', 'n1-standard-4'], 'unrecognized arguments: --machine'),  # no abbreviations
+], ids=['serve-unknown', 'serve-no-value', 'deploy-required', 'deploy-not-a-number', 'deploy-abbreviated'])
+def test_serve_and_deploy_flags_get_one_line(command, flags, says):
+    "`serve` and `deploy` parse through chapter 0's `ArgParser` like every other command: a bad flag is one line, no usage block."
+    error_line(res := cli(command, *flags), command)
+    assert says in res.stderr, res.stderr

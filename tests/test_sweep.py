@@ -128,7 +128,7 @@ def test_a_cloud_job_refuses_local_folders(tmp_path):
     assert 'would call' not in res.stdout
 
 def test_launch_reads_the_cluster_of_a_vertex_job():
-    from distill_sbs.sweep import launch_argv
+    from distill_sbs.vertex import launch_argv
     spec = lambda kind, i: json.dumps({'cluster': {'workerpool0': ['chief:2222'], 'workerpool1': ['w0:2222', 'w1:2222']}, 'task': {'type': kind, 'index': i}})
     assert launch_argv(['train', '--max_steps', '9'], spec('workerpool0', 0), 8) == [
         'torchrun', '--nnodes=3', '--node_rank=0', '--nproc_per_node=8', '--master_addr=chief', '--master_port=2222', '--no-python',
