@@ -21,8 +21,8 @@ import torch
 SHARED = Path(__file__).resolve().parents[2]/'shared'
 
 def data(n):
-    from distill_sbs.data import load_task
-    d = load_task('cqa', data_dir=SHARED/'data')['train']
+    from distill_sbs.data import load_data
+    d = load_data('cqa', data_dir=SHARED/'data')['train']
     return d.filter(lambda r: r is not None, input_columns='rationale').shuffle(seed=0).select(range(n))
 
 def model_and_tokenizer(config, dtype):

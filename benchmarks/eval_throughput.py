@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.students import task_input
 from distill_sbs.hardware import cpu_info, native_bf16
 from distill_sbs.inference import Student
@@ -28,13 +28,13 @@ SHARED = Path(__file__).resolve().parents[2]/'shared'
 
 def setup(config, n):
     if (SHARED/'data'/'cqa').is_dir():
-        data = load_task('cqa', data_dir=SHARED/'data')
+        data = load_data('cqa', data_dir=SHARED/'data')
         tok = AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer')
         torch.manual_seed(0)
         model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config'))
         what = f'{config} config (random weights), CQA test questions, T5 tokenizer'
     else:
-        data = load_task('arith')
+        data = load_data('arith')
         model, tok = tiny_student(texts=list(data['train']['input']))
         what = 'tiny student, built-in arithmetic test questions (no ../shared here)'
     questions = data['test'].shuffle(seed=0)['input'][:n]

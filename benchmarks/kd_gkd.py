@@ -39,8 +39,8 @@ import torch
 from kd_common import SHARED, clock, device_line, less, peak_gib, twin
 
 def data(n):
-    from distill_sbs.data import load_task
-    d = load_task('cqa', data_dir=SHARED/'data')['train']
+    from distill_sbs.data import load_data
+    d = load_data('cqa', data_dir=SHARED/'data')['train']
     return d.shuffle(seed=0).select(range(n))
 
 

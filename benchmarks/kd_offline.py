@@ -36,8 +36,8 @@ PAIRS = {  # teacher config, student config, tokenizer
 }
 
 def data(n):
-    from distill_sbs.data import load_task
-    d = load_task('cqa', data_dir=SHARED/'data')['train']
+    from distill_sbs.data import load_data
+    d = load_data('cqa', data_dir=SHARED/'data')['train']
     return d.filter(lambda r: r is not None, input_columns='rationale').shuffle(seed=0).select(range(n))
 
 

@@ -16,7 +16,7 @@ The model has random weights (speed does not depend on them), so every answer is
 """
 import argparse, http.client, json, os, subprocess, tempfile, threading, time, urllib.parse
 from pathlib import Path
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.hardware import cpu_info, native_bf16
 from distill_sbs.serve import free_port, wait_for
 
@@ -71,7 +71,7 @@ def main():
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
     what = make_model(a.config, tmp)
-    questions = list(load_task('cqa', data_dir=SHARED/'data')['test']['input']) if (SHARED/'data'/'cqa').is_dir() else list(load_task('arith')['test']['input'])
+    questions = list(load_data('cqa', data_dir=SHARED/'data')['test']['input']) if (SHARED/'data'/'cqa').is_dir() else list(load_data('arith')['test']['input'])
     print(f'{what}; {a.clients} clients, one instance a request, {a.seconds:.0f} s each, {a.tokens} tokens an answer')
     print(f'{cpu_info()[0]}, {os.cpu_count()} cores, bf16 units: {"yes" if native_bf16() else "no"}' + (' (GPU present)' if Path('/dev/nvidia0').exists() else ''))
     def measure(name, batched, dtype):

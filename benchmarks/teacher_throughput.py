@@ -10,7 +10,7 @@ with 16 (and more) in flight. Each way starts from an empty cache, so every requ
 """
 import argparse, os, tempfile, time
 from pathlib import Path
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import OpenAIChat
 from distill_sbs.loopback import LoopbackLLM
@@ -32,7 +32,7 @@ def main():
     p.add_argument('--requests', type=int, default=320, help='requests for each in-flight setting (one at a time: a tenth, at least 20)')
     p.add_argument('--in_flight', type=int, nargs='+', default=[16, 64])
     a = p.parse_args()
-    data = load_task('arith', n_train=4000, n_test=10)
+    data = load_data('arith', n_train=4000, n_test=10)
     questions = list(dict.fromkeys(data['train']['input']))
     tmp = Path(tempfile.mkdtemp())
     print(f'loopback server, {a.latency} s a request, openai SDK; {cpu_info()[0]}, {os.cpu_count()} cores, bf16 units: {"yes" if native_bf16() else "no"}')

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.collator import tokenize_tasks
 from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
 from distill_sbs.multitask import make_trainer
@@ -32,13 +32,13 @@ class StepClock(TrainerCallback):
 
 def setup(config, n):
     if (SHARED/'data'/'cqa').is_dir():
-        data = load_task('cqa', data_dir=SHARED/'data')
+        data = load_data('cqa', data_dir=SHARED/'data')
         tok = AutoTokenizer.from_pretrained(SHARED/'models'/'t5-tokenizer')
         cfg = AutoConfig.from_pretrained(SHARED/'models'/f'{config}-config')
         make_model = lambda: AutoModelForSeq2SeqLM.from_config(cfg)
         what = f'{config} config (random weights), CQA with PaLM rationales, T5 tokenizer'
     else:
-        data = load_task('arith')
+        data = load_data('arith')
         tok = tiny_student()[1]
         make_model = lambda: tiny_student()[0]
         what = 'tiny student, built-in arithmetic, byte-level tokenizer (no ../shared here)'

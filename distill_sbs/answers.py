@@ -11,8 +11,8 @@ import unicodedata
 from .core import AST_LOCK
 
 # %% auto #0
-__all__ = ['EQUATION_TASKS', 'MATH_TASKS', 'NUMERIC_TASKS', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp', 'parse_esnli',
-           'parse_anli', 'answer_label', 'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith',
+__all__ = ['EQUATION_DATASETS', 'MATH_DATASETS', 'NUMERIC_DATASETS', 'ParseError', 'NoAnswer', 'parse_cqa', 'parse_svamp',
+           'parse_esnli', 'parse_anli', 'answer_label', 'parse_answer', 'normalize_answer', 'exact_match', 'eval_arith',
            'equation_match', 'numeric_value', 'number_match', 'answer_correct']
 
 # %% ../nbs/00b_answers.ipynb #0eee343f
@@ -147,12 +147,12 @@ def number_match(pred:str|None, gold:str, tol:float=1e-6) -> bool:
     return p is not None and g is not None and math.isclose(p, g, rel_tol=1e-9, abs_tol=tol)
 
 # %% ../nbs/00b_answers.ipynb #f3b6b5eb
-EQUATION_TASKS = ('svamp', 'arith')  # labels are equations or counts: compared by `equation_match`
-MATH_TASKS = ('gsm8k', 'multiarith', 'asdiv')  # labels are numbers: compared by `number_match`
-NUMERIC_TASKS = EQUATION_TASKS + MATH_TASKS
+EQUATION_DATASETS = ('svamp', 'arith')  # labels are equations or counts: compared by `equation_match`
+MATH_DATASETS = ('gsm8k', 'multiarith', 'asdiv')  # labels are numbers: compared by `number_match`
+NUMERIC_DATASETS = EQUATION_DATASETS + MATH_DATASETS
 
-def answer_correct(task:str, pred:str|None, gold:str) -> bool:
-    "Is `pred` right for `task`: by value for equations (`svamp`, `arith`) and numbers (`gsm8k`, `multiarith`, `asdiv`), by normalised exact match otherwise."
-    if task in EQUATION_TASKS: return equation_match(pred, gold)
-    if task in MATH_TASKS: return number_match(pred, gold)
+def answer_correct(dataset:str, pred:str|None, gold:str) -> bool:
+    "Is `pred` right for `dataset`: by value for equations (`svamp`, `arith`) and numbers (`gsm8k`, `multiarith`, `asdiv`), by normalised exact match otherwise."
+    if dataset in EQUATION_DATASETS: return equation_match(pred, gold)
+    if dataset in MATH_DATASETS: return number_match(pred, gold)
     return exact_match(pred, gold)

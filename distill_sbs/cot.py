@@ -109,19 +109,19 @@ class ExemplarPool:
         self.chains = [i for i, e in enumerate(self.exemplars) if e.rationale is not None]  # those `icl_cot` can show
 
     @classmethod
-    def from_data(cls, data, task:str, seed:int=0) -> ExemplarPool:
+    def from_data(cls, data, dataset:str, seed:int=0) -> ExemplarPool:
         "The pool of `data['train']`: one row per question, none also in valid or test, none whose teacher is known to be wrong."
         scored, left, out, seen = _scored(data), Counter(), [], set()
         for r in data['train']:
             key = _key(r['input'])
             if key in scored: left['also a valid or test question'] += 1
             elif key in seen: left['a repeat of another exemplar'] += 1
-            elif r['rationale'] is not None and r['teacher_label'] is not None and not answer_correct(task, r['teacher_label'], r['label']):
+            elif r['rationale'] is not None and r['teacher_label'] is not None and not answer_correct(dataset, r['teacher_label'], r['label']):
                 left["the teacher's answer is wrong"] += 1
             else:
                 seen.add(key)
                 out.append(Exemplar(r['input'], _chain(r, r['id']), r['label'], r['id']))
-        if not out: raise DataError(f'{task}: no training row can be an exemplar ({dict(left)}): in-context formats need worked examples')
+        if not out: raise DataError(f'{dataset}: no training row can be an exemplar ({dict(left)}): in-context formats need worked examples')
         return cls(out, 'train', dict(left), seed)
 
     @classmethod
@@ -283,12 +283,12 @@ def make_recipe(
 # %% ../nbs/01f_cot.ipynb #4effca60
 def show_formats(
     data, # train/valid/test in the record schema (chapter 0)
-    task:str, # how answers are scored (for the exemplar pool)
+    dataset:str, # how answers are scored (for the exemplar pool)
     n:int=1, # training rows to show
     shots:int=2, # worked examples in the in-context formats
 ) -> str:
     "Each of the four formats for the first `n` training rows with a rationale: what the student reads, then what it is taught to write."
-    pool, out = ExemplarPool.from_data(data, task), []
+    pool, out = ExemplarPool.from_data(data, dataset), []
     for r in [r for r in data['train'] if r['rationale'] is not None][:n]:
         for fmt, what in FORMATS.items():
             got = pool.draw(r['input'], shots, chains=fmt == 'icl_cot') if fmt.startswith('icl_') else []

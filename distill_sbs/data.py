@@ -1,4 +1,4 @@
-"""Every source read into one `DatasetDict` by `load_task`: the built-in task, the paper's datasets, math word problems or your own files, with teacher outputs parsed and every dropped row counted.
+"""Every source read into one `DatasetDict` by `load_data`: the built-in task, the paper's datasets, math word problems or your own files, with teacher outputs parsed and every dropped row counted.
 
 Docs: https://distill-sbs.github.io/distill_sbs/data.html.md"""
 
@@ -12,19 +12,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Optional
 from datasets import Dataset, DatasetDict
-from .sources import PARSERS, TASKS, hub_reachable, read_hub_splits, read_paper_split, read_teacher_outputs, task_dir
+from .sources import PARSERS, SOURCES, hub_reachable, read_hub_splits, read_paper_split, read_teacher_outputs, dataset_dir
 from .answers import NoAnswer, ParseError, answer_correct
 from .records import COLUMNS, FEATURES, _exists, _glob, filesystem, read_records, to_rows
 from .arith import make_arith
 from .core import DataError, add_flags, one_of
 
 # %% auto #0
-__all__ = ['DATASETS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'SMOLLM2', 'DataSettings', 'SplitReport', 'DataSummary', 'TaskData',
-           'attach_teacher', 'generic_files', 'load_task', 'plot_lengths', 'find_shared', 'smollm2', 'write_generic',
+__all__ = ['DATASETS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'SMOLLM2', 'DataSettings', 'SplitReport', 'DataSummary', 'DataSplits',
+           'attach_teacher', 'generic_files', 'load_data', 'plot_lengths', 'find_shared', 'smollm2', 'write_generic',
            'add_data_args', 'data_command']
 
 # %% ../nbs/00e_data.ipynb #5aab465a
-DATASETS = ['arith', *TASKS, 'generic']
+DATASETS = ['arith', *SOURCES, 'generic']
 
 @dataclass
 class DataSettings:
@@ -80,8 +80,8 @@ class SplitReport:
 # %% ../nbs/00e_data.ipynb #7c6ca43a
 @dataclass
 class DataSummary:
-    "How a `TaskData` was made: its source, each split's report, the final sizes, and notes on carving and subsampling."
-    task:str
+    "How a `DataSplits` was made: its source, each split's report, the final sizes, and notes on carving and subsampling."
+    dataset:str
     source:str
     teacher:str|None = None # where the teacher outputs came from
     splits:dict = field(default_factory=dict) # source split -> SplitReport
@@ -89,7 +89,7 @@ class DataSummary:
     notes:list = field(default_factory=list)
 
     def __str__(self):
-        lines = [f"{self.task}: {self.source}", f"teacher: {self.teacher or 'none'}",
+        lines = [f"{self.dataset}: {self.source}", f"teacher: {self.teacher or 'none'}",
                  f"{'split':<7}{'read':>8}{'dropped':>9}{'rationales':>12}{'unparsable':>12}{'no answer':>11}{'teacher acc':>13}"]
         for s, r in self.splits.items():
             acc = f'{r.teacher_acc:.1%}' if r.teacher_acc is not None else '-'
@@ -107,7 +107,7 @@ class DataSummary:
 
     def to_dict(self):
         "The summary as plain JSON-ready data."
-        return dict(task=self.task, source=self.source, teacher=self.teacher, final=self.final, notes=self.notes,
+        return dict(dataset=self.dataset, source=self.source, teacher=self.teacher, final=self.final, notes=self.notes,
                     splits={s: dict(read=r.read, dropped=r.dropped, teacher_outputs=r.teacher_outputs,
                                     unparsable=[list(u) for u in r.unparsable], no_answer=[list(u) for u in r.no_answer],
                                     rationales=r.rationales,
@@ -115,7 +115,7 @@ class DataSummary:
                             for s, r in self.splits.items()})
 
 # %% ../nbs/00e_data.ipynb #b5ac37bb
-class TaskData(DatasetDict):
+class DataSplits(DatasetDict):
     "A `DatasetDict` (train, valid, test) in the record schema, with the `summary` of how it was made."
     def __init__(self, splits:dict=None, summary:DataSummary=None):
         super().__init__(splits or {})
@@ -128,14 +128,14 @@ def attach_teacher(
     outputs:list[str], # the teacher's raw outputs, one per row, in the same order
     outputs_file:str, # where the outputs came from (for messages)
     rows_file:str, # where the rows came from (for messages)
-    task:str, # which parser to use
+    dataset:str, # which parser to use
     report:SplitReport, # where to count parsed and unparsable outputs
 ):
     "Parse `outputs` into the rows' `rationale` and `teacher_label`, counting what cannot be parsed."
     if len(outputs) != len(rows):
         raise DataError(f"{outputs_file}: {len(outputs):,} teacher outputs for {len(rows):,} records in {rows_file}; "
                         "the files must hold one output per record, in the same order")
-    parse = PARSERS[task]
+    parse = PARSERS[dataset]
     for row, out in zip(rows, outputs):
         try: row['rationale'], row['teacher_label'] = parse(out)
         except NoAnswer as e: row['rationale'] = e.rationale; report.no_answer.append((row['id'], str(e)))
@@ -179,43 +179,43 @@ def generic_files(path:str) -> dict:
     return found
 
 # %% ../nbs/00e_data.ipynb #a34a21c7
-def _read_splits(task, data_dir, n, opts):
-    "({split: rows}, {split: (outputs, outputs file, rows file)}, source, teacher source) for any task."
-    if task == 'arith':  # `n`: problems per split, `opts`: the other `make_arith` options
+def _read_splits(dataset, data_dir, n, opts):
+    "({split: rows}, {split: (outputs, outputs file, rows file)}, source, teacher source) for any dataset."
+    if dataset == 'arith':  # `n`: problems per split, `opts`: the other `make_arith` options
         gen = {s: make_arith(n[s], s, **opts) for s in n}
         rows = {s: [_blank_row(r, s, i) for i, r in enumerate(g)] for s, g in gen.items()}
         teacher = {s: ([r['teacher_output'] for r in g], f'simulated teacher ({s})', f'arith {s}') for s, g in gen.items()}
         src = (f"built-in {opts['n_steps']}-step arithmetic with numbers up to {opts['max_number']} "
                f"(seed {opts['seed']}, {n['train']:,} train / {n['test']:,} test)")
         return rows, teacher, src, 'simulated teacher'
-    if task == 'generic':
+    if dataset == 'generic':
         if data_dir is None: raise DataError("generic: pass --data_dir, a file or a folder with train/valid/test files")
         files = generic_files(data_dir)
         return ({s: to_rows(read_records(f), f, s) for s, f in files.items()}, {}, 'your data: ' + ', '.join(files.values()),
                 'the rationale / teacher_label fields')
     d = str(data_dir).rstrip('/')
-    hub_copy = data_dir is not None and not _exists(f'{d}/{task}_train.json') and not _exists(f'{d}/{task}/{task}_train.json') and \
+    hub_copy = data_dir is not None and not _exists(f'{d}/{dataset}_train.json') and not _exists(f'{d}/{dataset}/{dataset}_train.json') and \
                bool(_glob(f'{d}/README.md') + _glob(f'{d}/train.json') + _glob(f'{d}/*.parquet') + _glob(f'{d}/*/*.parquet'))
-    if data_dir is None or TASKS[task].layout == 'hub' or hub_copy:  # the Hub, or a local copy of its repository (a paper task's too: its README.md says so)
-        rows, src = read_hub_splits(task, data_dir)
-        return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, TASKS[task].teacher
-    tdir = task_dir(data_dir, task)
+    if data_dir is None or SOURCES[dataset].layout == 'hub' or hub_copy:  # the Hub, or a local copy of its repository (a paper dataset's too: its README.md says so)
+        rows, src = read_hub_splits(dataset, data_dir)
+        return {s: [_blank_row(r, s, n) for n, r in enumerate(rs, 1)] for s, rs in rows.items()}, {}, src, SOURCES[dataset].teacher
+    tdir = dataset_dir(data_dir, dataset)
     rows, teacher = {}, {}
     for split in ('train', 'valid', 'test'):
-        got = read_paper_split(task, tdir, split)
+        got = read_paper_split(dataset, tdir, split)
         if got is None: continue
         rows[split] = [_blank_row(r, split, n) for n, r in enumerate(got[0], 1)]
         t = read_teacher_outputs(tdir, split)
         if t is not None: teacher[split] = (*t, got[1])
-    if 'test' not in rows: raise DataError(f"{tdir}: no {task}_test.json")
+    if 'test' not in rows: raise DataError(f"{tdir}: no {dataset}_test.json")
     folders = sorted({Path(pattern).parent.name + '/' for _, pattern, _ in teacher.values()})
     return rows, teacher, f"paper layout at {tdir}", f"raw outputs in {', '.join(folders)}" if teacher else None
 
 # %% ../nbs/00e_data.ipynb #681a144b
-def load_task(
+def load_data(
     settings:DataSettings|str='arith', # the data settings, or just the dataset's name
     **changes, # any other `DataSettings` field, e.g. `data_dir='…'`, `subsample=0.5`
-) -> TaskData:
+) -> DataSplits:
     "Read the data `settings` describe into train/valid/test in the record schema, teacher outputs parsed, with a summary of every row."
     cfg = DataSettings(settings, **changes) if isinstance(settings, str) else DataSettings.of(settings, **changes)
     dataset, valid_frac = cfg.dataset, cfg.valid_frac
@@ -224,7 +224,7 @@ def load_task(
     summary = DataSummary(dataset, source, tsource)
     for split, rs in rows.items():
         rep = summary.splits[split] = SplitReport(read=len(rs))
-        if split in teacher: attach_teacher(rs, *teacher[split], task=dataset, report=rep)
+        if split in teacher: attach_teacher(rs, *teacher[split], dataset=dataset, report=rep)
         rows[split] = rs = _drop(rs, rep)
         rep.rationales = sum(r['rationale'] is not None for r in rs)
         # raw outputs: every row was asked, unparsable ones count as wrong; your own files: rows with a teacher label
@@ -246,7 +246,7 @@ def load_task(
         n = len(ds['train'])
         ds['train'] = ds['train'].train_test_split(train_size=cfg.subsample, seed=cfg.run)['train']
         summary.notes.append(f"train subsampled to {cfg.subsample:.0%}: {len(ds['train']):,} of {n:,} rows (seed {cfg.run})")
-    data = TaskData({s: ds[s] for s in ('train', 'valid', 'test')}, summary)
+    data = DataSplits({s: ds[s] for s in ('train', 'valid', 'test')}, summary)
     summary.final = {s: len(d) for s, d in data.items()}
     return data
 
@@ -297,7 +297,7 @@ def smollm2(
     return str(cache) if (cache/'model.safetensors').exists() else None
 
 # %% ../nbs/00e_data.ipynb #f531d86b
-def write_generic(data:TaskData, out_dir:str|Path, fmt:str='jsonl') -> list[str]:
+def write_generic(data:DataSplits, out_dir:str|Path, fmt:str='jsonl') -> list[str]:
     "Write each split of `data` to `out_dir/{split}.{fmt}` (`jsonl` or `json`) and the summary to `summary.json`."
     if fmt not in ('jsonl', 'json'): raise DataError(f"format must be jsonl or json, got {fmt!r}")
     out = str(out_dir).rstrip('/')
@@ -325,7 +325,7 @@ def add_data_args(p, output:bool=True):
 # %% ../nbs/00e_data.ipynb #47b3089b
 def data_command(args):
     "`distill-sbs data`: prepare a task, print its summary, and write it out with `--output_dir`."
-    data = load_task(DataSettings.of(args))
+    data = load_data(DataSettings.of(args))
     print(data.summary)
     if args.output_dir:
         for f in write_generic(data, args.output_dir, args.format): print('wrote', f)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch_to
 from tqdm.auto import tqdm
-from .answers import NUMERIC_TASKS, answer_correct, normalize_answer
+from .answers import NUMERIC_DATASETS, answer_correct, normalize_answer
 from .core import ArgParser, UserError, add_flags, flag_values
-from .data import DataSettings, load_task
+from .data import DataSettings, load_data
 from .hardware import default_device
 from .cot import ExemplarPool, make_recipe
 from .students import TINY
@@ -69,7 +69,7 @@ def choice_key(row:dict) -> str:
 @dataclass
 class Comparison:
     "Every system's answers to one test set, aligned with `rows` and scored the same way."
-    task:str # how answers are scored (`answer_correct`)
+    dataset:str # how answers are scored (`answer_correct`)
     rows:list[dict] # the test examples: id, input, label, choices
     answers:dict = field(default_factory=dict) # system name -> its answers, aligned with `rows` (None: no answer)
     sources:dict = field(default_factory=dict) # system name -> where its answers came from
@@ -88,7 +88,7 @@ class Comparison:
 
     def correct(self, name:str) -> list[bool]:
         "Which rows system `name` got right."
-        return [answer_correct(self.task, a, r['label']) for a, r in zip(self.answers[name], self.rows)]
+        return [answer_correct(self.dataset, a, r['label']) for a, r in zip(self.answers[name], self.rows)]
 
     def rouge(self, name:str) -> list[float]:
         "ROUGE-L F1 of each of system `name`'s answers against the gold label."
@@ -147,7 +147,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
         ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
         ax.text(len(bars) - 0.5, t[col]['majority'], f"majority guess {t[col]['majority']:.1%}", ha='right', va='bottom', fontsize=9)
     ax.set_xticks(list(x), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in bars.index], fontsize=8)
-    ax.set(ylim=(0, 1.1), ylabel=f'test {what} (n = {len(cmp.rows):,})', title=title or f'{cmp.task}: test {what}, 95% intervals')
+    ax.set(ylim=(0, 1.1), ylabel=f'test {what} (n = {len(cmp.rows):,})', title=title or f'{cmp.dataset}: test {what}, 95% intervals')
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.spines[['top', 'right']].set_visible(False)
     if cost:
@@ -196,7 +196,7 @@ def results(self, **details) -> dict:
                        source=r.source, answers_per_second=num(r.answers_per_s, 2),
                        tokens_per_answer=num(r.tokens_per_answer, 2), stopped=num(r.stopped), no_answer=num(r.no_answer))
                for s, r in t.iterrows()}
-    return dict(task=self.task, metric=self.metric, n_test=len(self.rows), systems=systems,
+    return dict(dataset=self.dataset, metric=self.metric, n_test=len(self.rows), systems=systems,
                 by_choice=json.loads(self.by_choice().to_json(orient='index')), **details)
 
 # %% ../nbs/05_evaluation.ipynb #33bf168e
@@ -209,7 +209,7 @@ def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> s
              v['source']) for v in results['systems'].values()]
     acc = pd.DataFrame(rows, columns=['system', 'accuracy', 'correct', '95% interval', 'ROUGE-L', 'tokens per answer', 'answers per second',
                                       'stopped on its own', 'no answer', 'answers from']).set_index('system')
-    out = [f"# Distilling step-by-step: {self.task}, {len(self.rows):,} test examples", '',
+    out = [f"# Distilling step-by-step: {self.dataset}, {len(self.rows):,} test examples", '',
            _md_table(acc), '', f'![test accuracy]({image})', '']
     for name, run in results.get('runs', {}).items():
         out.append(f"- **{system_label(name)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
@@ -254,13 +254,13 @@ def token_f1(pred:str|None, gold:str|None) -> float:
 # %% ../nbs/05_evaluation.ipynb #eddbb128
 _NUMBER = re.compile(r'-?\$?\d[\d,]*(?:\.\d+)?')  # 7, -3, 1,250, $18.50
 
-def rationale_metrics(task:str, rationales:list[str], teacher_rationales:list, answers:list) -> dict:
+def rationale_metrics(dataset:str, rationales:list[str], teacher_rationales:list, answers:list) -> dict:
     "Mean token F1 of `rationales` against the teacher's (where it has one), and how often `answers` follow from them."
     f1 = [token_f1(r, t) for r, t in zip(rationales, teacher_rationales) if t]
     def follows(r, a):
-        if task in NUMERIC_TASKS:
+        if dataset in NUMERIC_DATASETS:
             nums = _NUMBER.findall(r or '')
-            return bool(nums) and answer_correct(task, a, nums[-1].rstrip(','))
+            return bool(nums) and answer_correct(dataset, a, nums[-1].rstrip(','))
         return a is not None and normalize_answer(a) != '' and normalize_answer(a) in normalize_answer(r)
     return dict(token_f1=sum(f1) / len(f1) if f1 else None, scored=len(f1),
                 consistent=sum(follows(r, a) for r, a in zip(rationales, answers)) / len(answers) if answers else None)
@@ -300,7 +300,7 @@ def evaluate(
     configs = {str(d): run_config(d) for d in run_dirs}
     if not configs: raise EvalError('no runs to evaluate')
     settings = same_data(configs)
-    data = load_task(settings)
+    data = load_data(settings)
     test = data['test']
     rows = [dict(id=r['id'], input=r['input'], label=r['label'], choices=r['choices']) for r in test]
     records = {d: json.loads((Path(d)/RECORD_FILE).read_text()) for d in configs}
@@ -340,7 +340,7 @@ def evaluate(
             runs[name] = dict(dir=str(run_dir), model_type=model_type, **{k: rec.get(k) for k in ('steps', 'train_seconds', 'metric', 'best_valid_metric', 'best_valid_accuracy', 'best_checkpoint')})
             if output_rationale and student.prefixed and rationales is None:
                 rationales = student.answer(inputs, 'explain', 128, batch_size)
-                rat = rationale_metrics(cmp.task, rationales, list(test['rationale']), answers)
+                rat = rationale_metrics(cmp.dataset, rationales, list(test['rationale']), answers)
     majority = Counter(data['train']['label']).most_common(1)[0][0]
     cmp.add('majority', [majority] * len(rows), f'the most common training label, {majority!r}')
     details = dict(data=data.summary.to_dict(), runs=runs, **({'rationale_metrics': rat} if rationales else {}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil, time
 from dataclasses import replace
 from pathlib import Path
-from .data import load_task, write_generic
+from .data import load_data, write_generic
 from .inference import CONFIG_FILE, RECORD_FILE
 from .training import ConfigError, TrainConfig, changed_settings, parse_config, train
 from .evaluation import SYSTEM_LABELS, Comparison, evaluate
@@ -42,7 +42,7 @@ def experiment(cfg:TrainConfig, output_rationale:bool=True) -> tuple[Comparison,
     if cfg.overwrite and out.exists(): shutil.rmtree(out)
     t0 = time.time()
     print('== 1/4 data ==')
-    data = load_task(cfg)
+    data = load_data(cfg)
     print(data.summary)
     print('wrote', ', '.join(write_generic(data, out/'data')))
     runs = []

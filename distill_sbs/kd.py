@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 # %% auto #0
-__all__ = ['DIVERGENCES', 'KD_TASKS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'KDSettings']
+__all__ = ['DIVERGENCES', 'KD_TARGETS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'KDSettings']
 
 # %% ../nbs/02c_kd.ipynb #f7e34472
 def kl(p:torch.Tensor, q:torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def kd_loss(
     return total * temperature ** 2 / max(1, n)
 
 # %% ../nbs/02c_kd.ipynb #d9509fb2
-KD_TASKS = {'label': ('label',), 'rationale': ('rationale',), 'both': ('label', 'rationale')}
+KD_TARGETS = {'label': ('label',), 'rationale': ('rationale',), 'both': ('label', 'rationale')}
 
 @dataclass
 class KDSettings:
@@ -125,9 +125,9 @@ class KDSettings:
     chunk:int = 512 # target tokens whose float32 distributions are held at once
     def __post_init__(self):
         if self.loss not in DIVERGENCES: raise ValueError(f"loss must be one of {', '.join(DIVERGENCES)}, got {self.loss!r}")
-        if self.on not in KD_TASKS: raise ValueError(f"on must be one of {', '.join(KD_TASKS)}, got {self.on!r}")
+        if self.on not in KD_TARGETS: raise ValueError(f"on must be one of {', '.join(KD_TARGETS)}, got {self.on!r}")
     @property
-    def tasks(self) -> tuple[str, ...]: return KD_TASKS[self.on]
+    def targets(self) -> tuple[str, ...]: return KD_TARGETS[self.on]
     def __call__(self, student_logits, targets, teacher:TeacherTokens, vocab_size:int|None=None) -> torch.Tensor:
         "This term's `kd_loss`."
         return kd_loss(student_logits, targets, teacher, self.loss, self.beta, self.skew, self.temperature, self.chunk, vocab_size)

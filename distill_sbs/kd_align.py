@@ -10,7 +10,7 @@ import json, math, os, weakref
 from pathlib import Path
 import numpy as np
 import torch
-from .kd_teachers import TASK_COLUMNS, TeacherError
+from .kd_teachers import TARGET_COLUMNS, TeacherError
 from .kd import TeacherTokens
 
 # %% auto #0
@@ -192,8 +192,8 @@ class ApiLogprobs:
         eps:float=FALLBACK_EPS, # a token with no teacher: the teacher is sure of the target but for this
     ):
         self.path, recipe = Path(path), tokenized.recipe
-        self.task = recipe.rationale_task  # whose target holds the rationale: task_prefix's explain task, a cot student's one task
-        if self.task is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
+        self.target = recipe.rationale_task  # whose target holds the rationale: task_prefix's explain target, a cot student's one target
+        if self.target is None: raise TeacherError(f"{self.path}: a --model_type {recipe.name} student writes no rationale, so an API teacher's "
                                             'logprobs have nothing to teach it (use --model_type task_prefix or cot)')
         lines, train = read_logprobs(self.path), tokenized['train']
         if 'id' not in train.column_names: raise ValueError('tokenize the training split with rows=True: each row needs its record\'s id')
@@ -205,7 +205,7 @@ class ApiLogprobs:
         self.fallback = dict.fromkeys(('whitespace only', 'no teacher token', 'special token', 'row without a line', 'answer-only target'), 0)
         self.alternatives = self.mapped = self.aligned = 0
         per, counts = [], []
-        for row, labels in zip(rows, train[TASK_COLUMNS[self.task][1]]):
+        for row, labels in zip(rows, train[TARGET_COLUMNS[self.target][1]]):
             target = [x for x in labels if x != -100]
             counts.append(len(target))
             toks = lines.get(row['id'])
@@ -229,9 +229,9 @@ class ApiLogprobs:
         if loss != 'forward_kl': raise TeacherError(f'{self.path}: --kd_loss {loss}: a teacher that scores its top K tokens and lumps the rest defines only '
                                                     "forward_kl (the others need its probability of every token the student puts mass on)")
         if abs(temperature - 1.0) > 1e-6: raise TeacherError(f"{self.path}: --kd_temperature {temperature}: an API's log-probabilities are at temperature 1 and cannot be re-softened")
-    def tokens(self, batch:dict|None=None, task:str='rationale', rows=None) -> TeacherTokens:
+    def tokens(self, batch:dict|None=None, target:str='rationale', rows=None) -> TeacherTokens:
         "The teacher at the target tokens of training rows `rows`, in order, padded to the batch's largest k."
-        if task != self.task: raise ValueError(f"{self.path} teaches the {self.task} task's tokens, not the {task} task's")
+        if target != self.target: raise ValueError(f"{self.path} teaches the {self.target} target's tokens, not the {target} target's")
         rows = [int(r) for r in rows]
         idx = np.concatenate([np.arange(self.starts[r], self.starts[r + 1]) for r in rows]) if rows else np.zeros(0, int)
         k = int(self.width[idx].max()) if len(idx) else 1
@@ -247,10 +247,10 @@ class ApiLogprobs:
         "One line: the target tokens with a teacher token, the alternatives mapped, and why the rest have no teacher."
         s = self.summary()
         rest = ', '.join(f'{n:,} {why}' for why, n in s['no_teacher'].items() if n) or 'none'
-        return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.task} tokens have a teacher token ({s['coverage']:.1%}); "
+        return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.target} tokens have a teacher token ({s['coverage']:.1%}); "
                 f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
                 f"taught as certain of their target: {rest}")
     def __repr__(self):
         s = self.summary()
         return (f"ApiLogprobs({self.path}: {s['rows_with_line']:,} of {s['rows']:,} training rows have a line; "
-                f"{s['tokens']:,} {self.task} tokens, {s['coverage']:.1%} with a teacher token)")
+                f"{s['tokens']:,} {self.target} tokens, {s['coverage']:.1%} with a teacher token)")

@@ -17,7 +17,7 @@ from .students import student_kind
 from .kd import TeacherTokens
 
 # %% auto #0
-__all__ = ['TASK_COLUMNS', 'LOGITS_META', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint', 'check_same_tokenizer',
+__all__ = ['TARGET_COLUMNS', 'LOGITS_META', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint', 'check_same_tokenizer',
            'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits', 'sample_completions']
 
 # %% ../nbs/02d_kd_teachers.ipynb #82a444cb
@@ -30,12 +30,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
 
 # %% ../nbs/02d_kd_teachers.ipynb #d3f5715e
-TASK_COLUMNS = {'label': ('input_ids', 'labels'), 'rationale': ('expl_input_ids', 'expl_labels')}  # task -> its tokenised columns
+TARGET_COLUMNS = {'label': ('input_ids', 'labels'), 'rationale': ('expl_input_ids', 'expl_labels')}  # target -> its tokenised columns
 
-def data_fingerprint(train, task:str='label') -> str:
-    "A short hash of the token ids of one task of a tokenised training split (chapter 2a), in row order."
+def data_fingerprint(train, target:str='label') -> str:
+    "A short hash of the token ids of one target of a tokenised training split (chapter 2a), in row order."
     h = hashlib.sha256()
-    for col in TASK_COLUMNS[task]:
+    for col in TARGET_COLUMNS[target]:
         for x in train[col]: h.update(np.asarray(x, dtype=np.int32).tobytes() + b'|')
     return h.hexdigest()[:16]
 
@@ -56,7 +56,7 @@ class OnlineTeacher:
         self.model, self.tokenizer, self.name = model.eval().requires_grad_(False), tokenizer, name
         self.kind = student_kind(model)
     @torch.no_grad()
-    def tokens(self, batch:dict, task:str='label', rows=None) -> TeacherTokens:
+    def tokens(self, batch:dict, target:str='label', rows=None) -> TeacherTokens:
         "The teacher's raw logits at each target token of `batch` (the student's tokenised batch: they share one tokenizer)."
         dev = self.model.device
         logits, targets = self.kind.logits(self.model, batch['input_ids'].to(dev), batch['attention_mask'].to(dev), batch['labels'].to(dev))
@@ -76,8 +76,8 @@ def online_teacher(model, tokenizer, student_model, student_tokenizer, name:str=
 # %% ../nbs/02d_kd_teachers.ipynb #969574f7
 LOGITS_META = 'teacher_logits.json'
 
-def _batches(ds, task, batch_size, collate):
-    ids_col, lab_col = TASK_COLUMNS[task]
+def _batches(ds, target, batch_size, collate):
+    ids_col, lab_col = TARGET_COLUMNS[target]
     for j in range(0, len(ds), batch_size):
         part = ds[j:j + batch_size]
         yield collate([{'input_ids': i, 'labels': l} for i, l in zip(part[ids_col], part[lab_col])])
@@ -101,7 +101,7 @@ def write_teacher_logits(
     if not 1 <= k <= V: raise TeacherError(f'--top_k {k}: must be between 1 and the teacher\'s vocabulary size ({V:,} tokens)')
     if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     out = Path(out)
-    tasks = [t for t, (_, lab) in TASK_COLUMNS.items() if lab in train.column_names]
+    tasks = [t for t, (_, lab) in TARGET_COLUMNS.items() if lab in train.column_names]
     meta = dict(format=1, k=k, temperature=temperature, dtype=dtype, vocab_size=V, tokenizer=tokenizer_fingerprint(teacher.tokenizer),
                 data={t: data_fingerprint(train, t) for t in tasks}, rows=len(train), shard_rows=shard_rows, tasks=tasks, teacher=teacher.name, **(about or {}))
     if (out/LOGITS_META).exists():
@@ -152,11 +152,11 @@ class TopKLogits:
         if missing: raise TeacherError(f'{self.path}: {len(missing)} of {n_shards} shards are missing (the run writing it was stopped): '
                                        'run the same `distill-sbs teacher-logits` command again to finish it')
         self.arrays = {}
-        for task in self.meta['tasks']:
-            arr = {name: np.concatenate([np.load(self.path/f'shard-{i:05d}'/f'{task}_{name}.npy') for i in range(n_shards)])
+        for target in self.meta['tasks']:
+            arr = {name: np.concatenate([np.load(self.path/f'shard-{i:05d}'/f'{target}_{name}.npy') for i in range(n_shards)])
                    for name in ('ids', 'logp', 'tail', 'counts')}
             arr['starts'] = np.concatenate([[0], np.cumsum(arr['counts'])])
-            self.arrays[task] = arr
+            self.arrays[target] = arr
     @property
     def temperature(self): return self.meta['temperature']
     def check(self, train, tokenizer, temperature:float|None=None):
@@ -164,19 +164,19 @@ class TopKLogits:
         if self.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):
             raise TeacherError(f"{self.path} was made for another tokenizer (fingerprint {self.meta['tokenizer']}, this student's is "
                                f"{tokenizer_fingerprint(tokenizer)}): the teacher and the student must share one vocabulary")
-        for task, (_, lab) in TASK_COLUMNS.items():
+        for target, (_, lab) in TARGET_COLUMNS.items():
             if lab not in train.column_names: continue
-            if task not in self.meta['tasks']:
-                raise TeacherError(f'{self.path} has no teacher logits for the {task} task (it was written with --model_type standard)')
-            if (mine := self.meta['data'][task]) != (theirs := data_fingerprint(train, task)):
-                raise TeacherError(f'{self.path} was made for another tokenised training data ({task} task: fingerprint {mine}, this run\'s is '
+            if target not in self.meta['tasks']:
+                raise TeacherError(f'{self.path} has no teacher logits for the {target} target (it was written with --model_type standard)')
+            if (mine := self.meta['data'][target]) != (theirs := data_fingerprint(train, target)):
+                raise TeacherError(f'{self.path} was made for another tokenised training data ({target} target: fingerprint {mine}, this run\'s is '
                                    f'{theirs}; {self.meta["rows"]:,} rows there, {len(train):,} here): write it again with `distill-sbs teacher-logits` '
                                    'and the same data, --model_type, --label_type and length flags as this run')
         if temperature is not None and abs(temperature - self.temperature) > 1e-6:
             raise TeacherError(f'{self.path} holds log-probabilities at temperature {self.temperature}, not --kd_temperature {temperature}')
-    def tokens(self, batch:dict|None=None, task:str='label', rows=None) -> TeacherTokens:
+    def tokens(self, batch:dict|None=None, target:str='label', rows=None) -> TeacherTokens:
         "The teacher's top-k distribution at the target tokens of training rows `rows`, in order."
-        a = self.arrays[task]
+        a = self.arrays[target]
         rows = [int(r) for r in rows]
         idx = np.concatenate([np.arange(a['starts'][r], a['starts'][r + 1]) for r in rows]) if rows else np.zeros(0, int)
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x[idx]))

@@ -55,15 +55,15 @@ def rouge_l(pred:str|None, gold:str) -> float:
 
 _ROUGE = rouge_scorer.RougeScorer(['rougeL'])
 
-def score_answers(task:str, answers:list, golds:list) -> dict:
+def score_answers(dataset:str, answers:list, golds:list) -> dict:
     "Accuracy (`answer_correct`) and mean ROUGE-L F1 of `answers` against `golds`."
     n = max(1, len(golds))
-    return {'accuracy': sum(answer_correct(task, a, g) for a, g in zip(answers, golds)) / n,
+    return {'accuracy': sum(answer_correct(dataset, a, g) for a, g in zip(answers, golds)) / n,
             'rouge_l': sum(rouge_l(a, g) for a, g in zip(answers, golds)) / n}
 
-def default_metric(task:str, labels:list[str]) -> str:
+def default_metric(dataset:str, labels:list[str]) -> str:
     "The metric that keeps the best checkpoint: accuracy for the built-in tasks and short labels, ROUGE-L for free text (labels over 3 words on average)."
-    if task != 'generic' or not labels: return 'accuracy'
+    if dataset != 'generic' or not labels: return 'accuracy'
     return 'rouge_l' if sum(len(str(l).split()) for l in labels) / len(labels) > 3 else 'accuracy'
 
 # %% ../nbs/03_multitask.ipynb #e7705588
@@ -120,7 +120,7 @@ class TaskPrefixTrainer(Trainer):
             logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
             with torch.set_grad_enabled(torch.is_grad_enabled() and kd.ce_weight > 0):  # pure KD: the CE is only logged
                 ce[task] = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
-            if task not in kd.tasks: continue
+            if task not in kd.targets: continue
             if on_policy:
                 batch = sample_completions(self.model, self.processing_class, batch)
                 logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])

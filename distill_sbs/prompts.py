@@ -26,15 +26,15 @@ class Shot:
 # %% ../nbs/01a_prompts.ipynb #0a2c4d51
 @dataclass
 class FewShotPrompt:
-    "A few-shot chain-of-thought prompt for one task: an instruction, worked examples, and where an answer stops."
-    task:str # which parser reads the answers: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
+    "A few-shot chain-of-thought prompt for one dataset: an instruction, worked examples, and where an answer stops."
+    dataset:str # which parser reads the answers: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
     instruction:str # what the teacher is asked to do (a system message for chat models)
     shots:list # the worked examples, `Shot`s
     stop:list # stop sequences: where an answer has run on into a new example
 
     def question(self, text:str) -> str:
         "A row's `input` as the shots show questions: `Premise: … Hypothesis: …` for NLI, `Q: …` otherwise."
-        if self.task in ('esnli', 'anli1'):
+        if self.dataset in ('esnli', 'anli1'):
             premise, _, hypothesis = text.partition(NLI_SEP)
             return f"Premise: {premise}\nHypothesis: {hypothesis}"
         return f"Q: {text}"
@@ -165,17 +165,17 @@ def generic_prompt(
 
 # %% ../nbs/01a_prompts.ipynb #99de6b06
 def prompt_for(
-    task:str, # the dataset: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
+    dataset:str, # the dataset: 'cqa', 'esnli', 'anli1', 'svamp', 'arith', 'gsm8k', 'multiarith', 'asdiv' or 'generic'
     shots:str|None=None, # a file of worked examples (input, rationale, label); needed for 'generic'
     instruction:str|None=None, # replace the prompt's instruction
 ) -> FewShotPrompt:
-    "The prompt for `task`: the project's own, or one built from your worked examples in `shots`."
+    "The prompt for `dataset`: the project's own, or one built from your worked examples in `shots`."
     if shots is not None: p = generic_prompt(read_records(shots), instruction, where=str(shots))
-    elif task == 'generic': raise DataError("generic: pass --shots, a file with a few worked examples (input, rationale, label)")
-    elif task not in PROMPTS: raise DataError(f"no prompt for {task!r}; choose one of {', '.join(PROMPTS)} or pass --shots")
-    else: p = PROMPTS[task]
-    if shots is not None and task != 'generic': p.task = task  # your shots, this task's parser
-    if instruction is not None: p = FewShotPrompt(p.task, instruction, p.shots, p.stop)
+    elif dataset == 'generic': raise DataError("generic: pass --shots, a file with a few worked examples (input, rationale, label)")
+    elif dataset not in PROMPTS: raise DataError(f"no prompt for {dataset!r}; choose one of {', '.join(PROMPTS)} or pass --shots")
+    else: p = PROMPTS[dataset]
+    if shots is not None and dataset != 'generic': p.dataset = dataset  # your shots, this dataset's parser
+    if instruction is not None: p = FewShotPrompt(p.dataset, instruction, p.shots, p.stop)
     return p
 
 # %% ../nbs/01a_prompts.ipynb #4ce9bed7

@@ -15,7 +15,7 @@ from .records import _exists, _glob, _text, read_records, read_text
 from .core import DataError
 
 # %% auto #0
-__all__ = ['NLI_LABELS', 'NLI_SEP', 'TASKS', 'PARSERS', 'format_cqa', 'format_nli', 'format_svamp', 'Task', 'task_dir',
+__all__ = ['NLI_LABELS', 'NLI_SEP', 'SOURCES', 'PARSERS', 'format_cqa', 'format_nli', 'format_svamp', 'Source', 'dataset_dir',
            'read_teacher_outputs', 'read_paper_split', 'read_hub_splits', 'hub_reachable', 'numeric_label',
            'format_gsm8k', 'format_multiarith', 'format_asdiv']
 
@@ -56,7 +56,7 @@ def format_svamp(r:dict, where:str='record') -> dict:
 
 # %% ../nbs/00d_sources.ipynb #032b85b9
 @dataclass
-class Task:
+class Source:
     "How a task is read: formatting, parsing, where the Hub keeps it, and what `data_dir` holds."
     name:str # the paper's name, e.g. 'cqa'
     format:callable # raw record -> schema row
@@ -67,14 +67,14 @@ class Task:
     teacher:str|None = None # where the rationales the source itself holds come from (None: it holds none)
 
 # %% ../nbs/00d_sources.ipynb #a58285d1
-def task_dir(data_dir:str, task:str) -> str:
-    "The folder holding `{task}_train.json`: `data_dir/task` or `data_dir` itself."
+def dataset_dir(data_dir:str, dataset:str) -> str:
+    "The folder holding `{dataset}_train.json`: `data_dir/dataset` or `data_dir` itself."
     d = str(data_dir).rstrip('/')
-    for cand in (f'{d}/{task}', d):
-        if _exists(f'{cand}/{task}_train.json'): return cand
+    for cand in (f'{d}/{dataset}', d):
+        if _exists(f'{cand}/{dataset}_train.json'): return cand
     if not _exists(d): raise DataError(f"{data_dir}: no such folder")
-    raise DataError(f"{data_dir}: no {task}/{task}_train.json in it (the paper's layout is {task}/{task}_{{split}}.json "
-                    f"and {task}/llm/{{split}}_CoT_{{i}}.json)")
+    raise DataError(f"{data_dir}: no {dataset}/{dataset}_train.json in it (the paper's layout is {dataset}/{dataset}_{{split}}.json "
+                    f"and {dataset}/llm/{{split}}_CoT_{{i}}.json)")
 
 # %% ../nbs/00d_sources.ipynb #ece54ea5
 def read_teacher_outputs(tdir:str, split:str) -> tuple[list[str], str]|None:
@@ -101,21 +101,21 @@ def read_teacher_outputs(tdir:str, split:str) -> tuple[list[str], str]|None:
     return outputs, pattern
 
 # %% ../nbs/00d_sources.ipynb #d828acdb
-def read_paper_split(task:str, tdir:str, split:str) -> tuple[list[dict], str]|None:
+def read_paper_split(dataset:str, tdir:str, split:str) -> tuple[list[dict], str]|None:
     "Schema rows (teacher fields not yet filled) of `split` in the paper's layout, with the file they came from."
-    f = f'{tdir}/{task}_{split}.json'
+    f = f'{tdir}/{dataset}_{split}.json'
     if not _exists(f): return None
-    return [TASKS[task].format(r, f'{f}: record {n}') for n, r in enumerate(read_records(f), 1)], f
+    return [SOURCES[dataset].format(r, f'{f}: record {n}') for n, r in enumerate(read_records(f), 1)], f
 
 # %% ../nbs/00d_sources.ipynb #90cf6cd8
 def read_hub_splits(
-    task:str, # a task of `TASKS`
-    data_dir:str|None=None, # a local copy of the task's Hub repository (its files, in its layout); None: the Hub
+    dataset:str, # a dataset of `SOURCES`
+    data_dir:str|None=None, # a local copy of the dataset's Hub repository (its files, in its layout); None: the Hub
 ) -> tuple[dict, str]:
-    "{split: schema rows} of a task from the Hub or a local copy of its repository, with a description of the source."
+    "{split: schema rows} of a dataset from the Hub or a local copy of its repository, with a description of the source."
     from datasets import load_dataset
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    t = TASKS[task]
+    t = SOURCES[dataset]
     (hub, config), name = t.hub, '/'.join(filter(None, t.hub))
     if data_dir is None: path, src = hub, f"{name} on the Hugging Face Hub"
     else:
@@ -130,7 +130,7 @@ def read_hub_splits(
         with fresh as cache:
             try: got = load_dataset(path, config, cache_dir=cache)
             except Exception as e:
-                why = f"{task}: could not load {src} ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                why = f"{dataset}: could not load {src} ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
                 if data_dir is not None: raise DataError(why + f"--data_dir must hold {hub}'s files in the Hub's layout, README.md included") from None
                 raise DataError(why + "offline, pass --data_dir with " + ("the paper's released layout" if t.layout == 'paper' else
                                                                             f"a local copy of the Hub repository {hub}")) from None
@@ -171,7 +171,7 @@ def format_gsm8k(r:dict, where:str='record') -> dict:
     question, answer = _field_text(r, 'question', where), _field_text(r, 'answer', where)
     solution, sep, final = answer.rpartition('####')
     if not sep: raise DataError(f"{where}: field 'answer' has no '#### <number>' line (it ends {answer.strip()[-30:]!r})")
-    label, why = numeric_label(final)  # a row without a label says why: `load_task` drops it and counts the reason
+    label, why = numeric_label(final)  # a row without a label says why: `load_data` drops it and counts the reason
     rationale = '\n'.join(line.strip() for line in _CALCULATOR.sub('', solution).splitlines() if line.strip())
     return dict(input=question, label=label, why=why, rationale=rationale or None, teacher_label=label)
 
@@ -188,14 +188,14 @@ def format_asdiv(r:dict, where:str='record') -> dict:
     return dict(input=f"{_field_text(r, 'body', where)}\n{_field_text(r, 'question', where)}", label=label, why=why)
 
 # %% ../nbs/00d_sources.ipynb #b9000500
-TASKS = {  # every dataset read from files or the Hub, declared once: the paper's four, then the math word problems
-    'cqa': Task('cqa', format_cqa, parse_cqa, ('cos_e', 'v1.11'), {'train': 'train', 'test': 'validation'}),
-    'esnli': Task('esnli', format_nli, parse_esnli, ('esnli', None), {'train': 'train', 'valid': 'validation', 'test': 'test'}),
-    'anli1': Task('anli1', format_nli, parse_anli, ('anli', None), {'train': 'train_r1', 'valid': 'dev_r1', 'test': 'test_r1'}),
-    'svamp': Task('svamp', format_svamp, parse_svamp, ('ChilleD/SVAMP', None), {'train': 'train', 'test': 'test'}),
-    'gsm8k': Task('gsm8k', format_gsm8k, parse_answer, ('openai/gsm8k', 'main'), {'train': 'train', 'test': 'test'}, 'hub',
+SOURCES = {  # every dataset read from files or the Hub, declared once: the paper's four, then the math word problems
+    'cqa': Source('cqa', format_cqa, parse_cqa, ('cos_e', 'v1.11'), {'train': 'train', 'test': 'validation'}),
+    'esnli': Source('esnli', format_nli, parse_esnli, ('esnli', None), {'train': 'train', 'valid': 'validation', 'test': 'test'}),
+    'anli1': Source('anli1', format_nli, parse_anli, ('anli', None), {'train': 'train_r1', 'valid': 'dev_r1', 'test': 'test_r1'}),
+    'svamp': Source('svamp', format_svamp, parse_svamp, ('ChilleD/SVAMP', None), {'train': 'train', 'test': 'test'}),
+    'gsm8k': Source('gsm8k', format_gsm8k, parse_answer, ('openai/gsm8k', 'main'), {'train': 'train', 'test': 'test'}, 'hub',
                   "GSM8K's human-written worked solutions"),
-    'multiarith': Task('multiarith', format_multiarith, parse_answer, ('ChilleD/MultiArith', None), {'train': 'train', 'test': 'test'}, 'hub'),
-    'asdiv': Task('asdiv', format_asdiv, parse_answer, ('EleutherAI/asdiv', 'asdiv'), {'train': 'validation'}, 'hub'),
+    'multiarith': Source('multiarith', format_multiarith, parse_answer, ('ChilleD/MultiArith', None), {'train': 'train', 'test': 'test'}, 'hub'),
+    'asdiv': Source('asdiv', format_asdiv, parse_answer, ('EleutherAI/asdiv', 'asdiv'), {'train': 'validation'}, 'hub'),
 }
-PARSERS = {**{k: t.parse for k, t in TASKS.items()}, 'arith': parse_answer, 'generic': parse_answer}  # dataset -> teacher-output parser
+PARSERS = {**{k: t.parse for k, t in SOURCES.items()}, 'arith': parse_answer, 'generic': parse_answer}  # dataset -> teacher-output parser

@@ -20,11 +20,11 @@ from .experiment import _trained
 from .vertex import fuse_paths, job_parser, submit_job
 
 # %% auto #0
-__all__ = ['METHODS', 'AXES', 'CELL_FILE', 'EVENTS_FILE', 'GRID_FILE', 'SWEEP_WORKER', 'SWEEP_DEFAULTS', 'CHAPTER_GRID',
-           'SweepError', 'student_slug', 'Cell', 'Sweep', 'methods_named', 'cell_done', 'run_cell', 'sweep_worker',
-           'save_grid', 'grid_from', 'load_grid', 'check_folders', 'run_sweep', 'model_parameters', 'cell_rows',
-           'sweep_table', 'method_gaps', 'plot_sweep', 'write_report', 'train_flags', 'sweep_parser', 'parse_sweep',
-           'sweep_command', 'submit_sweep']
+__all__ = ['METHODS', 'AXES', 'CELL_FILE', 'EVENTS_FILE', 'GRID_FILE', 'SWEEP_WORKER', 'CHAPTER_GRID', 'SweepError',
+           'student_slug', 'Cell', 'Sweep', 'methods_named', 'cell_done', 'run_cell', 'sweep_worker', 'save_grid',
+           'grid_from', 'load_grid', 'check_folders', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table',
+           'method_gaps', 'plot_sweep', 'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command',
+           'submit_sweep']
 
 # %% ../nbs/08_sweep.ipynb #fb945c01
 METHODS = {'standard': dict(model_type='standard'), 'distilled': dict(model_type='task_prefix'), 'cot': dict(model_type='cot')}
@@ -57,8 +57,8 @@ class Cell:
 @dataclass
 class Sweep:
     "A grid of `distill-sbs train` runs: methods × training-data fractions × students × seeds, in `output_dir`."
-    methods:dict # method name -> the train settings that make it (see `METHODS`)
-    fractions:tuple = (1.0,) # shares of the training set (`--subsample`), each in (0, 1]
+    methods:dict = ('standard', 'distilled') # method name -> the train settings that make it (see `METHODS`), or names of `METHODS`
+    fractions:tuple = (0.125, 0.25, 0.5, 1.0) # shares of the training set (`--subsample`), each in (0, 1]
     students:tuple = ('tiny',) # `--from_pretrained` of each student size
     seeds:tuple = (0, 1, 2) # `--run`: the seed of the subsample, the initialisation and the data order
     settings:dict = field(default_factory=dict) # every other `distill-sbs train` setting, shared by all cells
@@ -190,7 +190,7 @@ def grid_from(raw:dict, where:str) -> Sweep:
     "A `Sweep` from a mapping: the four axes (methods as names, or name: settings), `output_dir`, and any `distill-sbs train` setting."
     raw = dict(raw)
     grid = {k: raw.pop(k) for k in (*AXES, 'output_dir') if k in raw}
-    methods = grid.pop('methods', [])
+    methods = grid.pop('methods', Sweep.methods)
     if isinstance(methods, dict):
         for name, flags in methods.items():
             if not isinstance(flags, dict): raise SweepError(f'{where}: method {name!r}: expected a mapping of train settings, got {flags!r}')
@@ -355,11 +355,12 @@ def sweep_parser() -> ArgParser:
     p = ArgParser(prog='distill-sbs sweep', allow_abbrev=False, description='Train and score a grid of students: methods x training-data fractions '
                   'x students x seeds; any other flag is a `distill-sbs train` flag shared by every cell.')
     p.add_argument('--grid', help='a YAML file with the axes, methods of your own, output_dir and train settings; flags win')
-    p.add_argument('--methods', help=f'comma-separated, of {", ".join(METHODS)} (default: standard,distilled)')
-    p.add_argument('--fractions', help='comma-separated shares of the training set, each in (0, 1] (default: 0.125,0.25,0.5,1)')
-    p.add_argument('--students', help="comma-separated --from_pretrained values (default: tiny)")
-    p.add_argument('--seeds', help='comma-separated --run values (default: 0,1,2)')
-    p.add_argument('--output_dir', help='the sweep folder (default: runs/sweep)')
+    default = lambda axis: ','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in Sweep.__dataclass_fields__[axis].default)
+    p.add_argument('--methods', help=f'comma-separated, of {", ".join(METHODS)} (default: {default("methods")})')
+    p.add_argument('--fractions', help=f'comma-separated shares of the training set, each in (0, 1] (default: {default("fractions")})')
+    p.add_argument('--students', help=f'comma-separated --from_pretrained values (default: {default("students")})')
+    p.add_argument('--seeds', help=f'comma-separated --run values (default: {default("seeds")})')
+    p.add_argument('--output_dir', help=f'the sweep folder (default: {Sweep.output_dir})')
     p.add_argument('--workers', type=int, default=None, help='cells trained at once, one per GPU (default: the GPUs, at least 1)')
     p.add_argument('--batch_size_eval', type=int, default=64, help='test answers generated per forward pass')
     p.add_argument('--report', metavar='DIR', help="only regenerate DIR's table and figures from its cell folders")
@@ -367,12 +368,10 @@ def sweep_parser() -> ArgParser:
     return p
 
 # %% ../nbs/08_sweep.ipynb #cca2f1ba
-SWEEP_DEFAULTS = dict(methods='standard,distilled', fractions=[0.125, 0.25, 0.5, 1.0], students=['tiny'], seeds=[0, 1, 2], output_dir='runs/sweep')
-
 def parse_sweep(argv:list[str]) -> tuple[Sweep, argparse.Namespace]:
     "The `Sweep` that `distill-sbs sweep` flags (and `--grid`) describe, and the sweep's own flags."
     a, rest = sweep_parser().parse_known_args(argv)
-    raw = {**SWEEP_DEFAULTS}
+    raw = {}  # what the grid file and the flags give; the rest is `Sweep`'s defaults
     if a.grid:
         g = load_grid(a.grid)
         raw.update(methods=g.methods, fractions=g.fractions, students=g.students, seeds=g.seeds, output_dir=g.output_dir, **g.settings)

@@ -13,7 +13,7 @@ from datasets import Dataset
 from .records import FEATURES, filesystem
 from .sources import PARSERS
 from .core import ArgParser, DataError, UserError, add_flags, flag_values
-from .data import DataSettings, TaskData, load_task, write_generic
+from .data import DataSettings, DataSplits, load_data, write_generic
 from .answers import NoAnswer, ParseError, answer_correct
 from .prompts import FewShotPrompt, prompt_for
 from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
@@ -73,12 +73,12 @@ class TeachReport:
                     splits={s: {**asdict(t), 'accuracy': t.accuracy} for s, t in self.splits.items()})
 
 # %% ../nbs/01e_teacher.ipynb #a7a224af
-def _read(task, text, row, s):
+def _read(dataset, text, row, s):
     "(rationale, teacher_label, right?) of one answer, counting it in `s`."
-    try: rationale, label = PARSERS[task](text); s.parsed += 1
+    try: rationale, label = PARSERS[dataset](text); s.parsed += 1
     except NoAnswer as e: rationale, label = e.rationale, None; s.no_answer += 1
     except ParseError: rationale, label = None, None; s.unparsable += 1
-    right = answer_correct(task, label, row['label'])
+    right = answer_correct(dataset, label, row['label'])
     s.correct += right
     return rationale, label, right
 
@@ -93,7 +93,7 @@ def _forget(store:TeacherCache, made:list):
 
 # %% ../nbs/01e_teacher.ipynb #3c8cc13a
 def teach(
-    data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_task(...)`
+    data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_data(...)`
     backend, # the teacher: `OpenAIChat`, `Gemini`, `LocalModel`
     prompt:FewShotPrompt, # the few-shot prompt; its task decides the parser
     cache:str|Path|TeacherCache, # the SQLite cache file
@@ -107,7 +107,7 @@ def teach(
     price_in:float|None=None, # price per million prompt tokens, for the cost line
     price_out:float|None=None, # price per million completion tokens
     **ask_kw, # `ask`'s options: in_flight, rpm, retries, backoff, max_backoff, abort_after, progress
-) -> tuple[TaskData, TeachReport]:
+) -> tuple[DataSplits, TeachReport]:
     "Ask `backend` for a rationale and label for every row of `splits`; the rows with the teacher's answers, and a report."
     if n_samples < 1: raise UserError(f"n_samples must be at least 1, got {n_samples}")
     if n_samples > 1 and temperature <= 0: raise UserError(f"{n_samples} samples at temperature {temperature} would be identical; pass a temperature above 0")
@@ -156,7 +156,7 @@ def teach(
                 kept.append(base_row); continue
             for j, text in enumerate(reply.texts[:params[s]['n']]):  # part 1d stores only replies with all n texts
                 c.samples += 1
-                rationale, label, right = _read(prompt.task, text, r, c)
+                rationale, label, right = _read(prompt.dataset, text, r, c)
                 row = {**base_row, 'id': r['id'] if j == 0 else f"{r['id']}~{j}", 'rationale': rationale, 'teacher_label': label}
                 if keep_correct and s == 'train' and rationale is not None and not right:
                     if j > 0: c.dropped += 1; continue
@@ -169,12 +169,12 @@ def teach(
         if lines: tokens[s] = lines
     cost = None if price_in is None and price_out is None else \
         (report.prompt_tokens * (price_in or 0) + report.completion_tokens * (price_out or 0)) / 1e6
-    taught = TaskData(out)
+    taught = DataSplits(out)
     taught.logprobs = tokens  # split -> [{id, text, tokens}], for `write_taught`
     return taught, TeachReport(backend.name, backend.model, counts, report, cost, failures)
 
 # %% ../nbs/01e_teacher.ipynb #335818a3
-def write_taught(taught:TaskData, report:TeachReport, out_dir:str|Path) -> list[str]:
+def write_taught(taught:DataSplits, report:TeachReport, out_dir:str|Path) -> list[str]:
     "Write the taught splits in the generic format, the teacher's token log-probabilities (if asked) as `{split}_logprobs.jsonl`, and `teacher_report.json`; the files written."
     files, out = write_generic(taught, out_dir), str(out_dir).rstrip('/')
     fs, root = filesystem(out)
@@ -194,7 +194,7 @@ def teach_parser() -> ArgParser:
     add_flags(p.add_argument_group('data (chapter 0)'), DataSettings)
     p.add_argument('--output_dir', required=True, help='where to write train/valid/test.jsonl and teacher_report.json (and {split}_logprobs.jsonl with --logprobs)')
     add_flags(p.add_argument_group('teacher (make_backend)'), make_backend)
-    add_flags(p.add_argument_group('prompt (prompt_for)'), prompt_for, skip=('task',))
+    add_flags(p.add_argument_group('prompt (prompt_for)'), prompt_for, skip=('dataset',))
     add_flags(p.add_argument_group('sampling (teach)'), teach, skip=('data', 'backend', 'prompt', 'cache'))
     a = add_flags(p.add_argument_group('asking (ask)'), ask, skip=('backend', 'requests', 'params', 'cache', 'progress'))
     a.add_argument('--cache', default=None, help='the SQLite cache (default: OUTPUT_DIR/teacher_cache.sqlite)')
@@ -212,7 +212,7 @@ def teach_command(argv:list|None=None) -> int:
     if args.backend in BACKEND_CLASSES:  # by name, before any key is looked for: a backend that cannot send logprobs is never built
         check_logprobs(args.logprobs, args.backend, BACKEND_CLASSES[args.backend].supports_logprobs)
     prompt = prompt_for(args.dataset, args.shots, args.instruction)
-    data = load_task(DataSettings.of(args))
+    data = load_data(DataSettings.of(args))
     if args.dry_run:
         rows = {s: data[s] for s in (args.splits or data)}
         n = sum(min(len(d), args.limit or len(d)) for d in rows.values())

@@ -14,14 +14,14 @@ import torch, yaml
 from fastcore.basics import patch_to
 from transformers import set_seed
 from .core import ArgParser, UserError, add_flags, one_of
-from .data import DataSettings, load_task
+from .data import DataSettings, load_data
 from .sources import hub_reachable
 from .students import TINY, StudentError, load_student, student_kind
 from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import LABEL_TYPES, tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd import DIVERGENCES, KD_TASKS, KDSettings
+from .kd import DIVERGENCES, KD_TARGETS, KDSettings
 from .kd_align import ApiLogprobs
 from .kd_teachers import TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
 from .multitask import METRICS, default_metric, make_trainer
@@ -128,7 +128,7 @@ def check(self):
 def check_kd(cfg:TrainConfig):
     "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, weights that teach something, and what an API teacher's logprobs can teach."
     one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
-    one_of('kd_on', cfg.kd_on, KD_TASKS)
+    one_of('kd_on', cfg.kd_on, KD_TARGETS)
     sources = [f'--{s}' for s in ('teacher', 'teacher_logits', 'teacher_logprobs') if getattr(cfg, s)]
     if len(sources) > 1: raise ConfigError(f"{', '.join(sources[:-1])} and {sources[-1]}: give one source of teacher distributions, not {'both' if len(sources) == 2 else 'several'}")
     has_teacher = bool(sources)
@@ -318,7 +318,7 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     say(hw)
     checkpoint = resume_checkpoint(cfg)
     set_seed(cfg.run)
-    data = load_task(cfg)  # a run's configuration holds its data settings
+    data = load_data(cfg)  # a run's configuration holds its data settings
     say(data.summary)
     recipe, pool = recipe_for(cfg, data)
     if pool is not None: say(pool)
@@ -443,7 +443,7 @@ def teacher_logits(cfg:TrainConfig) -> dict:
     _check(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
     hw = pick_hardware(cfg.bf16)
     print(hw)
-    data = load_task(cfg)
+    data = load_data(cfg)
     print(data.summary)
     recipe, _ = recipe_for(cfg, data)
     teacher = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))

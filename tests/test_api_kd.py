@@ -9,7 +9,7 @@ from conftest import SHARED, cli, ok, refused
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.cot import CotSettings, ExemplarPool, make_recipe
 from distill_sbs.records import FEATURES
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.kd_align import ApiLogprobs, StudentVocab, align_tokens, certain, in_student_ids, read_logprobs, token_texts
 from distill_sbs.kd_teachers import TeacherError
 from distill_sbs.kd import TeacherTokens, kd_loss
@@ -55,7 +55,7 @@ def test_alignment_is_monotone_and_one_to_one():
 
 @pytest.fixture(scope='module')
 def tiny_tokenizers():
-    texts = [t for c in ('input', 'rationale', 'label') for t in load_task('arith', n_train=100, n_test=10)['train'][c] if t]
+    texts = [t for c in ('input', 'rationale', 'label') for t in load_data('arith', n_train=100, n_test=10)['train'][c] if t]
     return load_student('tiny', texts=texts, quiet=True)[1], load_student('tiny', quiet=True)[1]
 
 def test_token_texts_join_to_the_text(tiny_tokenizers):
@@ -110,7 +110,7 @@ def taught(tmp_path_factory):
 
 def test_tokens_come_in_batch_order(taught, tiny_tokenizers):
     tok = tiny_tokenizers[0]
-    data = load_task('generic', data_dir=str(taught))
+    data = load_data('generic', data_dir=str(taught))
     for model_type, task, cols in (('task_prefix', 'rationale', 'expl'), ('cot', 'label', 'pred')):
         recipe = make_recipe(model_type, CotSettings(), ExemplarPool.from_data(data, 'generic'))
         tokenized = tokenize_tasks(data, tok, model_type, rows=True, recipe=recipe, max_input_length=512, max_rationale_length=96)
@@ -128,7 +128,7 @@ def test_rows_without_a_line_are_counted(taught, tmp_path, tiny_tokenizers):
     tok = tiny_tokenizers[0]
     lines = (taught/'train_logprobs.jsonl').read_text().splitlines()
     (tmp_path/'half.jsonl').write_text('\n'.join(lines[::2]) + '\n')
-    tokenized = tokenize_tasks(load_task('generic', data_dir=str(taught)), tok, rows=True, max_input_length=128, max_rationale_length=96)
+    tokenized = tokenize_tasks(load_data('generic', data_dir=str(taught)), tok, rows=True, max_input_length=128, max_rationale_length=96)
     s = ApiLogprobs(tmp_path/'half.jsonl', tokenized, tok).summary()
     assert s['rows_with_line'] == len(lines[::2]) < s['rows'] and s['no_teacher']['row without a line'] > 0
     assert s['aligned'] + sum(s['no_teacher'].values()) == s['tokens']
@@ -199,7 +199,7 @@ def test_real_tokenizers(taught, name, model_type):
     from distill_sbs.students import student_kind
     tok = AutoTokenizer.from_pretrained(path)
     kind = student_kind(AutoConfig.from_pretrained(SHARED/'models'/'qwen2.5-0.5b-config')) if name == 'qwen2.5' else None
-    data = load_task('generic', data_dir=str(taught))
+    data = load_data('generic', data_dir=str(taught))
     recipe = make_recipe(model_type, CotSettings(), ExemplarPool.from_data(data, 'generic'))
     tokenized = tokenize_tasks(data, tok, model_type, rows=True, recipe=recipe, kind=kind, max_rationale_length=128)
     api = ApiLogprobs(taught/'train_logprobs.jsonl', tokenized, tok)

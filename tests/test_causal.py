@@ -7,7 +7,7 @@ import httpx2 as httpx
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from conftest import SMALL, cli, ok, refused
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.collator import tokenize_tasks
 from distill_sbs.inference import generate, load_run
 from distill_sbs.serve import free_port, wait_for
@@ -51,7 +51,7 @@ def test_train_evaluate_serve(tmp_path, student, request):
     res = json.loads((tmp_path/'eval'/'results.json').read_text())
     assert res['systems']['distilled']['n'] == run['config']['n_test'] and res['systems']['distilled']['tokens_per_answer'] <= 8
     proc, url = _serve(out)
-    try: _batch_equals_one_at_a_time(url, list(load_task('arith', n_train=20, n_test=8)['test']['input']))
+    try: _batch_equals_one_at_a_time(url, list(load_data('arith', n_train=20, n_test=8)['test']['input']))
     finally: proc.terminate(); proc.wait(30)
 
 @pytest.mark.slow
@@ -103,7 +103,7 @@ def test_a_tokenizer_without_pad_token_or_chat_template(qwen_twin):
 
 def test_truncation_is_counted_and_keeps_the_completion(qwen_twin):
     tok = AutoTokenizer.from_pretrained(qwen_twin)
-    data = load_task('arith', n_train=40, n_test=10)
+    data = load_data('arith', n_train=40, n_test=10)
     model = AutoModelForCausalLM.from_pretrained(qwen_twin)
     tokd = tokenize_tasks(data, tok, max_input_length=30, max_rationale_length=6, kind=student_kind(model))
     assert tokd.report.truncated['train']['input'] == len(tokd['train']) and tokd.report.truncated['train']['rationale'] > 0
@@ -115,7 +115,7 @@ def test_truncation_is_counted_and_keeps_the_completion(qwen_twin):
         assert tok.decode(row['input_ids']).endswith('<|im_start|>assistant\n' + label + '<|im_end|>')
 
 # The real pretrained student. Its pad token is its end-of-turn token: the completion's last token must stay a target.
-ARITH = load_task('arith', n_train=200, n_test=50)
+ARITH = load_data('arith', n_train=200, n_test=50)
 
 @pytest.mark.slow
 def test_smollm2_stops_at_end_of_turn_and_batches_agree(smollm2):

@@ -3,7 +3,7 @@ command, every input form, and one clear error per kind of bad input."""
 import json
 import pytest
 from conftest import cli, error_line, ok
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 
 def test_builtin_task_writes_generic_files(tmp_path):
     res = ok(cli('data', '--n_train', 300, '--n_test', 60, '--output_dir', tmp_path/'out'))
@@ -11,7 +11,7 @@ def test_builtin_task_writes_generic_files(tmp_path):
     assert sorted(p.name for p in (tmp_path/'out').iterdir()) == ['summary.json', 'test.jsonl', 'train.jsonl', 'valid.jsonl']
     summary = json.loads((tmp_path/'out'/'summary.json').read_text())
     assert summary['final'] == {'train': 270, 'valid': 30, 'test': 60}
-    back = load_task('generic', data_dir=tmp_path/'out')
+    back = load_data('generic', data_dir=tmp_path/'out')
     assert back.summary.final == summary['final']
 
 def test_subsample_and_run_seed(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from conftest import cli, ok, refused
 from test_math_tasks import gsm8k_copy
 from distill_sbs.cot import read_answer
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.inference import Student, load_run
 from distill_sbs.training import run_history
 
@@ -73,7 +73,7 @@ def _generic(d, test_extra=()):
 def test_in_context_questions_never_show_a_scored_question(tmp_path):
     "A test split that repeats training questions (other case, other punctuation): the pool leaves them out, counted, and no question is shown a scored one."
     from distill_sbs.cot import ExemplarPool, _key
-    data = load_task('generic', data_dir=_generic(tmp_path/'data'))
+    data = load_data('generic', data_dir=_generic(tmp_path/'data'))
     pool = ExemplarPool.from_data(data, 'generic')
     scored = {_key(q) for s in ('valid', 'test') for q in data[s]['input']}
     assert pool.left_out['also a valid or test question'] == 2  # valid was carved out of train: those rows left it
@@ -123,7 +123,7 @@ def test_bad_flags_get_one_line(tmp_path, flags, says):
     assert not (tmp_path/'x').exists()
 
 def test_leaking_exemplars_file_is_refused_before_anything_is_written(tmp_path):
-    test = load_task('arith', n_steps=3, n_train=120, n_test=12)['test']
+    test = load_data('arith', n_steps=3, n_train=120, n_test=12)['test']
     f = tmp_path/'exemplars.jsonl'
     f.write_text(json.dumps({'input': 'What is 1 + 1?', 'rationale': '1 + 1 = 2.', 'label': '2'}) + '\n'
                  + json.dumps({'input': test[4]['input'], 'rationale': 'Count them.', 'label': test[4]['label']}) + '\n')
@@ -159,7 +159,7 @@ def test_smollm2_zero_shot_chain_of_thought_is_read(smollm2):
     from distill_sbs.students import student_kind
     model, tok = AutoModelForCausalLM.from_pretrained(smollm2), AutoTokenizer.from_pretrained(smollm2)
     student_kind(model).prepare(tok)
-    qs = list(load_task('arith', n_steps=3, n_train=20, n_test=6)['test']['input'])
+    qs = list(load_data('arith', n_steps=3, n_train=20, n_test=6)['test']['input'])
     gen = Student(model, tok, 'cot').generations(qs, max_new_tokens=160, batch_size=6)
     assert sum(gen.stopped) >= 4, gen.texts  # an instruct model ends its turn
     assert all(a is None or a == read_answer(t) for a, t in zip(gen.answers, gen.texts))
@@ -173,7 +173,7 @@ def test_serving_a_cot_student_answers_with_its_chain_of_thought(runs):
     try:
         health = httpx.get(url + '/health', timeout=30).json()
         assert health['model_type'] == 'cot'
-        qs = list(load_task('arith', n_steps=3, n_train=20, n_test=4)['test']['input'])
+        qs = list(load_data('arith', n_steps=3, n_train=20, n_test=4)['test']['input'])
         r = httpx.post(url + '/predict', json={'instances': qs, 'parameters': {'rationale': True}}, timeout=120)
         assert r.status_code == 200, r.text
         preds = r.json()['predictions']

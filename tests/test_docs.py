@@ -12,4 +12,4 @@ def test_docs_process(tmp_path):
     proc = ROOT/'_proc'
     for nb in (ROOT/'nbs').glob('*.ipynb'): assert (proc/nb.name).exists(), nb.name
     cells = json.loads((proc/'00e_data.ipynb').read_text())['cells']
-    assert any('TaskData' in ''.join(c['source']) and c['cell_type'] == 'markdown' for c in cells)  # show_doc rendered
+    assert any('DataSplits' in ''.join(c['source']) and c['cell_type'] == 'markdown' for c in cells)  # show_doc rendered

@@ -43,9 +43,9 @@ def test_bad_flags_get_one_line(argv, expect, tmp_path, monkeypatch):
 def test_palm_on_cqa_scores_the_same_in_every_chapter(shared):
     "PaLM's CQA test labels: 78.3% by the one rule (normalised exact match), in chapter 0's summary and chapter 5's report; 77.2% by the paper's strict string match."
     from distill_sbs.answers import answer_correct
-    from distill_sbs.data import load_task
+    from distill_sbs.data import load_data
     from distill_sbs.evaluation import Comparison
-    data = load_task('cqa', data_dir=shared/'data')
+    data = load_data('cqa', data_dir=shared/'data')
     test = data['test']
     pairs = list(zip(test['teacher_label'], test['label']))
     assert len(pairs) == 1221

@@ -5,7 +5,7 @@ import json, math, signal, sqlite3, subprocess, time
 import pytest
 from hypothesis import given, strategies as st
 from conftest import cli, error_line, fuzz, json_values, ok, refused, run_cli, teach_args
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import LocalModel, OpenAIChat, Retryable, TeacherError, openai_request, reply_problem
 from distill_sbs.asking import TeacherCache, ask, request_key
@@ -13,7 +13,7 @@ from distill_sbs.loopback import LoopbackLLM, token_logprobs, tokenize
 from distill_sbs.teacher import teach
 
 PARAMS = dict(temperature=0., max_tokens=256, n=1, stop=PROMPTS['arith'].stop)
-Q = load_task('arith', n_train=20, n_test=5)['test'][0]['input']
+Q = load_data('arith', n_train=20, n_test=5)['test'][0]['input']
 
 class Recording(LoopbackLLM):
     "The stand-in, also keeping every request body it received."
@@ -61,7 +61,7 @@ def test_tokens_past_the_stop_are_cut_with_the_text():
 @pytest.mark.parametrize('kind', ['no_logprobs', 'bad_logprobs'])
 def test_a_200_without_them_is_retried_never_stored(tmp_path, kind):
     reqs = {request_key('openai', 'stand-in', PROMPTS['arith'].messages(q), {**PARAMS, 'logprobs': 2}): PROMPTS['arith'].messages(q)
-            for q in load_task('arith', n_train=20, n_test=6)['test']['input']}
+            for q in load_data('arith', n_train=20, n_test=6)['test']['input']}
     stuck = next(iter(reqs.values()))[-1]['content']
     cache = TeacherCache(tmp_path/'c.sqlite')
     with LoopbackLLM(fault=lambda i, q: kind if i <= 2 or q == stuck else None) as llm:
@@ -111,7 +111,7 @@ def test_teach_command_writes_them_beside_the_data(tmp_path):
     assert 'logprobs' not in report['ask'] and 'refused' not in report['ask']
 
 def test_samples_get_their_own_lines(tmp_path):
-    data = {'train': load_task('arith', n_train=20, n_test=5)['train']}
+    data = {'train': load_data('arith', n_train=20, n_test=5)['train']}
     with LoopbackLLM() as llm:
         taught, rep = teach(data, OpenAIChat('stand-in', base_url=llm.openai_url), PROMPTS['arith'], tmp_path/'c.sqlite',
                             n_samples=3, temperature=0.7, logprobs=2, progress=False)
@@ -175,7 +175,7 @@ def test_more_than_the_server_allows_stops_at_the_first_request(tmp_path):
     out.mkdir()  # a folder that was there stays, with nothing in it
     with LoopbackLLM(max_top_logprobs=20) as llm:
         with pytest.raises(TeacherError, match='--logprobs 25: the openai server refused'):
-            teach(load_task('arith', n_train=20, n_test=5), OpenAIChat('stand-in', base_url=llm.openai_url), PROMPTS['arith'],
+            teach(load_data('arith', n_train=20, n_test=5), OpenAIChat('stand-in', base_url=llm.openai_url), PROMPTS['arith'],
                   out/'teacher_cache.sqlite', logprobs=25, progress=False)
     assert list(out.iterdir()) == [] and len(llm.log) == 1
 
@@ -205,7 +205,7 @@ def test_local_teacher_tokens(tmp_path, kind):
     with torch.no_grad(): net.lm_head.weight[:3] = 0; net.lm_head.weight[35:130] *= 4  # printable bytes win: text to check
     net.save_pretrained(tmp_path/'m'); ByT5Tokenizer().save_pretrained(tmp_path/'m')
     local = LocalModel(str(tmp_path/'m'), batch_size=2, device='cpu')
-    msgs = [PROMPTS['arith'].messages(q) for q in load_task('arith', n_train=20, n_test=5)['test']['input'][:2]]
+    msgs = [PROMPTS['arith'].messages(q) for q in load_data('arith', n_train=20, n_test=5)['test']['input'][:2]]
     greedy = local.batch(msgs, {**PARAMS, 'max_tokens': 6, 'logprobs': 3})
     for r in greedy:
         assert len(r.logprobs) == 1 and reply_problem(r, 1, 3) in (None, 'empty content')

@@ -7,7 +7,7 @@ from conftest import cli, error_line
 from distill_sbs.core import DataError
 from distill_sbs.sources import PARSERS
 from distill_sbs.answers import answer_correct, numeric_value
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.prompts import PROMPTS
 
 OFFLINE = {'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
@@ -73,7 +73,7 @@ def one_line_error(res): return error_line(res, 'data')
 
 def test_gsm8k_worked_solutions_are_rationales(tmp_path):
     extra = [{'question': 'How many pens, 3 or 4?', 'answer': 'It is unclear.\n#### 3 or 4'}]
-    data = load_task('gsm8k', data_dir=gsm8k_copy(tmp_path/'gsm8k', extra_test=extra))
+    data = load_data('gsm8k', data_dir=gsm8k_copy(tmp_path/'gsm8k', extra_test=extra))
     s = data.summary
     assert s.teacher == "GSM8K's human-written worked solutions" and "teacher: GSM8K's human-written worked solutions" in str(s)
     assert s.source == f"{tmp_path/'gsm8k'} (a local copy of openai/gsm8k/main)"
@@ -90,7 +90,7 @@ def test_multiarith(tmp_path):
         'train.json': [dict(question=f'Mia has {i} cards and buys 3 packs of 2. How many cards does she have?', final_ans=str(i + 6)) for i in range(20)],
         'test.json': [dict(question='Leo had 9 kites and lost 2. How many are left?', final_ans='7'),
                       dict(question='Half of 5 apples?', final_ans='2.5')]})
-    data = load_task('multiarith', data_dir=d)
+    data = load_data('multiarith', data_dir=d)
     assert data.summary.final == {'train': 18, 'valid': 2, 'test': 2}
     assert data['test']['label'] == ['7', '2.5'] and data['test']['rationale'] == [None, None]
     assert data.summary.teacher is None and data.summary.splits['test'].teacher_acc is None
@@ -100,7 +100,7 @@ def test_svamp_from_a_copy_of_the_hub_repository(tmp_path):
     rec = lambda i: dict(ID=f'chal-{i}', Body=f'Jack had {i + 8} pens. He gave 3 pens to his sister.', Question='How many pens does Jack have now?',
                          Equation=f'( {i + 8}.0 - 3.0 )', Answer=float(i + 5), Type='Subtraction')
     d = hub_copy(tmp_path/'svamp', {'train.json': [rec(i) for i in range(20)], 'test.json': [rec(100), rec(101)]})
-    data = load_task('svamp', data_dir=d)
+    data = load_data('svamp', data_dir=d)
     assert data['test']['label'] == ['( 108.0 - 3.0 )', '( 109.0 - 3.0 )'] and 'ChilleD/SVAMP' in data.summary.source
     assert answer_correct('svamp', '108 - 3', data['test'][0]['label'])
 
@@ -108,7 +108,7 @@ def test_asdiv_one_split_and_dropped_answers(tmp_path):
     answers = [f'{n} (apples)' for n in range(1, 21)] + ['2:3', '12 (boys);9 (girls)', 'Tom', '1,250 (dollars)']
     recs = [dict(body='A basket holds some apples.', question='How many apples are in it?', solution_type='Addition',
                  answer=a, formula='1+1=2') for a in answers]
-    data = load_task('asdiv', data_dir=hub_copy(tmp_path/'asdiv', {'asdiv/validation-00000-of-00001.parquet': recs}, ASDIV_README))
+    data = load_data('asdiv', data_dir=hub_copy(tmp_path/'asdiv', {'asdiv/validation-00000-of-00001.parquet': recs}, ASDIV_README))
     s = data.summary
     assert s.splits['train'].read == 24
     assert s.splits['train'].dropped == {'answer is a ratio': 1, 'answer has several numbers': 1, 'answer has no number': 1}
@@ -122,16 +122,16 @@ def test_asdiv_one_split_and_dropped_answers(tmp_path):
 
 def test_copies_of_the_same_name_are_never_read_stale(tmp_path):
     "`datasets` keys its cache of a local folder by its name and README.md alone: each copy must still load its own rows."
-    a = load_task('gsm8k', data_dir=gsm8k_copy(tmp_path/'a'/'gsm8k', test=(1,)))
-    b = load_task('gsm8k', data_dir=gsm8k_copy(tmp_path/'b'/'gsm8k', test=(2, 3)))
+    a = load_data('gsm8k', data_dir=gsm8k_copy(tmp_path/'a'/'gsm8k', test=(1,)))
+    b = load_data('gsm8k', data_dir=gsm8k_copy(tmp_path/'b'/'gsm8k', test=(2, 3)))
     assert (a.summary.final['test'], b['test']['label']) == (1, ['19', '31'])
 
 def test_copy_without_its_readme_is_a_clear_error(tmp_path):
     d = gsm8k_copy(tmp_path/'gsm8k')
     (d/'README.md').unlink()
     with pytest.raises(DataError, match=r"could not load .*a local copy of openai/gsm8k/main.*README\.md included"):
-        load_task('gsm8k', data_dir=d)
-    with pytest.raises(DataError, match='nope: no such folder'): load_task('asdiv', data_dir=tmp_path/'nope')
+        load_data('gsm8k', data_dir=d)
+    with pytest.raises(DataError, match='nope: no such folder'): load_data('asdiv', data_dir=tmp_path/'nope')
 
 def test_cli_data_gsm8k(tmp_path):
     res = cli('data', '--dataset', 'gsm8k', '--data_dir', gsm8k_copy(tmp_path/'gsm8k'), '--output_dir', tmp_path/'out',
@@ -175,7 +175,7 @@ def test_prompts_parse_and_score(task):
 
 @pytest.mark.parametrize('n', [3, 4])
 def test_arith_n_steps(n):
-    data = load_task('arith', n_steps=n, n_train=100, n_test=20)
+    data = load_data('arith', n_steps=n, n_train=100, n_test=20)
     assert data.summary.source.startswith(f'built-in {n}-step arithmetic')
     assert {r.count(' = ') for r in data['train']['rationale'] if r is not None} == {n}
     assert all(q.count(' and then ') == n - 1 for q in data['test']['input'])

@@ -3,7 +3,7 @@
 generates."""
 import pytest, torch
 from distill_sbs.answers import answer_correct
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.inference import Student
 from distill_sbs.multitask import make_trainer
@@ -11,7 +11,7 @@ from distill_sbs.students import tiny_student
 
 @pytest.fixture(scope='module')
 def setup():
-    data = load_task('arith', n_train=200, n_test=40)
+    data = load_data('arith', n_train=200, n_test=40)
     model, tok = tiny_student(d_model=64, layers=2)
     model.eval()
     tokd = tokenize_tasks(data, tok)

@@ -1,7 +1,7 @@
 "The paper's released layout for each task: the real CQA release when ../shared is here, made-up folders for the others."
 import json, os, subprocess, sys, textwrap
 from conftest import cli, ok
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 
 def test_cqa_release(shared):
     res = ok(cli('data', '--dataset', 'cqa', '--data_dir', shared/'data'))
@@ -9,7 +9,7 @@ def test_cqa_release(shared):
     # split, read, dropped, rationales, unparsable, no answer, teacher acc
     assert rows['train'][:6] == ['train', '9,741', '0', '9,741', '0', '3']
     assert rows['test'] == ['test', '1,221', '0', '1,221', '0', '0', '78.3%']  # normalised exact match; the paper's strict match gives 77.2%
-    data = load_task('cqa', data_dir=shared/'data')
+    data = load_data('cqa', data_dir=shared/'data')
     assert round(data.summary.splits['test'].teacher_acc, 4) == 0.7830
     assert data['test'][0]['input'].count('\n(') == 5 and '\nAnswer Choices:\n(a) ' in data['test'][0]['input']
 
@@ -25,7 +25,7 @@ def test_anli1_layout(tmp_path):
     recs = [dict(uid=f'a{i}', premise=f'P{i}.', hypothesis=f'H{i}.', label=i % 3, reason='') for i in range(5)]
     outs = ['P says so. So the answer is entailment.\n\nPremise: next', 'Unclear. So the answer is neutral.',
             'No. So the answer is neutral.', 'Says nothing', 'Yes. So the answer is neutral.']
-    data = load_task('anli1', data_dir=_layout(tmp_path, 'anli1', {s: (recs, outs) for s in ('train', 'valid', 'test')}, 'palm'))
+    data = load_data('anli1', data_dir=_layout(tmp_path, 'anli1', {s: (recs, outs) for s in ('train', 'valid', 'test')}, 'palm'))
     rep = data.summary.splits['test']
     assert (rep.read, len(rep.unparsable), rep.teacher_correct) == (5, 1, 3)
     assert data['test'][0] == dict(id='a0', input='P0.</s>H0.', label='entailment', rationale='P says so.',
@@ -35,7 +35,7 @@ def test_anli1_layout(tmp_path):
 def test_svamp_layout_compares_equations_by_value(tmp_path):
     recs = [dict(input=f'Jack had {i+5} pens and gave away {i}.\nHow many are left?', label=f'( {i+5}.0 - {i}.0 )') for i in range(4)]
     outs = [f'He gave {i} of {i+5}. The answer is ({i+5} - {i}).' for i in range(3)] + ['He had some. The answer is 5.']
-    data = load_task('svamp', data_dir=_layout(tmp_path, 'svamp', {'train': (recs * 5, outs * 5), 'test': (recs, outs)}))
+    data = load_data('svamp', data_dir=_layout(tmp_path, 'svamp', {'train': (recs * 5, outs * 5), 'test': (recs, outs)}))
     rep = data.summary.splits['test']
     assert (rep.teacher_correct, len(rep.no_answer), rep.teacher_acc) == (3, 1, 0.75)
     assert data.summary.final == {'train': 18, 'valid': 2, 'test': 4}

@@ -69,3 +69,29 @@ def test_course_order_is_dependency_order():
         later = sorted(m for m in used if m != own and place[m] > place[own])
         assert not later, f'{nb.name} imports {later}, which later chapters teach'
     assert len(set(module_of.values())) == len(module_of), 'one notebook per module'
+
+def test_the_house_keeps_its_shape():
+    "`tools/layout.py --check`: no module over 500 lines, no import circle or import against the course order, and most export cells short."
+    res = subprocess.run([sys.executable, str(ROOT/'tools'/'layout.py'), '--check'], capture_output=True, text=True)
+    assert res.returncode == 0 and 'PROBLEM' not in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
+    assert len([l for l in res.stdout.splitlines() if l.split()[:1] and l.split()[0].endswith('experiment')]) >= 3  # the check saw them
+
+def test_no_module_changes_another_when_imported():
+    "Importing a chapter never edits an earlier chapter's tables (what `evaluate` prints must not depend on what happened to be imported)."
+    code = r'''
+import importlib, json, pathlib, re
+mods = [re.search(r"default_exp\s+(\w+)", p.read_text()).group(1) for p in sorted(pathlib.Path("nbs").glob("[0-9]*.ipynb"))]
+def tables(m):
+    return {k: repr(v) for k, v in vars(m).items() if isinstance(v, (dict, list, set)) and not k.startswith("__")}
+seen, changed = {}, []
+for name in mods:
+    m = importlib.import_module(f"distill_sbs.{name}")
+    for old, snap in seen.items():
+        now = tables(importlib.import_module(f"distill_sbs.{old}"))
+        changed += [f"importing {name} changed {old}.{k}" for k in snap if now.get(k) != snap[k]]
+    seen[name] = tables(m)
+print(json.dumps(changed))
+'''
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []

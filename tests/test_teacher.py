@@ -4,7 +4,7 @@ import json, os, signal, sqlite3, subprocess, time
 import pytest
 from hypothesis import given, strategies as st
 from conftest import cli, error_line, fuzz, json_values, ok, refused, run_cli, teach_args
-from distill_sbs.data import load_task
+from distill_sbs.data import load_data
 from distill_sbs.prompts import PROMPTS
 from distill_sbs.backends import Gemini, LocalModel, OpenAIChat, Reply, Retryable, reply_problem
 from distill_sbs.loopback import MALFORMED, LoopbackLLM
@@ -35,7 +35,7 @@ def test_kill_and_resume(tmp_path):
             time.sleep(0.2)
         proc.send_signal(signal.SIGKILL); proc.wait()
         before, n_log = stored_questions(db), len(llm.log)
-        train = load_task('arith', n_train=340, n_test=1)['train']
+        train = load_data('arith', n_train=340, n_test=1)['train']
         assert 80 <= len(before) < len(set(train['input'])), 'killed midway'
         res = ok(run_cli(*teach_args(llm.openai_url, out, '--n_train', '340', '--n_test', '1', '--splits', 'train', '--in_flight', '4'),
                          env={'OPENAI_API_KEY': SECRET}))  # the program again, as a user would rerun it
@@ -66,7 +66,7 @@ def test_a_client_that_leaves_leaves_no_traceback(capfd):
     assert 'Traceback' not in capfd.readouterr().err
 
 def test_rate_limited_and_failing_server_still_completes(tmp_path):
-    data = load_task('arith', n_train=100, n_test=20)
+    data = load_data('arith', n_train=100, n_test=20)
     with LoopbackLLM(fail_first=30, retry_after=0.05) as llm:
         taught, rep = teach(data, OpenAIChat('stand-in', base_url=llm.openai_url), PROMPTS['arith'], tmp_path/'c.sqlite',
                             in_flight=8, backoff=0.02, progress=False)
@@ -92,7 +92,7 @@ def test_always_failing_server_gives_a_report_not_a_hang(tmp_path):
 
 def test_gemini_api_shape(tmp_path, monkeypatch):
     monkeypatch.setenv('GEMINI_API_KEY', SECRET)
-    data = load_task('arith', n_train=40, n_test=10)
+    data = load_data('arith', n_train=40, n_test=10)
     with LoopbackLLM() as llm:
         taught, rep = teach(data, Gemini('gemini-2.5-flash', base_url=llm.gemini_url), PROMPTS['arith'], tmp_path/'g.sqlite',
                             splits=['train'], n_samples=2, temperature=0.7, progress=False)
@@ -109,7 +109,7 @@ def test_local_seq2seq_teacher(tmp_path):
     with torch.no_grad(): t5.lm_head.weight[:3] = 0  # pad, end and unknown never win: random bytes, not an empty answer
     t5.save_pretrained(tmp_path/'t5')
     ByT5Tokenizer().save_pretrained(tmp_path/'t5')
-    data = {'test': load_task('arith', n_train=20, n_test=12)['test']}
+    data = {'test': load_data('arith', n_train=20, n_test=12)['test']}
     local = LocalModel(str(tmp_path/'t5'), batch_size=5, device='cpu')
     _, rep = teach(data, local, PROMPTS['arith'], tmp_path/'l.sqlite', max_tokens=8, progress=False)
     t = rep.splits['test']
@@ -128,7 +128,7 @@ SYMPTOM = {'openai': {'invalid_json': 'not JSON', 'wrong_shape': 'not a chat com
 def test_malformed_replies_lose_no_row_and_only_their_rows_are_asked_again(tmp_path, monkeypatch, api):
     "200s with nothing usable: retried in the run, every row in the output, counts that add up, each failure with its reason; the next run asks for exactly those."
     monkeypatch.setenv('GEMINI_API_KEY', SECRET)
-    data = load_task('arith', n_train=60, n_test=15)
+    data = load_data('arith', n_train=60, n_test=15)
     stuck = dict(zip((f'Q: {x}' for x in data['test']['input'][:len(MALFORMED)]), MALFORMED))  # these keep getting their fault
     def teacher(llm): return OpenAIChat('stand-in', base_url=llm.openai_url) if api == 'openai' else Gemini('gemini-2.5-flash', base_url=llm.gemini_url)
     def run(llm): return teach(data, teacher(llm), PROMPTS['arith'], tmp_path/'c.sqlite', n_samples=2, temperature=0.7, keep_correct=True,

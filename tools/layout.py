@@ -40,15 +40,17 @@ def code_lines(src):
     "a cell's lines, less its `#|` directives"
     return sum(1 for l in src.splitlines() if not l.lstrip().startswith('#|'))
 
+def module_map() -> dict:
+    "{module: (its lines, the library modules it imports)}, in course order"
+    return {m: (len((LIB/f'{m}.py').read_text().splitlines()), sorted(imports(LIB/f'{m}.py') - {m})) for _, m, _ in notebooks()}
+
 def main(check=False):
     course = list(notebooks())
     order = {m: i for i, (_, m, _) in enumerate(course)}
     problems = []
     print(f'{"module":<22}{"lines":>6}  imports (distill_sbs.*)')
     graph = {}
-    for _, m, _ in course:
-        p = LIB/f'{m}.py'
-        n, used = len(p.read_text().splitlines()), sorted(imports(p) - {m})
+    for m, (n, used) in module_map().items():
         graph[m] = used
         print(f'{m:<22}{n:>6}  {", ".join(used) or "-"}')
         if n > MAX_LINES: problems.append(f'{m}.py has {n} lines (limit {MAX_LINES})')
@@ -58,6 +60,8 @@ def main(check=False):
             if u in seen: return seen + (u,)
             if (c := reach(u, seen + (u,))): return c
     problems += [f'import circle: {" -> ".join((m,) + c)}' for m in graph if (c := reach(m)) and c[-1] == m]
+    experiments = [m for m in graph if m.endswith('experiment')]  # side by side: what they share lives in the chapters they build on
+    problems += [f'{m} imports {u}: experiments do not build on each other' for m in experiments for u in graph[m] if u in experiments]
     cells = [(nb, s) for nb, _, ss in course for s in ss]
     long = [(nb, s) for nb, s in cells if code_lines(s) > MAX_CELL]
     multi = [(nb, s) for nb, s in cells if definitions(s) > 1]
