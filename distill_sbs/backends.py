@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .core import UserError, one_of
 from .hardware import default_device
 from .prompts import cut_at_stop, flatten_messages
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['RETRY_STATUS', 'BACKENDS', 'BACKEND_CLASSES', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem',
@@ -277,13 +278,6 @@ class LocalModel:
         adds_bos = self.tok.bos_token_id is not None and self.tok('a').input_ids[:1] == [self.tok.bos_token_id]
         self.bos = self.tok.bos_token if adds_bos else ''
 
-    def prompt(self, messages:list) -> str:
-        "The text a decoder-only model reads, special tokens included: its chat template, else its BOS and the flattened text."
-        if self.seq2seq: return flatten_messages(messages)  # the tokenizer adds the encoder's end-of-input
-        if getattr(self.tok, 'chat_template', None):
-            return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.bos + flatten_messages(messages)  # never an EOS after it: that tells the model the text is over
-
     def batch(self, requests:list, params:dict) -> list[Reply]:
         "One `generate` for a batch of requests; `n` samples each, with their tokens' top `logprobs` if asked."
         import torch
@@ -304,6 +298,15 @@ class LocalModel:
         k = params['n']
         return [Reply([cut_at_stop(t, params['stop']) for t in texts[i*k:(i+1)*k]], n_in[i], sum(n_new[i*k:(i+1)*k]), lps and lps[i*k:(i+1)*k])
                 for i in range(len(requests))]
+
+# %% ../nbs/01b_backends.ipynb #669e0c6d
+@patch
+def prompt(self:LocalModel, messages:list) -> str:
+    "The text a decoder-only model reads, special tokens included: its chat template, else its BOS and the flattened text."
+    if self.seq2seq: return flatten_messages(messages)  # the tokenizer adds the encoder's end-of-input
+    if getattr(self.tok, 'chat_template', None):
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return self.bos + flatten_messages(messages)  # never an EOS after it: that tells the model the text is over
 
 # %% ../nbs/01b_backends.ipynb #89f3239b
 BACKENDS = ('openai', 'gemini', 'vertex', 'local')

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from .core import DataError, UserError, one_of
 from .answers import answer_correct, answer_label, normalize_answer
 from .records import read_records, to_rows
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['ANSWER_PHRASE', 'ANSWER_RE', 'FORMATS', 'TRIGGERS', 'FORMAT_WORDS', 'ANSWER_SENTENCE', 'MODEL_TYPES', 'TargetError',
@@ -108,52 +109,56 @@ class ExemplarPool:
     def __post_init__(self):
         self.chains = [i for i, e in enumerate(self.exemplars) if e.rationale is not None]  # those `icl_cot` can show
 
-    @classmethod
-    def from_data(cls, data, dataset:str, seed:int=0) -> ExemplarPool:
-        "The pool of `data['train']`: one row per question, none also in valid or test, none whose teacher is known to be wrong."
-        scored, left, out, seen = _scored(data), Counter(), [], set()
-        for r in data['train']:
-            key = _key(r['input'])
-            if key in scored: left['also a valid or test question'] += 1
-            elif key in seen: left['a repeat of another exemplar'] += 1
-            elif r['rationale'] is not None and r['teacher_label'] is not None and not answer_correct(dataset, r['teacher_label'], r['label']):
-                left["the teacher's answer is wrong"] += 1
-            else:
-                seen.add(key)
-                out.append(Exemplar(r['input'], _chain(r, r['id']), r['label'], r['id']))
-        if not out: raise DataError(f'{dataset}: no training row can be an exemplar ({dict(left)}): in-context formats need worked examples')
-        return cls(out, 'train', dict(left), seed)
-
-    @classmethod
-    def from_file(cls, path:str, data, seed:int=0) -> ExemplarPool:
-        "Your own worked examples (input, rationale, label) from `path`, refused if one is a question of `data`'s valid or test split."
-        rows, scored = to_rows(read_records(path), str(path), 'exemplar'), _scored(data)
-        for n, r in enumerate(rows, 1):
-            if (hit := scored.get(_key(r['input']))) is not None:
-                raise DataError(f"{path}: record {n} is the {hit[0]} question {hit[1]} ({r['input'][:60]!r}): an exemplar must never be "
-                                'a question the student is scored on')
-            if r['rationale'] is not None: cot_target(r['rationale'], r['label'], f'{path}: record {n}')  # its answer sentence must read back
-        return cls([Exemplar(r['input'], r['rationale'], r['label'], r['id']) for r in rows], str(path), {}, seed)
-
-    def draw(self,
-             question:str, # the question being asked
-             k:int, # how many
-             chains:bool=False, # only exemplars with a chain of thought (for `icl_cot`)
-            ) -> list[Exemplar]:
-        "`k` exemplars for `question`, never the question itself, never two of one question: the same ones every time it is asked."
-        if k <= 0: return []
-        key, idx = _key(question), (self.chains if chains else range(len(self.exemplars)))
-        rng, out, keys = random.Random(f'{self.seed}|{key}'), [], {key}
-        for i in rng.sample(range(len(idx)), min(len(idx), k + 8)):  # a few spare: one may be the question itself
-            e = self.exemplars[idx[i]]
-            if _key(e.input) not in keys: out.append(e); keys.add(_key(e.input))
-            if len(out) == k: return out
-        what = 'with a chain of thought ' if chains else ''
-        raise DataError(f'{self.source}: {len(idx):,} exemplars {what}are too few to show {k} for every question')
-
     def __repr__(self):
         return (f'ExemplarPool({len(self.exemplars):,} from {self.source}, {len(self.chains):,} with a chain of thought; '
                 f'left out: {self.left_out or "none"})')
+
+# %% ../nbs/01f_cot.ipynb #1547dd8e
+@patch(cls_method=True)
+def from_data(cls:ExemplarPool, data, dataset:str, seed:int=0) -> ExemplarPool:
+    "The pool of `data['train']`: one row per question, none also in valid or test, none whose teacher is known to be wrong."
+    scored, left, out, seen = _scored(data), Counter(), [], set()
+    for r in data['train']:
+        key = _key(r['input'])
+        if key in scored: left['also a valid or test question'] += 1
+        elif key in seen: left['a repeat of another exemplar'] += 1
+        elif r['rationale'] is not None and r['teacher_label'] is not None and not answer_correct(dataset, r['teacher_label'], r['label']):
+            left["the teacher's answer is wrong"] += 1
+        else:
+            seen.add(key)
+            out.append(Exemplar(r['input'], _chain(r, r['id']), r['label'], r['id']))
+    if not out: raise DataError(f'{dataset}: no training row can be an exemplar ({dict(left)}): in-context formats need worked examples')
+    return cls(out, 'train', dict(left), seed)
+
+# %% ../nbs/01f_cot.ipynb #dd36571d
+@patch(cls_method=True)
+def from_file(cls:ExemplarPool, path:str, data, seed:int=0) -> ExemplarPool:
+    "Your own worked examples (input, rationale, label) from `path`, refused if one is a question of `data`'s valid or test split."
+    rows, scored = to_rows(read_records(path), str(path), 'exemplar'), _scored(data)
+    for n, r in enumerate(rows, 1):
+        if (hit := scored.get(_key(r['input']))) is not None:
+            raise DataError(f"{path}: record {n} is the {hit[0]} question {hit[1]} ({r['input'][:60]!r}): an exemplar must never be "
+                            'a question the student is scored on')
+        if r['rationale'] is not None: cot_target(r['rationale'], r['label'], f'{path}: record {n}')  # its answer sentence must read back
+    return cls([Exemplar(r['input'], r['rationale'], r['label'], r['id']) for r in rows], str(path), {}, seed)
+
+# %% ../nbs/01f_cot.ipynb #0f738306
+@patch
+def draw(self:ExemplarPool,
+         question:str, # the question being asked
+         k:int, # how many
+         chains:bool=False, # only exemplars with a chain of thought (for `icl_cot`)
+        ) -> list[Exemplar]:
+    "`k` exemplars for `question`, never the question itself, never two of one question: the same ones every time it is asked."
+    if k <= 0: return []
+    key, idx = _key(question), (self.chains if chains else range(len(self.exemplars)))
+    rng, out, keys = random.Random(f'{self.seed}|{key}'), [], {key}
+    for i in rng.sample(range(len(idx)), min(len(idx), k + 8)):  # a few spare: one may be the question itself
+        e = self.exemplars[idx[i]]
+        if _key(e.input) not in keys: out.append(e); keys.add(_key(e.input))
+        if len(out) == k: return out
+    what = 'with a chain of thought ' if chains else ''
+    raise DataError(f'{self.source}: {len(idx):,} exemplars {what}are too few to show {k} for every question')
 
 # %% ../nbs/01f_cot.ipynb #0a1572f7
 @dataclass
@@ -164,31 +169,37 @@ class CotSettings:
     eval_shots:int = 0 # worked examples when a student is scored during training (0: zero-shot)
     exemplars:str|None = None # a file of worked examples (input, rationale, label) for in-context formats; default: drawn from train
 
-    def mixture(self) -> dict:
-        "{format: weight} of `cot_formats`, checked."
-        out = {}
-        for part in str(self.cot_formats).split(','):
-            name, _, w = part.strip().partition('=')
-            one_of('cot_formats', name, FORMATS)
-            try: out[name] = float(w) if w else 1.0
-            except ValueError: raise UserError(f'--cot_formats {self.cot_formats}: the weight of {name} is {w!r}, not a number') from None
-            if out[name] <= 0: raise UserError(f'--cot_formats {self.cot_formats}: the weight of {name} must be above 0')
-        return out
+# %% ../nbs/01f_cot.ipynb #59557979
+@patch
+def mixture(self:CotSettings) -> dict:
+    "{format: weight} of `cot_formats`, checked."
+    out = {}
+    for part in str(self.cot_formats).split(','):
+        name, _, w = part.strip().partition('=')
+        one_of('cot_formats', name, FORMATS)
+        try: out[name] = float(w) if w else 1.0
+        except ValueError: raise UserError(f'--cot_formats {self.cot_formats}: the weight of {name} is {w!r}, not a number') from None
+        if out[name] <= 0: raise UserError(f'--cot_formats {self.cot_formats}: the weight of {name} must be above 0')
+    return out
 
-    def check(self):
-        "Raise a `UserError` naming the first setting that cannot work."
-        self.mixture()
-        if self.cot_shots < 1: raise UserError(f'--cot_shots must be at least 1 (worked examples in an in-context row), got {self.cot_shots}')
-        if self.eval_shots < 0: raise UserError(f'--eval_shots must be 0 (zero-shot) or more, got {self.eval_shots}')
+# %% ../nbs/01f_cot.ipynb #eef24638
+@patch
+def check(self:CotSettings):
+    "Raise a `UserError` naming the first setting that cannot work."
+    self.mixture()
+    if self.cot_shots < 1: raise UserError(f'--cot_shots must be at least 1 (worked examples in an in-context row), got {self.cot_shots}')
+    if self.eval_shots < 0: raise UserError(f'--eval_shots must be 0 (zero-shot) or more, got {self.eval_shots}')
 
-    @property
-    def in_context(self) -> bool: return any(f.startswith('icl_') for f in self.mixture())
+# %% ../nbs/01f_cot.ipynb #9bad5b9f
+@patch(as_prop=True)
+def in_context(self:CotSettings) -> bool: return any(f.startswith('icl_') for f in self.mixture())
 
-    @classmethod
-    def of(cls, obj, **changes):
-        "The settings of `cls` in `obj` (these settings or a subclass's, a saved dict, parsed flags), defaults where it has none, with `changes`."
-        get = obj.get if isinstance(obj, dict) else lambda k, d: getattr(obj, k, d)
-        return cls(**{**{f.name: get(f.name, f.default) for f in fields(cls)}, **changes})
+# %% ../nbs/01f_cot.ipynb #1e47e609
+@patch(cls_method=True)
+def of(cls:CotSettings, obj, **changes):
+    "The settings of `cls` in `obj` (these settings or a subclass's, a saved dict, parsed flags), defaults where it has none, with `changes`."
+    get = obj.get if isinstance(obj, dict) else lambda k, d: getattr(obj, k, d)
+    return cls(**{**{f.name: get(f.name, f.default) for f in fields(cls)}, **changes})
 
 # %% ../nbs/01f_cot.ipynb #69b000cd
 def _before_next_question(text:str|None) -> str|None:

@@ -17,6 +17,7 @@ from .answers import NoAnswer, ParseError, answer_correct
 from .records import COLUMNS, FEATURES, _exists, _glob, filesystem, read_records, to_rows
 from .arith import make_arith
 from .core import DataError, add_flags, one_of
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DATASETS', 'GENERIC_NAMES', 'GENERIC_EXTS', 'SMOLLM2', 'DataSettings', 'SplitReport', 'DataSummary', 'DataSplits',
@@ -105,14 +106,16 @@ class DataSummary:
         return '\n'.join(lines + self.notes)
     __repr__ = __str__
 
-    def to_dict(self):
-        "The summary as plain JSON-ready data."
-        return dict(dataset=self.dataset, source=self.source, teacher=self.teacher, final=self.final, notes=self.notes,
-                    splits={s: dict(read=r.read, dropped=r.dropped, teacher_outputs=r.teacher_outputs,
-                                    unparsable=[list(u) for u in r.unparsable], no_answer=[list(u) for u in r.no_answer],
-                                    rationales=r.rationales,
-                                    teacher_scored=r.teacher_scored, teacher_acc=r.teacher_acc)
-                            for s, r in self.splits.items()})
+# %% ../nbs/00e_data.ipynb #ea03411e
+@patch
+def to_dict(self:DataSummary):
+    "The summary as plain JSON-ready data."
+    return dict(dataset=self.dataset, source=self.source, teacher=self.teacher, final=self.final, notes=self.notes,
+                splits={s: dict(read=r.read, dropped=r.dropped, teacher_outputs=r.teacher_outputs,
+                                unparsable=[list(u) for u in r.unparsable], no_answer=[list(u) for u in r.no_answer],
+                                rationales=r.rationales,
+                                teacher_scored=r.teacher_scored, teacher_acc=r.teacher_acc)
+                        for s, r in self.splits.items()})
 
 # %% ../nbs/00e_data.ipynb #b5ac37bb
 class DataSplits(DatasetDict):

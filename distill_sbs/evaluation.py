@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from fastcore.basics import patch_to
+from fastcore.basics import patch_to, patch
 from tqdm.auto import tqdm
 from .answers import NUMERIC_DATASETS, answer_correct, normalize_answer
 from .core import ArgParser, UserError, add_flags, flag_values
@@ -78,52 +78,64 @@ class Comparison:
     generated:dict = field(default_factory=dict) # system name -> its `Generations` (token counts, stopped), for generated answers
     writers:set = field(default_factory=set) # systems whose answers were read from the chain of thought they wrote (kept in predictions.jsonl)
 
-    def add(self, name:str, answers:list, source:str='', seconds:float|None=None, generated=None):
-        "Add system `name` with its `answers`, one per row (and the `Generations` they came from, if generated)."
-        if len(answers) != len(self.rows): raise ValueError(f'{name}: {len(answers)} answers for {len(self.rows)} test rows')
-        self.answers[name], self.sources[name] = list(answers), source
-        if seconds is not None: self.seconds[name] = seconds
-        if generated is not None: self.generated[name] = generated
-        return self
+# %% ../nbs/05_evaluation.ipynb #d4f4c66d
+@patch
+def add(self:Comparison, name:str, answers:list, source:str='', seconds:float|None=None, generated=None):
+    "Add system `name` with its `answers`, one per row (and the `Generations` they came from, if generated)."
+    if len(answers) != len(self.rows): raise ValueError(f'{name}: {len(answers)} answers for {len(self.rows)} test rows')
+    self.answers[name], self.sources[name] = list(answers), source
+    if seconds is not None: self.seconds[name] = seconds
+    if generated is not None: self.generated[name] = generated
+    return self
 
-    def correct(self, name:str) -> list[bool]:
-        "Which rows system `name` got right."
-        return [answer_correct(self.dataset, a, r['label']) for a, r in zip(self.answers[name], self.rows)]
+# %% ../nbs/05_evaluation.ipynb #e25bf9a3
+@patch
+def correct(self:Comparison, name:str) -> list[bool]:
+    "Which rows system `name` got right."
+    return [answer_correct(self.dataset, a, r['label']) for a, r in zip(self.answers[name], self.rows)]
 
-    def rouge(self, name:str) -> list[float]:
-        "ROUGE-L F1 of each of system `name`'s answers against the gold label."
-        return [rouge_l(a, r['label']) for a, r in zip(self.answers[name], self.rows)]
+# %% ../nbs/05_evaluation.ipynb #a3f683a3
+@patch
+def rouge(self:Comparison, name:str) -> list[float]:
+    "ROUGE-L F1 of each of system `name`'s answers against the gold label."
+    return [rouge_l(a, r['label']) for a, r in zip(self.answers[name], self.rows)]
 
-    def table(self) -> pd.DataFrame:
-        "Accuracy of each system with its 95% interval, mean ROUGE-L with its interval; where generated, answers per second, tokens per answer, the share that stopped on their own and the share with no answer."
-        out = []
-        for name in self.answers:
-            k, n = sum(self.correct(name)), len(self.rows)
-            lo, hi = wilson_interval(k, n)
-            r = self.rouge(name)
-            mean = sum(r) / n
-            half = 1.96 * math.sqrt(sum((x - mean) ** 2 for x in r) / max(1, n - 1) / n)
-            s, g = self.seconds.get(name), self.generated.get(name)
-            out.append(dict(system=name, accuracy=k / n, correct=k, n=n, ci_low=lo, ci_high=hi, rouge_l=mean,
-                            rouge_low=max(0.0, mean - half), rouge_high=min(1.0, mean + half),
-                            answers_per_s=n / s if s else None,
-                            tokens_per_answer=sum(g.tokens) / n if g else None, stopped=sum(g.stopped) / n if g else None,
-                            no_answer=sum(a is None for a in self.answers[name]) / n if g else None,
-                            source=self.sources.get(name, '')))
-        return pd.DataFrame(out).set_index('system')
+# %% ../nbs/05_evaluation.ipynb #c09c5470
+@patch
+def table(self:Comparison) -> pd.DataFrame:
+    "Accuracy of each system with its 95% interval, mean ROUGE-L with its interval; where generated, answers per second, tokens per answer, the share that stopped on their own and the share with no answer."
+    out = []
+    for name in self.answers:
+        k, n = sum(self.correct(name)), len(self.rows)
+        lo, hi = wilson_interval(k, n)
+        r = self.rouge(name)
+        mean = sum(r) / n
+        half = 1.96 * math.sqrt(sum((x - mean) ** 2 for x in r) / max(1, n - 1) / n)
+        s, g = self.seconds.get(name), self.generated.get(name)
+        out.append(dict(system=name, accuracy=k / n, correct=k, n=n, ci_low=lo, ci_high=hi, rouge_l=mean,
+                        rouge_low=max(0.0, mean - half), rouge_high=min(1.0, mean + half),
+                        answers_per_s=n / s if s else None,
+                        tokens_per_answer=sum(g.tokens) / n if g else None, stopped=sum(g.stopped) / n if g else None,
+                        no_answer=sum(a is None for a in self.answers[name]) / n if g else None,
+                        source=self.sources.get(name, '')))
+    return pd.DataFrame(out).set_index('system')
 
-    def by_choice(self) -> pd.DataFrame:
-        "Accuracy of each system grouped by the gold answer (`choice_key`), with the group sizes."
-        keys = [choice_key(r) for r in self.rows]
-        df = pd.DataFrame({name: self.correct(name) for name in self.answers}, dtype=float).assign(answer=keys)
-        g = df.groupby('answer')
-        return g.mean().assign(n=g.size()).sort_values('n', ascending=False)[['n', *self.answers]]
+# %% ../nbs/05_evaluation.ipynb #44760621
+@patch
+def by_choice(self:Comparison) -> pd.DataFrame:
+    "Accuracy of each system grouped by the gold answer (`choice_key`), with the group sizes."
+    keys = [choice_key(r) for r in self.rows]
+    df = pd.DataFrame({name: self.correct(name) for name in self.answers}, dtype=float).assign(answer=keys)
+    g = df.groupby('answer')
+    return g.mean().assign(n=g.size()).sort_values('n', ascending=False)[['n', *self.answers]]
 
-    def examples(self, n:int=10, systems:list|None=None) -> pd.DataFrame:
-        "The first `n` test questions with the gold answer and each system's answer (default: all but the majority guess)."
-        systems = systems or [s for s in self.answers if s != 'majority']
-        return pd.DataFrame([{'question': r['input'], 'gold': r['label'], **{s: self.answers[s][i] for s in systems}}
-                             for i, r in enumerate(self.rows[:n])])
+# %% ../nbs/05_evaluation.ipynb #7c154c2d
+@patch
+def examples(self:Comparison, n:int=10, systems:list|None=None) -> pd.DataFrame:
+    "The first `n` test questions with the gold answer and each system's answer (default: all but the majority guess)."
+    systems = systems or [s for s in self.answers if s != 'majority']
+    return pd.DataFrame([{'question': r['input'], 'gold': r['label'], **{s: self.answers[s][i] for s in systems}}
+                         for i, r in enumerate(self.rows[:n])])
 
 # %% ../nbs/05_evaluation.ipynb #a27a6885
 COLORS = {'teacher': '#7f7f7f', 'base': '#c7c7c7', 'base_cot': '#dddddd', 'standard': '#1f77b4', 'distilled': '#ff7f0e', 'cot': '#2ca02c'}

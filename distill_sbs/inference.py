@@ -16,6 +16,7 @@ from .records import filesystem
 from .cot import ExemplarPool, make_recipe
 from .students import StudentError, student_kind
 from .hardware import default_device, serving_dtype
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'RECORD_FILE', 'Generations', 'generate', 'generate_texts', 'Student', 'RunError', 'run_config',
@@ -75,39 +76,52 @@ class Student:
     pool:ExemplarPool|None = None # worked examples, for answers in context (`shots`)
     gen_max_len:int|None = None # the most tokens an answer of its run was given (default: what its recipe needs)
 
-    @property
-    def kind(self): return student_kind(self.model)
-    @property
-    def recipe(self): return make_recipe(self.model_type)
-    @property
-    def prefixed(self) -> bool: return self.recipe.explains  # reads `predict:` or `explain:` (distilling step-by-step)
-    @property
-    def answer_tokens(self) -> int: return self.gen_max_len or self.recipe.gen_max_len(256)
-    @property
-    def dtype(self) -> str: return str(self.model.dtype).removeprefix('torch.')
+# %% ../nbs/02b_inference.ipynb #0b16da5a
+@patch(as_prop=True)
+def kind(self:Student): return student_kind(self.model)
 
-    def answer(self,
-               inputs:list[str], # raw inputs, as the data has them
-               task:str='predict', # 'predict' for labels, 'explain' for rationales
-               max_new_tokens:int=32, # most tokens an answer may have (labels are short; rationales and chains of thought want about 128)
-               batch_size:int=64, # answers per generate
-               min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
-               shots:int=0, # worked examples from `pool` before each question (0: zero-shot)
-              ) -> list:
-        "Greedy answers to `inputs`, each asked the way the student was trained (a rationale-first student's: read from its answer sentence, None without one)."
-        return self.generations(inputs, task, max_new_tokens, batch_size, min_new_tokens, shots).answers
+# %% ../nbs/02b_inference.ipynb #32b1f63d
+@patch(as_prop=True)
+def recipe(self:Student): return make_recipe(self.model_type)
 
-    def generations(self, inputs:list[str], task:str='predict', max_new_tokens:int=32, batch_size:int=64,
-                    min_new_tokens:int=0, shots:int=0) -> Generations:
-        "`answer`'s answers with what the student wrote, its token counts and whether each stopped on its own."
-        recipe = self.recipe
-        if task == 'predict':
-            if shots and self.pool is None: raise ValueError('answering with exemplars needs a pool: Student(..., pool=ExemplarPool.from_data(...))')
-            inputs = [recipe.ask(t, self.pool.draw(t, shots, recipe.shots_need_chains()) if shots else []) for t in inputs]
-        prompts = [self.kind.prompt(self.tokenizer, t, task, self.model_type) for t in inputs]
-        gen = generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
-        if task == 'predict': gen.answers = [recipe.read(t) for t in gen.texts]
-        return gen
+# %% ../nbs/02b_inference.ipynb #1dfdc278
+@patch(as_prop=True)
+def prefixed(self:Student) -> bool: return self.recipe.explains  # reads `predict:` or `explain:` (distilling step-by-step)
+
+# %% ../nbs/02b_inference.ipynb #902ee705
+@patch(as_prop=True)
+def answer_tokens(self:Student) -> int: return self.gen_max_len or self.recipe.gen_max_len(256)
+
+# %% ../nbs/02b_inference.ipynb #8276fb8a
+@patch(as_prop=True)
+def dtype(self:Student) -> str: return str(self.model.dtype).removeprefix('torch.')
+
+# %% ../nbs/02b_inference.ipynb #0cb2f23f
+@patch
+def answer(self:Student,
+           inputs:list[str], # raw inputs, as the data has them
+           task:str='predict', # 'predict' for labels, 'explain' for rationales
+           max_new_tokens:int=32, # most tokens an answer may have (labels are short; rationales and chains of thought want about 128)
+           batch_size:int=64, # answers per generate
+           min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
+           shots:int=0, # worked examples from `pool` before each question (0: zero-shot)
+          ) -> list:
+    "Greedy answers to `inputs`, each asked the way the student was trained (a rationale-first student's: read from its answer sentence, None without one)."
+    return self.generations(inputs, task, max_new_tokens, batch_size, min_new_tokens, shots).answers
+
+# %% ../nbs/02b_inference.ipynb #f8a6c03f
+@patch
+def generations(self:Student, inputs:list[str], task:str='predict', max_new_tokens:int=32, batch_size:int=64,
+                min_new_tokens:int=0, shots:int=0) -> Generations:
+    "`answer`'s answers with what the student wrote, its token counts and whether each stopped on its own."
+    recipe = self.recipe
+    if task == 'predict':
+        if shots and self.pool is None: raise ValueError('answering with exemplars needs a pool: Student(..., pool=ExemplarPool.from_data(...))')
+        inputs = [recipe.ask(t, self.pool.draw(t, shots, recipe.shots_need_chains()) if shots else []) for t in inputs]
+    prompts = [self.kind.prompt(self.tokenizer, t, task, self.model_type) for t in inputs]
+    gen = generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
+    if task == 'predict': gen.answers = [recipe.read(t) for t in gen.texts]
+    return gen
 
 # %% ../nbs/02b_inference.ipynb #ba3af61a
 CONFIG_FILE = 'train_config.json'  # a run's resolved settings, saved in its folder when it starts

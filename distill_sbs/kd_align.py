@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from .kd_teachers import TARGET_COLUMNS, TeacherError
 from .kd import TeacherTokens
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TAIL_FLOOR', 'FALLBACK_EPS', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids', 'certain',
@@ -224,33 +225,45 @@ class ApiLogprobs:
         self.logp = np.array([p[1] + [-np.inf] * (self.k - len(p[1])) for p in per], np.float32).reshape(-1, self.k)  # ...at no mass
         self.tail = np.array([p[2] for p in per], np.float32)
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    def check(self, loss:str='forward_kl', temperature:float=1.0):
-        "Refuse a divergence or a temperature this teacher cannot give."
-        if loss != 'forward_kl': raise TeacherError(f'{self.path}: --kd_loss {loss}: a teacher that scores its top K tokens and lumps the rest defines only '
-                                                    "forward_kl (the others need its probability of every token the student puts mass on)")
-        if abs(temperature - 1.0) > 1e-6: raise TeacherError(f"{self.path}: --kd_temperature {temperature}: an API's log-probabilities are at temperature 1 and cannot be re-softened")
-    def tokens(self, batch:dict|None=None, target:str='rationale', rows=None) -> TeacherTokens:
-        "The teacher at the target tokens of training rows `rows`, in order, padded to the batch's largest k."
-        if target != self.target: raise ValueError(f"{self.path} teaches the {self.target} target's tokens, not the {target} target's")
-        rows = [int(r) for r in rows]
-        idx = np.concatenate([np.arange(self.starts[r], self.starts[r + 1]) for r in rows]) if rows else np.zeros(0, int)
-        k = int(self.width[idx].max()) if len(idx) else 1
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x))
-        return TeacherTokens(ids=t(self.ids[idx, :k]), logp=t(self.logp[idx, :k]), tail=t(self.tail[idx]), forward_only=True)
-    def summary(self) -> dict:
-        "Rows, target tokens, how many have a teacher token, how many of its alternatives are one student token, and why the rest have none."
-        tokens = int(self.starts[-1])
-        return dict(rows=len(self.starts) - 1, rows_with_line=self.rows_with_line, lines=self.lines, tokens=tokens, aligned=self.aligned,
-                    coverage=round(self.aligned / max(1, tokens), 4), alternatives=self.alternatives, mapped=self.mapped,
-                    alternatives_coverage=round(self.mapped / max(1, self.alternatives), 4), no_teacher=dict(self.fallback), k=self.k)
-    def coverage(self) -> str:
-        "One line: the target tokens with a teacher token, the alternatives mapped, and why the rest have no teacher."
-        s = self.summary()
-        rest = ', '.join(f'{n:,} {why}' for why, n in s['no_teacher'].items() if n) or 'none'
-        return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.target} tokens have a teacher token ({s['coverage']:.1%}); "
-                f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
-                f"taught as certain of their target: {rest}")
     def __repr__(self):
         s = self.summary()
         return (f"ApiLogprobs({self.path}: {s['rows_with_line']:,} of {s['rows']:,} training rows have a line; "
                 f"{s['tokens']:,} {self.target} tokens, {s['coverage']:.1%} with a teacher token)")
+
+# %% ../nbs/02e_kd_align.ipynb #a4404706
+@patch
+def check(self:ApiLogprobs, loss:str='forward_kl', temperature:float=1.0):
+    "Refuse a divergence or a temperature this teacher cannot give."
+    if loss != 'forward_kl': raise TeacherError(f'{self.path}: --kd_loss {loss}: a teacher that scores its top K tokens and lumps the rest defines only '
+                                                "forward_kl (the others need its probability of every token the student puts mass on)")
+    if abs(temperature - 1.0) > 1e-6: raise TeacherError(f"{self.path}: --kd_temperature {temperature}: an API's log-probabilities are at temperature 1 and cannot be re-softened")
+
+# %% ../nbs/02e_kd_align.ipynb #73f8ba30
+@patch
+def tokens(self:ApiLogprobs, batch:dict|None=None, target:str='rationale', rows=None) -> TeacherTokens:
+    "The teacher at the target tokens of training rows `rows`, in order, padded to the batch's largest k."
+    if target != self.target: raise ValueError(f"{self.path} teaches the {self.target} target's tokens, not the {target} target's")
+    rows = [int(r) for r in rows]
+    idx = np.concatenate([np.arange(self.starts[r], self.starts[r + 1]) for r in rows]) if rows else np.zeros(0, int)
+    k = int(self.width[idx].max()) if len(idx) else 1
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x))
+    return TeacherTokens(ids=t(self.ids[idx, :k]), logp=t(self.logp[idx, :k]), tail=t(self.tail[idx]), forward_only=True)
+
+# %% ../nbs/02e_kd_align.ipynb #e2e2cfa5
+@patch
+def summary(self:ApiLogprobs) -> dict:
+    "Rows, target tokens, how many have a teacher token, how many of its alternatives are one student token, and why the rest have none."
+    tokens = int(self.starts[-1])
+    return dict(rows=len(self.starts) - 1, rows_with_line=self.rows_with_line, lines=self.lines, tokens=tokens, aligned=self.aligned,
+                coverage=round(self.aligned / max(1, tokens), 4), alternatives=self.alternatives, mapped=self.mapped,
+                alternatives_coverage=round(self.mapped / max(1, self.alternatives), 4), no_teacher=dict(self.fallback), k=self.k)
+
+# %% ../nbs/02e_kd_align.ipynb #2e4a79e5
+@patch
+def coverage(self:ApiLogprobs) -> str:
+    "One line: the target tokens with a teacher token, the alternatives mapped, and why the rest have no teacher."
+    s = self.summary()
+    rest = ', '.join(f'{n:,} {why}' for why, n in s['no_teacher'].items() if n) or 'none'
+    return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.target} tokens have a teacher token ({s['coverage']:.1%}); "
+            f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
+            f"taught as certain of their target: {rest}")

@@ -15,6 +15,7 @@ from transformers import DataCollatorForSeq2Seq
 from .core import UserError
 from .students import student_kind
 from .kd import TeacherTokens
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TARGET_COLUMNS', 'LOGITS_META', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint', 'check_same_tokenizer',
@@ -157,23 +158,6 @@ class TopKLogits:
                    for name in ('ids', 'logp', 'tail', 'counts')}
             arr['starts'] = np.concatenate([[0], np.cumsum(arr['counts'])])
             self.arrays[target] = arr
-    @property
-    def temperature(self): return self.meta['temperature']
-    def check(self, train, tokenizer, temperature:float|None=None):
-        "Refuse to teach from this folder if it was made for other data, another tokenizer or another temperature, naming which."
-        if self.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):
-            raise TeacherError(f"{self.path} was made for another tokenizer (fingerprint {self.meta['tokenizer']}, this student's is "
-                               f"{tokenizer_fingerprint(tokenizer)}): the teacher and the student must share one vocabulary")
-        for target, (_, lab) in TARGET_COLUMNS.items():
-            if lab not in train.column_names: continue
-            if target not in self.meta['tasks']:
-                raise TeacherError(f'{self.path} has no teacher logits for the {target} target (it was written with --model_type standard)')
-            if (mine := self.meta['data'][target]) != (theirs := data_fingerprint(train, target)):
-                raise TeacherError(f'{self.path} was made for another tokenised training data ({target} target: fingerprint {mine}, this run\'s is '
-                                   f'{theirs}; {self.meta["rows"]:,} rows there, {len(train):,} here): write it again with `distill-sbs teacher-logits` '
-                                   'and the same data, --model_type, --label_type and length flags as this run')
-        if temperature is not None and abs(temperature - self.temperature) > 1e-6:
-            raise TeacherError(f'{self.path} holds log-probabilities at temperature {self.temperature}, not --kd_temperature {temperature}')
     def tokens(self, batch:dict|None=None, target:str='label', rows=None) -> TeacherTokens:
         "The teacher's top-k distribution at the target tokens of training rows `rows`, in order."
         a = self.arrays[target]
@@ -181,14 +165,39 @@ class TopKLogits:
         idx = np.concatenate([np.arange(a['starts'][r], a['starts'][r + 1]) for r in rows]) if rows else np.zeros(0, int)
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x[idx]))
         return TeacherTokens(ids=t(a['ids']), logp=t(a['logp']), tail=t(a['tail']), temperature=self.temperature)
-    def summary(self) -> dict:
-        "Rows, target tokens, bytes on disk and bytes per target token."
-        tokens = sum(int(a['counts'].sum()) for a in self.arrays.values())
-        size = sum(f.stat().st_size for f in self.path.rglob('*.npy'))
-        return dict(rows=self.meta['rows'], tokens=tokens, k=self.meta['k'], bytes=size, bytes_per_token=round(size / max(1, tokens), 1))
     def __repr__(self):
         s = self.summary()
         return f"TopKLogits({self.path}: {s['rows']:,} rows, {s['tokens']:,} target tokens, top {s['k']}, {s['bytes']:,} bytes = {s['bytes_per_token']} per token)"
+
+# %% ../nbs/02d_kd_teachers.ipynb #730e6847
+@patch(as_prop=True)
+def temperature(self:TopKLogits): return self.meta['temperature']
+
+# %% ../nbs/02d_kd_teachers.ipynb #7f89b161
+@patch
+def check(self:TopKLogits, train, tokenizer, temperature:float|None=None):
+    "Refuse to teach from this folder if it was made for other data, another tokenizer or another temperature, naming which."
+    if self.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):
+        raise TeacherError(f"{self.path} was made for another tokenizer (fingerprint {self.meta['tokenizer']}, this student's is "
+                           f"{tokenizer_fingerprint(tokenizer)}): the teacher and the student must share one vocabulary")
+    for target, (_, lab) in TARGET_COLUMNS.items():
+        if lab not in train.column_names: continue
+        if target not in self.meta['tasks']:
+            raise TeacherError(f'{self.path} has no teacher logits for the {target} target (it was written with --model_type standard)')
+        if (mine := self.meta['data'][target]) != (theirs := data_fingerprint(train, target)):
+            raise TeacherError(f'{self.path} was made for another tokenised training data ({target} target: fingerprint {mine}, this run\'s is '
+                               f'{theirs}; {self.meta["rows"]:,} rows there, {len(train):,} here): write it again with `distill-sbs teacher-logits` '
+                               'and the same data, --model_type, --label_type and length flags as this run')
+    if temperature is not None and abs(temperature - self.temperature) > 1e-6:
+        raise TeacherError(f'{self.path} holds log-probabilities at temperature {self.temperature}, not --kd_temperature {temperature}')
+
+# %% ../nbs/02d_kd_teachers.ipynb #24fd91d2
+@patch
+def summary(self:TopKLogits) -> dict:
+    "Rows, target tokens, bytes on disk and bytes per target token."
+    tokens = sum(int(a['counts'].sum()) for a in self.arrays.values())
+    size = sum(f.stat().st_size for f in self.path.rglob('*.npy'))
+    return dict(rows=self.meta['rows'], tokens=tokens, k=self.meta['k'], bytes=size, bytes_per_token=round(size / max(1, tokens), 1))
 
 # %% ../nbs/02d_kd_teachers.ipynb #0d6dcd1f
 @torch.no_grad()

@@ -10,6 +10,7 @@ import json, math, random, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .arith import arith_teacher
 from .prompts import cut_at_stop
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MALFORMED', 'LOGPROB_FAULTS', 'tokenize', 'token_logprobs', 'LoopbackLLM']
@@ -92,68 +93,80 @@ class LoopbackLLM:
         self.port = self.server.server_address[1]
         self.openai_url, self.gemini_url = f'http://127.0.0.1:{self.port}/v1', f'http://127.0.0.1:{self.port}'
 
-    def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-    def stop(self): self.server.shutdown(); self.server.server_close()
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-    def _fault(self, question:str):
-        "What this request gets: None (a good answer), an HTTP status, one of `MALFORMED`, or a body to send as it is."
-        with self.lock: self.seen += 1; i = self.seen
-        if self.fail_always: return self.fail_always
-        if self.fault is not None and (f := self.fault(i, question)) is not None: return f
-        if i <= self.fail_first: return [429, 500, 503][(i - 1) % 3]
-        if i <= self.fail_first + self.malformed_first: return MALFORMED[(i - self.fail_first - 1) % len(MALFORMED)]
-        return None
+# %% ../nbs/01c_loopback.ipynb #66580e5a
+@patch
+def start(self:LoopbackLLM):
+    threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    return self
 
-    def _reply(self, path, body) -> tuple[int, bytes, str|None]:
-        "(status, body, fault) for one request; logs the question asked."
-        gemini = ':generateContent' in path
-        if gemini:
-            turns = body.get('contents', [])
-            question, n = turns[-1]['parts'][0]['text'], body.get('generationConfig', {}).get('candidateCount') or 1
-            stop, top = body.get('generationConfig', {}).get('stopSequences') or [], None
-        elif path.endswith('/chat/completions'):
-            turns = body['messages']
-            question, n, stop = turns[-1]['content'], body.get('n') or 1, body.get('stop') or []
-            top = (body.get('top_logprobs') or 0) if body.get('logprobs') else None
-            if isinstance(top, int) and top > self.max_top_logprobs:  # refused before anything is generated, like OpenAI
-                with self.lock: self.log.append({'question': question, 'status': 400, 'fault': None, 'time': time.time()})
-                return 400, json.dumps({'error': {'message': f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
-                                                             f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
-                                                  'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
-        else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
-        with self.lock: self.active += 1; self.peak = max(self.peak, self.active)
-        time.sleep(self.latency)
-        with self.lock: self.active -= 1
-        fault = self._fault(question)
-        status, raw = (fault if isinstance(fault, int) else 200), isinstance(fault, bytes)
-        with self.lock: self.log.append({'question': question, 'status': status, 'fault': 'body' if raw else fault, 'time': time.time()})
-        if raw: return 200, fault, 'body'
-        if status != 200:
-            return status, json.dumps({'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}).encode(), fault
-        texts = [cut_at_stop(self.answer(question.removeprefix('Q: '), s), stop) for s in range(n)]
-        p_tok = len(json.dumps(turns)) // 4  # about four characters a token
-        c_tok = sum(len(t) // 4 for t in texts)
-        usage = {'gemini': {'promptTokenCount': p_tok, 'candidatesTokenCount': c_tok, 'totalTokenCount': p_tok + c_tok},
-                 'openai': {'prompt_tokens': p_tok, 'completion_tokens': c_tok, 'total_tokens': p_tok + c_tok}}
-        logprobs = None if top is None else lambda s, t: token_logprobs(t, top, f'{question}\0{s}')
-        return 200, _malformed(fault or 'healthy', texts, gemini, usage, logprobs), fault
+# %% ../nbs/01c_loopback.ipynb #acad29d1
+@patch
+def stop(self:LoopbackLLM): self.server.shutdown(); self.server.server_close()
 
-    def _handler(self):
-        outer = self
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args): pass
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get('content-length', 0))) or b'{}')
-                status, data, fault = outer._reply(self.path, body)
-                self.send_response(status)
-                self.send_header('content-type', 'application/json'); self.send_header('content-length', str(len(data)))
-                if status == 429 and outer.retry_after is not None: self.send_header('retry-after', str(outer.retry_after))
-                self.end_headers()
-                if fault == 'cut_off':  # half the body it promised, then the connection closes
-                    self.wfile.write(data[:len(data) // 2]); self.wfile.flush(); self.close_connection = True
-                else: self.wfile.write(data)
-        return Handler
+# %% ../nbs/01c_loopback.ipynb #6bcee8cb
+@patch
+def _fault(self:LoopbackLLM, question:str):
+    "What this request gets: None (a good answer), an HTTP status, one of `MALFORMED`, or a body to send as it is."
+    with self.lock: self.seen += 1; i = self.seen
+    if self.fail_always: return self.fail_always
+    if self.fault is not None and (f := self.fault(i, question)) is not None: return f
+    if i <= self.fail_first: return [429, 500, 503][(i - 1) % 3]
+    if i <= self.fail_first + self.malformed_first: return MALFORMED[(i - self.fail_first - 1) % len(MALFORMED)]
+    return None
+
+# %% ../nbs/01c_loopback.ipynb #1251ff22
+@patch
+def _reply(self:LoopbackLLM, path, body) -> tuple[int, bytes, str|None]:
+    "(status, body, fault) for one request; logs the question asked."
+    gemini = ':generateContent' in path
+    if gemini:
+        turns = body.get('contents', [])
+        question, n = turns[-1]['parts'][0]['text'], body.get('generationConfig', {}).get('candidateCount') or 1
+        stop, top = body.get('generationConfig', {}).get('stopSequences') or [], None
+    elif path.endswith('/chat/completions'):
+        turns = body['messages']
+        question, n, stop = turns[-1]['content'], body.get('n') or 1, body.get('stop') or []
+        top = (body.get('top_logprobs') or 0) if body.get('logprobs') else None
+        if isinstance(top, int) and top > self.max_top_logprobs:  # refused before anything is generated, like OpenAI
+            with self.lock: self.log.append({'question': question, 'status': 400, 'fault': None, 'time': time.time()})
+            return 400, json.dumps({'error': {'message': f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
+                                                         f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
+                                              'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
+    else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
+    with self.lock: self.active += 1; self.peak = max(self.peak, self.active)
+    time.sleep(self.latency)
+    with self.lock: self.active -= 1
+    fault = self._fault(question)
+    status, raw = (fault if isinstance(fault, int) else 200), isinstance(fault, bytes)
+    with self.lock: self.log.append({'question': question, 'status': status, 'fault': 'body' if raw else fault, 'time': time.time()})
+    if raw: return 200, fault, 'body'
+    if status != 200:
+        return status, json.dumps({'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}).encode(), fault
+    texts = [cut_at_stop(self.answer(question.removeprefix('Q: '), s), stop) for s in range(n)]
+    p_tok = len(json.dumps(turns)) // 4  # about four characters a token
+    c_tok = sum(len(t) // 4 for t in texts)
+    usage = {'gemini': {'promptTokenCount': p_tok, 'candidatesTokenCount': c_tok, 'totalTokenCount': p_tok + c_tok},
+             'openai': {'prompt_tokens': p_tok, 'completion_tokens': c_tok, 'total_tokens': p_tok + c_tok}}
+    logprobs = None if top is None else lambda s, t: token_logprobs(t, top, f'{question}\0{s}')
+    return 200, _malformed(fault or 'healthy', texts, gemini, usage, logprobs), fault
+
+# %% ../nbs/01c_loopback.ipynb #62ed12bc
+@patch
+def _handler(self:LoopbackLLM):
+    outer = self
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args): pass
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get('content-length', 0))) or b'{}')
+            status, data, fault = outer._reply(self.path, body)
+            self.send_response(status)
+            self.send_header('content-type', 'application/json'); self.send_header('content-length', str(len(data)))
+            if status == 429 and outer.retry_after is not None: self.send_header('retry-after', str(outer.retry_after))
+            self.end_headers()
+            if fault == 'cut_off':  # half the body it promised, then the connection closes
+                self.wfile.write(data[:len(data) // 2]); self.wfile.flush(); self.close_connection = True
+            else: self.wfile.write(data)
+    return Handler

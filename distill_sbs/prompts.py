@@ -8,7 +8,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/prompts.html.md"""
 from __future__ import annotations
 import random
 from dataclasses import dataclass
-from .sources import NLI_SEP
+from .sources import NLI_SEP, SOURCES, Source
 from .core import DataError
 from .arith import arith_problem, arith_rationale
 from .records import read_records
@@ -44,51 +44,9 @@ class FewShotPrompt:
         shots = [m for s in self.shots for m in ({'role': 'user', 'content': s.question}, {'role': 'assistant', 'content': s.answer})]
         return [{'role': 'system', 'content': self.instruction}, *shots, {'role': 'user', 'content': self.question(text)}]
 
-# %% ../nbs/01a_prompts.ipynb #5a52830a
-def _cqa(q, choices, rationale, letter):
-    opts = '\n'.join(f'({chr(97 + i)}) {c}' for i, c in enumerate(choices))
-    return Shot(f'Q: {q}\nAnswer Choices:\n{opts}', f'{rationale} So the answer is ({letter}) {choices[ord(letter) - 97]}.')
-
-# %% ../nbs/01a_prompts.ipynb #50a9e790
-def _nli(premise, hypothesis, rationale, label, style):
-    end = f'\nAnswer: {label}' if style == 'esnli' else f' So the answer is {label}.'
-    return Shot(f'Premise: {premise}\nHypothesis: {hypothesis}', rationale + end)
-
-# %% ../nbs/01a_prompts.ipynb #1f987297
-_CQA_SHOTS = [
-    _cqa('Where would you put a plate after washing it?', ['restaurant', 'cupboard', 'table', 'dishwasher', 'flea market'],
-         'A clean plate is stored until it is needed again, and plates are stored in a cupboard.', 'b'),
-    _cqa('The man wanted to keep his milk cold. Where did he put it?', ['cow', 'store', 'glass', 'cupboard', 'refrigerator'],
-         'Food is kept cold in a refrigerator.', 'e'),
-    _cqa('What do you need to see in a dark room?', ['light', 'chair', 'curtain', 'sleep', 'carpet'],
-         'Seeing needs light, and a dark room has none.', 'a'),
-    _cqa('Where might a child keep a small toy car?', ['highway', 'garage', 'factory', 'toy box', 'showroom'],
-         "A toy car is one of the child's toys, and children keep their toys in a toy box.", 'd'),
-    _cqa('If you are hungry and have no food at home, where would you go?', ['bed', 'library', 'grocery store', 'bathtub', 'gym'],
-         'Food can be bought at a grocery store.', 'c'),
-]
-_ESNLI = [('A woman in a red coat is walking her dog in the park.', 'A woman is outside with an animal.',
-           'A park is outside and a dog is an animal.', 'entailment'),
-          ('Two boys are playing soccer on a field.', 'The boys are asleep in their beds.',
-           'The boys cannot play soccer on a field while they are asleep in their beds.', 'contradiction'),
-          ('A man is reading a newspaper on a bench.', 'The man is waiting for a bus.',
-           'Reading on a bench does not tell us why the man is there; he may or may not be waiting for a bus.', 'neutral')]
-_ANLI = [('The Riverside Library opened in 1954 and was rebuilt after a flood in 1988. It holds more than 40,000 books.',
-          'The library was built before 1960.', 'The library opened in 1954, which is before 1960.', 'entailment'),
-         ('Maria Lopez is a Spanish cyclist who won two stages of the Vuelta in 2015.', 'Maria Lopez has never ridden a bicycle in a race.',
-          'Winning stages of the Vuelta means racing on a bicycle, so she has ridden in a race.', 'contradiction'),
-         ('"Blue Harbor" is a 2009 film directed by Tom Reyes. It was shot in Portugal.', 'Blue Harbor made a lot of money.',
-          'The premise says when and where the film was made but nothing about what it earned.', 'neutral')]
-_SVAMP_SHOTS = [
-    Shot('Q: Jack had 8 pens. He gave 3 pens to his sister. How many pens does Jack have now?',
-         'Jack started with 8 pens and gave away 3, so he has 8 - 3 = 5 pens. The answer is (8 - 3).'),
-    Shot('Q: A baker puts 12 muffins on each tray. How many muffins are on 4 trays?',
-         'Each tray holds 12 muffins, so 4 trays hold 12 * 4 = 48 muffins. The answer is (12 * 4).'),
-    Shot('Q: 24 students sit in groups of 6. How many groups are there?',
-         'Splitting 24 students into groups of 6 gives 24 / 6 = 4 groups. The answer is (24 / 6).'),
-    Shot('Q: Lily had some stickers. She bought 7 more and now she has 15. How many stickers did she have at first?',
-         'Before buying 7 she had 15 - 7 = 8 stickers. The answer is (15 - 7).'),
-]
+# %% ../nbs/01a_prompts.ipynb #7699da9a
+_THINK = 'Answer the last question like the examples: reason step by step, then end with '
+_Q_STOP = ['\nQ:']
 
 def _arith_shots(n=3):
     rng = random.Random('arith-shots')  # a stream of its own, apart from every split's problems
@@ -99,53 +57,12 @@ def _arith_shots(n=3):
         out.append(Shot(f'Q: {question}', f'{rationale} So the answer is {answer}.'))
     return out
 
-_THINK = 'Answer the last question like the examples: reason step by step, then end with '
-_Q_STOP, _NLI_STOP = ['\nQ:'], ['\nPremise:']
-PROMPTS = {
-    'cqa': FewShotPrompt('cqa', _THINK + "'So the answer is (letter) choice.'", _CQA_SHOTS, _Q_STOP),
-    'esnli': FewShotPrompt('esnli', _THINK + "a line 'Answer: entailment', 'Answer: neutral' or 'Answer: contradiction'.",
-                           [_nli(*s, 'esnli') for s in _ESNLI], _NLI_STOP),
-    'anli1': FewShotPrompt('anli1', _THINK + "'So the answer is entailment.', '… neutral.' or '… contradiction.'",
-                           [_nli(*s, 'anli1') for s in _ANLI], _NLI_STOP),
-    'svamp': FewShotPrompt('svamp', _THINK + "'The answer is (equation).'", _SVAMP_SHOTS, _Q_STOP),
-    'arith': FewShotPrompt('arith', _THINK + "'So the answer is number.'", _arith_shots(), _Q_STOP),
-}
+def _prompt(s:Source) -> FewShotPrompt:
+    "A dataset's prompt, from its one declaration (chapter 0d): its worked examples, the form of its answers, its stops."
+    return FewShotPrompt(s.name, _THINK + s.answer, [Shot(q, a) for q, a in s.shots], list(s.stop))
 
-# %% ../nbs/01a_prompts.ipynb #9557c4fc
-def _math(question, rationale, answer): return Shot(f'Q: {question}', f'{rationale} So the answer is {answer}.')
-
-_GSM8K_SHOTS = [
-    _math('A bakery sells muffins for $3 each and cookies for $2 each. On Monday it sold 14 muffins and 25 cookies. '
-          'How much money did the bakery take in on Monday?',
-          'The muffins brought in 14 * 3 = 42 dollars and the cookies 25 * 2 = 50 dollars. Together that is 42 + 50 = 92 dollars.', 92),
-    _math('Priya reads 12 pages on each weekday and 20 pages on each day of the weekend. How many pages does she read in 3 weeks?',
-          'In one week she reads 5 * 12 = 60 pages on weekdays and 2 * 20 = 40 pages at the weekend, so 60 + 40 = 100 pages. '
-          'In 3 weeks she reads 3 * 100 = 300 pages.', 300),
-    _math('212 students and 18 teachers are going on a trip in buses that seat 45 people each. How many buses are needed?',
-          'There are 212 + 18 = 230 people. Five buses seat 5 * 45 = 225 of them, which leaves 230 - 225 = 5 people without '
-          'a seat, so a sixth bus is needed.', 6),
-    _math('A jacket costs $80. Tom buys it at 25% off and pays with a $100 bill. How much change does he get?',
-          'The discount is 80 * 25 / 100 = 20 dollars, so Tom pays 80 - 20 = 60 dollars. His change is 100 - 60 = 40 dollars.', 40),
-]
-_MULTIARITH_SHOTS = [
-    _math('Emma had 15 crayons. She gave 4 to her brother and then bought 9 more. How many crayons does she have now?',
-          'After giving 4 away Emma had 15 - 4 = 11 crayons. After buying 9 more she has 11 + 9 = 20.', 20),
-    _math('A teacher shares 36 stickers equally among 4 students. Each student already had 3 stickers. '
-          'How many stickers does each student have now?',
-          'Each student gets 36 / 4 = 9 stickers, and with the 3 they had, each has 9 + 3 = 12.', 12),
-    _math('At the fair Noah won 7 tickets at each of 5 games. He spent 12 tickets on a toy. How many tickets does he have left?',
-          'Noah won 5 * 7 = 35 tickets. After spending 12 he has 35 - 12 = 23 left.', 23),
-]
-_ASDIV_SHOTS = [
-    _math('A box holds 6 red pens and 9 blue pens.\nHow many pens are in the box?', 'The box holds 6 + 9 = 15 pens.', 15),
-    _math('Mia planted 4 rows of tulips with 7 tulips in each row. Then she picked 5 of them.\nHow many tulips are left in the garden?',
-          'Mia planted 4 * 7 = 28 tulips. After picking 5, 28 - 5 = 23 are left.', 23),
-    _math('A rope is 3.5 meters long. Leo cuts it into 5 pieces of the same length.\nHow long is each piece?',
-          'Each piece is 3.5 / 5 = 0.7 meters long.', 0.7),
-]
-_NUMBER = _THINK + "'So the answer is <number>.', the number alone, with no unit."
-PROMPTS.update({task: FewShotPrompt(task, _NUMBER, shots, _Q_STOP) for task, shots in
-                [('gsm8k', _GSM8K_SHOTS), ('multiarith', _MULTIARITH_SHOTS), ('asdiv', _ASDIV_SHOTS)]})
+PROMPTS = {name: _prompt(s) for name, s in SOURCES.items()}
+PROMPTS['arith'] = FewShotPrompt('arith', _THINK + "'So the answer is number.'", _arith_shots(), _Q_STOP)  # the built-in task's
 
 # %% ../nbs/01a_prompts.ipynb #74e3dfda
 def generic_prompt(

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from .core import UserError, settings_docs, ArgParser
 from .hardware import DTYPES
 from .inference import Student, load_run
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MAX_DEPTH', 'ServeSettings', 'Batcher', 'BadRequest', 'parse_request', 'read_body', 'request_schema', 'create_app',
@@ -43,26 +44,27 @@ class ServeSettings:
     min_new_tokens:int = 0 # force answers to this length (benchmarks: equal work for random weights)
     load_delay:float = 0. # seconds to wait before loading (to see the health route answer 503 while loading)
 
-    @classmethod
-    def from_env(cls, env=None, **overrides) -> ServeSettings:
-        "Settings from Vertex AI's `AIP_*` variables and our `DSS_*` ones (e.g. `DSS_MAX_INSTANCES`), then `overrides`."
-        env = os.environ if env is None else env
-        kw = {k: env[v] for k, v in [('model_dir', 'AIP_STORAGE_URI'), ('port', 'AIP_HTTP_PORT'),
-                                      ('health_route', 'AIP_HEALTH_ROUTE'), ('predict_route', 'AIP_PREDICT_ROUTE')] if env.get(v)}
-        if env.get('AIP_HTTP_PORT'): kw['host'] = '0.0.0.0'  # Vertex AI's contract: its proxy reaches the container from outside
-        kw.update({f.name: env[f'DSS_{f.name.upper()}'] for f in fields(cls) if env.get(f'DSS_{f.name.upper()}')})
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        out = {}
-        for f in fields(cls):
-            if f.name not in kw: continue
-            v, typ = kw[f.name], {'int': int, 'float': float, 'bool': bool, 'str': str}[f.type]
-            try: out[f.name] = v if not isinstance(v, str) or typ is str else (v.lower() in ('1', 'true', 'yes') if typ is bool else typ(v))
-            except ValueError: raise UserError(f"setting {f.name}: {v!r} is not a {f.type}") from None
-        s = cls(**out)
-        if not s.model_dir: raise UserError("no model: pass --model_dir or set AIP_STORAGE_URI")
-        if s.dtype not in DTYPES: raise UserError(f"setting dtype: {s.dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
-        if s.max_new_tokens < 0: raise UserError(f"setting max_new_tokens: {s.max_new_tokens} is below 0 (0: the run's own limit)")
-        return s
+# %% ../nbs/06_serve.ipynb #d3f22830
+@patch(cls_method=True)
+def from_env(cls:ServeSettings, env=None, **overrides) -> ServeSettings:
+    "Settings from Vertex AI's `AIP_*` variables and our `DSS_*` ones (e.g. `DSS_MAX_INSTANCES`), then `overrides`."
+    env = os.environ if env is None else env
+    kw = {k: env[v] for k, v in [('model_dir', 'AIP_STORAGE_URI'), ('port', 'AIP_HTTP_PORT'),
+                                  ('health_route', 'AIP_HEALTH_ROUTE'), ('predict_route', 'AIP_PREDICT_ROUTE')] if env.get(v)}
+    if env.get('AIP_HTTP_PORT'): kw['host'] = '0.0.0.0'  # Vertex AI's contract: its proxy reaches the container from outside
+    kw.update({f.name: env[f'DSS_{f.name.upper()}'] for f in fields(cls) if env.get(f'DSS_{f.name.upper()}')})
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    out = {}
+    for f in fields(cls):
+        if f.name not in kw: continue
+        v, typ = kw[f.name], {'int': int, 'float': float, 'bool': bool, 'str': str}[f.type]
+        try: out[f.name] = v if not isinstance(v, str) or typ is str else (v.lower() in ('1', 'true', 'yes') if typ is bool else typ(v))
+        except ValueError: raise UserError(f"setting {f.name}: {v!r} is not a {f.type}") from None
+    s = cls(**out)
+    if not s.model_dir: raise UserError("no model: pass --model_dir or set AIP_STORAGE_URI")
+    if s.dtype not in DTYPES: raise UserError(f"setting dtype: {s.dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
+    if s.max_new_tokens < 0: raise UserError(f"setting max_new_tokens: {s.max_new_tokens} is below 0 (0: the run's own limit)")
+    return s
 
 # %% ../nbs/06_serve.ipynb #f6221faf
 class Batcher:
@@ -72,43 +74,49 @@ class Batcher:
         self.generates, self.texts = 0, 0  # reported on the health route: texts per generate is the batching at work
         self.pool = ThreadPoolExecutor(1)  # one generate at a time: the model is the shared resource
 
-    def _generate(self, items):
-        "Runs in the worker: one generate per task over all the items' instances; (answer, what was written) pairs split back per item."
-        out = [[] for _ in items]
-        answer_tokens = self.s.max_new_tokens or self.served.answer_tokens  # the run's own limit, unless set
-        for task, limit in (('predict', answer_tokens), ('explain', self.s.rationale_tokens)):
-            idx = [i for i, (t, _, _) in enumerate(items) if t == task]
-            if not idx: continue
-            flat = [x for i in idx for x in items[i][1]]
-            if self.s.batch_across_requests: gens = [self.served.generations(flat, task, limit, len(flat), self.s.min_new_tokens)]
-            else: gens = [self.served.generations([x], task, limit, 1, self.s.min_new_tokens) for x in flat]
-            said = [(a, t) for g in gens for a, t in zip(g.answers, g.texts)]
-            self.generates += 1 if self.s.batch_across_requests else len(flat); self.texts += len(flat)
-            pos = 0
-            for i in idx:
-                n = len(items[i][1]); out[i] = said[pos:pos + n]; pos += n
-        return out
+# %% ../nbs/06_serve.ipynb #96b5c9a3
+@patch
+def _generate(self:Batcher, items):
+    "Runs in the worker: one generate per task over all the items' instances; (answer, what was written) pairs split back per item."
+    out = [[] for _ in items]
+    answer_tokens = self.s.max_new_tokens or self.served.answer_tokens  # the run's own limit, unless set
+    for task, limit in (('predict', answer_tokens), ('explain', self.s.rationale_tokens)):
+        idx = [i for i, (t, _, _) in enumerate(items) if t == task]
+        if not idx: continue
+        flat = [x for i in idx for x in items[i][1]]
+        if self.s.batch_across_requests: gens = [self.served.generations(flat, task, limit, len(flat), self.s.min_new_tokens)]
+        else: gens = [self.served.generations([x], task, limit, 1, self.s.min_new_tokens) for x in flat]
+        said = [(a, t) for g in gens for a, t in zip(g.answers, g.texts)]
+        self.generates += 1 if self.s.batch_across_requests else len(flat); self.texts += len(flat)
+        pos = 0
+        for i in idx:
+            n = len(items[i][1]); out[i] = said[pos:pos + n]; pos += n
+    return out
 
-    async def submit(self, task:str, inputs:list) -> list[tuple]:
-        "(answer, what the student wrote) for each of `inputs`, asked for answers (`task='predict'`) or rationales (`'explain'`), batched with whatever else is waiting."
-        fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((task, inputs, fut))
-        return await fut
+# %% ../nbs/06_serve.ipynb #88c980bb
+@patch
+async def submit(self:Batcher, task:str, inputs:list) -> list[tuple]:
+    "(answer, what the student wrote) for each of `inputs`, asked for answers (`task='predict'`) or rationales (`'explain'`), batched with whatever else is waiting."
+    fut = asyncio.get_running_loop().create_future()
+    await self.queue.put((task, inputs, fut))
+    return await fut
 
-    async def run(self):
-        "The batching loop, a background task of the server."
-        loop = asyncio.get_running_loop()
-        while True:
-            items = [await self.queue.get()]
-            n, deadline = len(items[0][1]), loop.time() + self.s.max_wait_ms / 1000
-            while self.s.batch_across_requests and n < self.s.max_batch and (left := min(self.s.gap_ms / 1000, deadline - loop.time())) > 0:
-                try: items.append(await asyncio.wait_for(self.queue.get(), left)); n += len(items[-1][1])
-                except asyncio.TimeoutError: break
-            try: results = await loop.run_in_executor(self.pool, self._generate, items)
-            except Exception as e:
-                for _, _, fut in items: fut.set_exception(e)
-            else:
-                for (_, _, fut), r in zip(items, results): fut.set_result(r)
+# %% ../nbs/06_serve.ipynb #0cfc4d77
+@patch
+async def run(self:Batcher):
+    "The batching loop, a background task of the server."
+    loop = asyncio.get_running_loop()
+    while True:
+        items = [await self.queue.get()]
+        n, deadline = len(items[0][1]), loop.time() + self.s.max_wait_ms / 1000
+        while self.s.batch_across_requests and n < self.s.max_batch and (left := min(self.s.gap_ms / 1000, deadline - loop.time())) > 0:
+            try: items.append(await asyncio.wait_for(self.queue.get(), left)); n += len(items[-1][1])
+            except asyncio.TimeoutError: break
+        try: results = await loop.run_in_executor(self.pool, self._generate, items)
+        except Exception as e:
+            for _, _, fut in items: fut.set_exception(e)
+        else:
+            for (_, _, fut), r in zip(items, results): fut.set_result(r)
 
 # %% ../nbs/06_serve.ipynb #9cb4d2f2
 class BadRequest(Exception):

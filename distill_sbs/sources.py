@@ -57,7 +57,7 @@ def format_svamp(r:dict, where:str='record') -> dict:
 # %% ../nbs/00d_sources.ipynb #032b85b9
 @dataclass
 class Source:
-    "How a task is read: formatting, parsing, where the Hub keeps it, and what `data_dir` holds."
+    "A dataset, declared once: how it is read (formatting, where the Hub keeps it, what `data_dir` holds) and how a teacher is asked about it (worked examples, the answer's form, the parser of its outputs)."
     name:str # the paper's name, e.g. 'cqa'
     format:callable # raw record -> schema row
     parse:callable # raw teacher output -> (rationale, label)
@@ -65,6 +65,9 @@ class Source:
     hub_splits:dict # our split -> the Hub's split
     layout:str = 'paper' # what `data_dir` holds: 'paper' (the paper's released layout) or 'hub' (a local copy of the Hub repository)
     teacher:str|None = None # where the rationales the source itself holds come from (None: it holds none)
+    answer:str = "'So the answer is <number>.', the number alone, with no unit." # how a teacher's answer must end, as its prompt asks (chapter 1a)
+    shots:tuple = () # worked examples for its prompt: (question, answer) pairs, the answers ending as `answer` says
+    stop:tuple = ('\nQ:',) # where a teacher's answer has run on into a new example
 
 # %% ../nbs/00d_sources.ipynb #a58285d1
 def dataset_dir(data_dir:str, dataset:str) -> str:
@@ -187,15 +190,99 @@ def format_asdiv(r:dict, where:str='record') -> dict:
     label, why = numeric_label(_field_text(r, 'answer', where))
     return dict(input=f"{_field_text(r, 'body', where)}\n{_field_text(r, 'question', where)}", label=label, why=why)
 
+# %% ../nbs/00d_sources.ipynb #e895f9cd
+def _cqa_shot(q, choices, rationale, letter):
+    opts = '\n'.join(f'({chr(97 + i)}) {c}' for i, c in enumerate(choices))
+    return f'Q: {q}\nAnswer Choices:\n{opts}', f'{rationale} So the answer is ({letter}) {choices[ord(letter) - 97]}.'
+
+# %% ../nbs/00d_sources.ipynb #72026b6e
+def _nli_shot(premise, hypothesis, rationale, label, style):
+    end = f'\nAnswer: {label}' if style == 'esnli' else f' So the answer is {label}.'
+    return f'Premise: {premise}\nHypothesis: {hypothesis}', rationale + end
+
+# %% ../nbs/00d_sources.ipynb #2592bf54
+_CQA_SHOTS = [
+    _cqa_shot('Where would you put a plate after washing it?', ['restaurant', 'cupboard', 'table', 'dishwasher', 'flea market'],
+         'A clean plate is stored until it is needed again, and plates are stored in a cupboard.', 'b'),
+    _cqa_shot('The man wanted to keep his milk cold. Where did he put it?', ['cow', 'store', 'glass', 'cupboard', 'refrigerator'],
+         'Food is kept cold in a refrigerator.', 'e'),
+    _cqa_shot('What do you need to see in a dark room?', ['light', 'chair', 'curtain', 'sleep', 'carpet'],
+         'Seeing needs light, and a dark room has none.', 'a'),
+    _cqa_shot('Where might a child keep a small toy car?', ['highway', 'garage', 'factory', 'toy box', 'showroom'],
+         "A toy car is one of the child's toys, and children keep their toys in a toy box.", 'd'),
+    _cqa_shot('If you are hungry and have no food at home, where would you go?', ['bed', 'library', 'grocery store', 'bathtub', 'gym'],
+         'Food can be bought at a grocery store.', 'c'),
+]
+_ESNLI_SHOTS = [_nli_shot(*s, 'esnli') for s in [('A woman in a red coat is walking her dog in the park.', 'A woman is outside with an animal.',
+           'A park is outside and a dog is an animal.', 'entailment'),
+          ('Two boys are playing soccer on a field.', 'The boys are asleep in their beds.',
+           'The boys cannot play soccer on a field while they are asleep in their beds.', 'contradiction'),
+          ('A man is reading a newspaper on a bench.', 'The man is waiting for a bus.',
+           'Reading on a bench does not tell us why the man is there; he may or may not be waiting for a bus.', 'neutral')]]
+_ANLI_SHOTS = [_nli_shot(*s, 'anli1') for s in [('The Riverside Library opened in 1954 and was rebuilt after a flood in 1988. It holds more than 40,000 books.',
+          'The library was built before 1960.', 'The library opened in 1954, which is before 1960.', 'entailment'),
+         ('Maria Lopez is a Spanish cyclist who won two stages of the Vuelta in 2015.', 'Maria Lopez has never ridden a bicycle in a race.',
+          'Winning stages of the Vuelta means racing on a bicycle, so she has ridden in a race.', 'contradiction'),
+         ('"Blue Harbor" is a 2009 film directed by Tom Reyes. It was shot in Portugal.', 'Blue Harbor made a lot of money.',
+          'The premise says when and where the film was made but nothing about what it earned.', 'neutral')]]
+_SVAMP_SHOTS = [
+    ('Q: Jack had 8 pens. He gave 3 pens to his sister. How many pens does Jack have now?',
+         'Jack started with 8 pens and gave away 3, so he has 8 - 3 = 5 pens. The answer is (8 - 3).'),
+    ('Q: A baker puts 12 muffins on each tray. How many muffins are on 4 trays?',
+         'Each tray holds 12 muffins, so 4 trays hold 12 * 4 = 48 muffins. The answer is (12 * 4).'),
+    ('Q: 24 students sit in groups of 6. How many groups are there?',
+         'Splitting 24 students into groups of 6 gives 24 / 6 = 4 groups. The answer is (24 / 6).'),
+    ('Q: Lily had some stickers. She bought 7 more and now she has 15. How many stickers did she have at first?',
+         'Before buying 7 she had 15 - 7 = 8 stickers. The answer is (15 - 7).'),
+]
+
+
+# %% ../nbs/00d_sources.ipynb #e60acd35
+def _math_shot(question, rationale, answer): return f'Q: {question}', f'{rationale} So the answer is {answer}.'
+
+_GSM8K_SHOTS = [
+    _math_shot('A bakery sells muffins for $3 each and cookies for $2 each. On Monday it sold 14 muffins and 25 cookies. '
+          'How much money did the bakery take in on Monday?',
+          'The muffins brought in 14 * 3 = 42 dollars and the cookies 25 * 2 = 50 dollars. Together that is 42 + 50 = 92 dollars.', 92),
+    _math_shot('Priya reads 12 pages on each weekday and 20 pages on each day of the weekend. How many pages does she read in 3 weeks?',
+          'In one week she reads 5 * 12 = 60 pages on weekdays and 2 * 20 = 40 pages at the weekend, so 60 + 40 = 100 pages. '
+          'In 3 weeks she reads 3 * 100 = 300 pages.', 300),
+    _math_shot('212 students and 18 teachers are going on a trip in buses that seat 45 people each. How many buses are needed?',
+          'There are 212 + 18 = 230 people. Five buses seat 5 * 45 = 225 of them, which leaves 230 - 225 = 5 people without '
+          'a seat, so a sixth bus is needed.', 6),
+    _math_shot('A jacket costs $80. Tom buys it at 25% off and pays with a $100 bill. How much change does he get?',
+          'The discount is 80 * 25 / 100 = 20 dollars, so Tom pays 80 - 20 = 60 dollars. His change is 100 - 60 = 40 dollars.', 40),
+]
+_MULTIARITH_SHOTS = [
+    _math_shot('Emma had 15 crayons. She gave 4 to her brother and then bought 9 more. How many crayons does she have now?',
+          'After giving 4 away Emma had 15 - 4 = 11 crayons. After buying 9 more she has 11 + 9 = 20.', 20),
+    _math_shot('A teacher shares 36 stickers equally among 4 students. Each student already had 3 stickers. '
+          'How many stickers does each student have now?',
+          'Each student gets 36 / 4 = 9 stickers, and with the 3 they had, each has 9 + 3 = 12.', 12),
+    _math_shot('At the fair Noah won 7 tickets at each of 5 games. He spent 12 tickets on a toy. How many tickets does he have left?',
+          'Noah won 5 * 7 = 35 tickets. After spending 12 he has 35 - 12 = 23 left.', 23),
+]
+_ASDIV_SHOTS = [
+    _math_shot('A box holds 6 red pens and 9 blue pens.\nHow many pens are in the box?', 'The box holds 6 + 9 = 15 pens.', 15),
+    _math_shot('Mia planted 4 rows of tulips with 7 tulips in each row. Then she picked 5 of them.\nHow many tulips are left in the garden?',
+          'Mia planted 4 * 7 = 28 tulips. After picking 5, 28 - 5 = 23 are left.', 23),
+    _math_shot('A rope is 3.5 meters long. Leo cuts it into 5 pieces of the same length.\nHow long is each piece?',
+          'Each piece is 3.5 / 5 = 0.7 meters long.', 0.7),
+]
+
 # %% ../nbs/00d_sources.ipynb #b9000500
 SOURCES = {  # every dataset read from files or the Hub, declared once: the paper's four, then the math word problems
-    'cqa': Source('cqa', format_cqa, parse_cqa, ('cos_e', 'v1.11'), {'train': 'train', 'test': 'validation'}),
-    'esnli': Source('esnli', format_nli, parse_esnli, ('esnli', None), {'train': 'train', 'valid': 'validation', 'test': 'test'}),
-    'anli1': Source('anli1', format_nli, parse_anli, ('anli', None), {'train': 'train_r1', 'valid': 'dev_r1', 'test': 'test_r1'}),
-    'svamp': Source('svamp', format_svamp, parse_svamp, ('ChilleD/SVAMP', None), {'train': 'train', 'test': 'test'}),
+    'cqa': Source('cqa', format_cqa, parse_cqa, ('cos_e', 'v1.11'), {'train': 'train', 'test': 'validation'},
+                  answer="'So the answer is (letter) choice.'", shots=_CQA_SHOTS),
+    'esnli': Source('esnli', format_nli, parse_esnli, ('esnli', None), {'train': 'train', 'valid': 'validation', 'test': 'test'},
+                    answer="a line 'Answer: entailment', 'Answer: neutral' or 'Answer: contradiction'.", shots=_ESNLI_SHOTS, stop=('\nPremise:',)),
+    'anli1': Source('anli1', format_nli, parse_anli, ('anli', None), {'train': 'train_r1', 'valid': 'dev_r1', 'test': 'test_r1'},
+                    answer="'So the answer is entailment.', '… neutral.' or '… contradiction.'", shots=_ANLI_SHOTS, stop=('\nPremise:',)),
+    'svamp': Source('svamp', format_svamp, parse_svamp, ('ChilleD/SVAMP', None), {'train': 'train', 'test': 'test'},
+                    answer="'The answer is (equation).'", shots=_SVAMP_SHOTS),
     'gsm8k': Source('gsm8k', format_gsm8k, parse_answer, ('openai/gsm8k', 'main'), {'train': 'train', 'test': 'test'}, 'hub',
-                  "GSM8K's human-written worked solutions"),
-    'multiarith': Source('multiarith', format_multiarith, parse_answer, ('ChilleD/MultiArith', None), {'train': 'train', 'test': 'test'}, 'hub'),
-    'asdiv': Source('asdiv', format_asdiv, parse_answer, ('EleutherAI/asdiv', 'asdiv'), {'train': 'validation'}, 'hub'),
+                  "GSM8K's human-written worked solutions", shots=_GSM8K_SHOTS),
+    'multiarith': Source('multiarith', format_multiarith, parse_answer, ('ChilleD/MultiArith', None), {'train': 'train', 'test': 'test'}, 'hub', shots=_MULTIARITH_SHOTS),
+    'asdiv': Source('asdiv', format_asdiv, parse_answer, ('EleutherAI/asdiv', 'asdiv'), {'train': 'validation'}, 'hub', shots=_ASDIV_SHOTS),
 }
 PARSERS = {**{k: t.parse for k, t in SOURCES.items()}, 'arith': parse_answer, 'generic': parse_answer}  # dataset -> teacher-output parser

@@ -14,6 +14,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from .core import UserError
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
@@ -155,20 +156,10 @@ class CausalKind(StudentKind):
         return notes
     @staticmethod
     def chat(tokenizer) -> bool: return bool(tokenizer.chat_template)
-    def end_of_turn(self, tokenizer) -> int:
-        "The token that ends an assistant turn in `tokenizer`'s chat template (ChatML's `<|im_end|>`, Llama 3's `<|eot_id|>`), else end-of-sequence."
-        if not self.chat(tokenizer): return tokenizer.eos_token_id
-        text = tokenizer.apply_chat_template([{'role': 'user', 'content': 'x'}, {'role': 'assistant', 'content': 'MARK'}], tokenize=False)
-        after = tokenizer(text.rsplit('MARK', 1)[1], add_special_tokens=False)['input_ids']
-        return after[0] if after and after[0] in tokenizer.all_special_ids else tokenizer.eos_token_id
     def prompt(self, tokenizer, text:str, task:str='predict', model_type:str='task_prefix') -> str:
         content = task_message(text, task, model_type)
         if not self.chat(tokenizer): return content + '\n'
         return tokenizer.apply_chat_template([{'role': 'user', 'content': content}], tokenize=False, add_generation_prompt=True)
-    def _tail(self, tokenizer) -> int:
-        "How many tokens the prompt has after the user's text (the end of the turn and the assistant's header): kept when a prompt is cut."
-        marked = self.prompt(tokenizer, 'MARK', model_type='standard')
-        return len(tokenizer(marked.rsplit('MARK', 1)[1], add_special_tokens=False)['input_ids'])
     def encode(self, tokenizer, prompts:list[str], targets:list[str], max_input_length:int, max_target_length:int) -> dict:
         "`input_ids` = prompt + target + end of turn, `labels` the same with the prompt masked (-100): the loss sees the completion only."
         special, eot, tail = not self.chat(tokenizer), self.end_of_turn(tokenizer), self._tail(tokenizer)
@@ -201,6 +192,22 @@ class CausalKind(StudentKind):
         "Greedy answer tokens for the left-padded batch `enc`: only the new ones, stopping at the end of turn."
         gen = model.generate(**enc, eos_token_id=self.stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id, **kw)
         return gen[:, enc['input_ids'].shape[1]:]
+
+# %% ../nbs/02_students.ipynb #8245ae3b
+@patch
+def end_of_turn(self:CausalKind, tokenizer) -> int:
+    "The token that ends an assistant turn in `tokenizer`'s chat template (ChatML's `<|im_end|>`, Llama 3's `<|eot_id|>`), else end-of-sequence."
+    if not self.chat(tokenizer): return tokenizer.eos_token_id
+    text = tokenizer.apply_chat_template([{'role': 'user', 'content': 'x'}, {'role': 'assistant', 'content': 'MARK'}], tokenize=False)
+    after = tokenizer(text.rsplit('MARK', 1)[1], add_special_tokens=False)['input_ids']
+    return after[0] if after and after[0] in tokenizer.all_special_ids else tokenizer.eos_token_id
+
+# %% ../nbs/02_students.ipynb #d50d7160
+@patch
+def _tail(self:CausalKind, tokenizer) -> int:
+    "How many tokens the prompt has after the user's text (the end of the turn and the assistant's header): kept when a prompt is cut."
+    marked = self.prompt(tokenizer, 'MARK', model_type='standard')
+    return len(tokenizer(marked.rsplit('MARK', 1)[1], add_special_tokens=False)['input_ids'])
 
 # %% ../nbs/02_students.ipynb #8c42b553
 KINDS = (Seq2SeqKind(), CausalKind())

@@ -18,6 +18,7 @@ from .answers import NoAnswer, ParseError, answer_correct
 from .prompts import FewShotPrompt, prompt_for
 from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
 from .asking import AskReport, TeacherCache, ask, request_key
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SplitTaught', 'TeachReport', 'teach', 'write_taught', 'teach_parser', 'teach_command']
@@ -67,10 +68,12 @@ class TeachReport:
                          + '; '.join(f'{s} {i}: {e}' for s, i, e in self.failures[:3]))
         return '\n'.join(lines)
 
-    def to_dict(self) -> dict:
-        return dict(backend=self.backend, model=self.model, cost=self.cost, failures=[list(f) for f in self.failures],
-                    ask={k: v for k, v in asdict(self.ask).items() if k not in ('failed', 'refused')},
-                    splits={s: {**asdict(t), 'accuracy': t.accuracy} for s, t in self.splits.items()})
+# %% ../nbs/01e_teacher.ipynb #17f74aa6
+@patch
+def to_dict(self:TeachReport) -> dict:
+    return dict(backend=self.backend, model=self.model, cost=self.cost, failures=[list(f) for f in self.failures],
+                ask={k: v for k, v in asdict(self.ask).items() if k not in ('failed', 'refused')},
+                splits={s: {**asdict(t), 'accuracy': t.accuracy} for s, t in self.splits.items()})
 
 # %% ../nbs/01e_teacher.ipynb #a7a224af
 def _read(dataset, text, row, s):

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from .core import UserError, ArgParser, add_flags, one_of
 from .training import TrainConfig, parse_config
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['N1_GPUS', 'GPU_FAMILIES', 'ACCELERATORS', 'G2_GPUS', 'DeployPlan', 'Vertex', 'deploy', 'deploy_parser',
@@ -51,33 +52,6 @@ class Vertex:
             aiplatform.init(project=project, location=region)
             self.aip, self.storage = aiplatform, storage.Client(project=project)
 
-    def _call(self, what:str, **args):
-        self.say(('would call ' if self.dry_run else 'calling ') + what + ' ' + json.dumps(args, default=str))
-
-    def upload_folder(self, local:str, gs_uri:str) -> list[str]:
-        "Copy every file of `local` to `gs_uri`; the URIs written."
-        files = sorted(p for p in Path(local).rglob('*') if p.is_file() and 'checkpoint-' not in str(p.relative_to(local)))
-        bucket, _, prefix = gs_uri.removeprefix('gs://').partition('/')
-        out = []
-        for f in files:
-            dest = f"{prefix.rstrip('/')}/{f.relative_to(local)}"
-            self._call('storage.upload', file=str(f), to=f'gs://{bucket}/{dest}')
-            if not self.dry_run: self.storage.bucket(bucket).blob(dest).upload_from_filename(str(f))
-            out.append(f'gs://{bucket}/{dest}')
-        return out
-
-    def upload_model(self, plan:DeployPlan):
-        "Register the model with our serving container: `aiplatform.Model.upload`."
-        args = dict(display_name=plan.name, artifact_uri=plan.artifact_uri, serving_container_image_uri=plan.image,
-                    serving_container_predict_route=plan.predict_route, serving_container_health_route=plan.health_route,
-                    serving_container_ports=[plan.port])
-        self._call('aiplatform.Model.upload', **args)
-        return None if self.dry_run else self.aip.Model.upload(**args)
-
-    def create_endpoint(self, plan:DeployPlan):
-        self._call('aiplatform.Endpoint.create', display_name=plan.name)
-        return None if self.dry_run else self.aip.Endpoint.create(display_name=plan.name)
-
     def deploy(self, model, endpoint, plan:DeployPlan):
         "Deploy `model` to `endpoint` on the plan's machines, all traffic to it."
         args = dict(machine_type=plan.machine_type, min_replica_count=plan.min_replicas, max_replica_count=plan.max_replicas,
@@ -86,36 +60,79 @@ class Vertex:
         self._call('Model.deploy', endpoint=plan.name, **args)
         if not self.dry_run: model.deploy(endpoint=endpoint, **args)
 
-    def predict(self, endpoint, instances:list, parameters:dict|None=None):
-        self._call('Endpoint.predict', instances=instances, parameters=parameters)
-        return None if self.dry_run else endpoint.predict(instances=instances, parameters=parameters).predictions
+# %% ../nbs/07_vertex.ipynb #586a2146
+@patch
+def _call(self:Vertex, what:str, **args):
+    self.say(('would call ' if self.dry_run else 'calling ') + what + ' ' + json.dumps(args, default=str))
 
-    def delete_endpoint(self, endpoint_id:str):
-        "Undeploy every model from the endpoint, delete it, then delete those models."
-        self._call('Endpoint.undeploy_all + delete, then Model.delete for each model it served', endpoint=endpoint_id)
-        if self.dry_run: return
-        ep = self.aip.Endpoint(endpoint_id)
-        models = [m.model for m in ep.list_models()]
-        ep.undeploy_all(); ep.delete()
-        for m in models: self.aip.Model(m).delete()
+# %% ../nbs/07_vertex.ipynb #8dabb5d4
+@patch
+def upload_folder(self:Vertex, local:str, gs_uri:str) -> list[str]:
+    "Copy every file of `local` to `gs_uri`; the URIs written."
+    files = sorted(p for p in Path(local).rglob('*') if p.is_file() and 'checkpoint-' not in str(p.relative_to(local)))
+    bucket, _, prefix = gs_uri.removeprefix('gs://').partition('/')
+    out = []
+    for f in files:
+        dest = f"{prefix.rstrip('/')}/{f.relative_to(local)}"
+        self._call('storage.upload', file=str(f), to=f'gs://{bucket}/{dest}')
+        if not self.dry_run: self.storage.bucket(bucket).blob(dest).upload_from_filename(str(f))
+        out.append(f'gs://{bucket}/{dest}')
+    return out
 
-    def submit_custom_job(self, spec:dict):
-        "Start a Vertex AI custom training job (chapter 8's `JobPlan.spec()`): `aiplatform.CustomJob(**spec).submit()`; the job."
-        self._call('aiplatform.CustomJob(**spec).submit', **spec)
-        if self.dry_run: return None
-        job = self.aip.CustomJob(**spec)
-        job.submit()
-        self.say(f'submitted {job.resource_name}; follow it in the console under Vertex AI > Training > Custom jobs')
-        return job
+# %% ../nbs/07_vertex.ipynb #1d7f89f3
+@patch
+def upload_model(self:Vertex, plan:DeployPlan):
+    "Register the model with our serving container: `aiplatform.Model.upload`."
+    args = dict(display_name=plan.name, artifact_uri=plan.artifact_uri, serving_container_image_uri=plan.image,
+                serving_container_predict_route=plan.predict_route, serving_container_health_route=plan.health_route,
+                serving_container_ports=[plan.port])
+    self._call('aiplatform.Model.upload', **args)
+    return None if self.dry_run else self.aip.Model.upload(**args)
 
-    def run_pipeline(self, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None):
-        "Start a compiled Kubeflow pipeline (chapter 8) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
-        args = dict(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
-        self._call('aiplatform.PipelineJob(**args).submit', **args)
-        if self.dry_run: return None
-        job = self.aip.PipelineJob(**args)
-        job.submit()
-        return job
+# %% ../nbs/07_vertex.ipynb #c88eaec1
+@patch
+def create_endpoint(self:Vertex, plan:DeployPlan):
+    self._call('aiplatform.Endpoint.create', display_name=plan.name)
+    return None if self.dry_run else self.aip.Endpoint.create(display_name=plan.name)
+
+# %% ../nbs/07_vertex.ipynb #0833bc31
+@patch
+def predict(self:Vertex, endpoint, instances:list, parameters:dict|None=None):
+    self._call('Endpoint.predict', instances=instances, parameters=parameters)
+    return None if self.dry_run else endpoint.predict(instances=instances, parameters=parameters).predictions
+
+# %% ../nbs/07_vertex.ipynb #3efd9510
+@patch
+def delete_endpoint(self:Vertex, endpoint_id:str):
+    "Undeploy every model from the endpoint, delete it, then delete those models."
+    self._call('Endpoint.undeploy_all + delete, then Model.delete for each model it served', endpoint=endpoint_id)
+    if self.dry_run: return
+    ep = self.aip.Endpoint(endpoint_id)
+    models = [m.model for m in ep.list_models()]
+    ep.undeploy_all(); ep.delete()
+    for m in models: self.aip.Model(m).delete()
+
+# %% ../nbs/07_vertex.ipynb #37c33eab
+@patch
+def submit_custom_job(self:Vertex, spec:dict):
+    "Start a Vertex AI custom training job (chapter 8's `JobPlan.spec()`): `aiplatform.CustomJob(**spec).submit()`; the job."
+    self._call('aiplatform.CustomJob(**spec).submit', **spec)
+    if self.dry_run: return None
+    job = self.aip.CustomJob(**spec)
+    job.submit()
+    self.say(f'submitted {job.resource_name}; follow it in the console under Vertex AI > Training > Custom jobs')
+    return job
+
+# %% ../nbs/07_vertex.ipynb #e40ff3be
+@patch
+def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None):
+    "Start a compiled Kubeflow pipeline (chapter 8) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
+    args = dict(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
+    self._call('aiplatform.PipelineJob(**args).submit', **args)
+    if self.dry_run: return None
+    job = self.aip.PipelineJob(**args)
+    job.submit()
+    return job
 
 # %% ../nbs/07_vertex.ipynb #9b0c97c5
 def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
@@ -228,18 +245,20 @@ class JobPlan:
             if self.accelerator_count not in (1, 2, 4, 8): raise VertexError(f'--accelerator_count {self.accelerator_count}: n1 machines take 1, 2, 4 or 8 GPUs')
         elif self.accelerator_count: raise VertexError(f'--accelerator_count {self.accelerator_count} without --accelerator_type: name the GPU')
 
-    def spec(self) -> dict:
-        "The custom job: `aiplatform.CustomJob`'s arguments."
-        machine = dict(machine_type=self.machine_type, **(dict(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
-                                                           if self.accelerator_type else {}))
-        container = dict(image_uri=self.image, command=['distill-sbs', 'launch'], args=[str(a) for a in fuse_paths(self.command)],
-                         env=[dict(name='PYTHONUNBUFFERED', value='1')])
-        pool = lambda n: dict(machine_spec=machine, replica_count=n, container_spec=container,
-                              disk_spec=dict(boot_disk_type='pd-ssd', boot_disk_size_gb=self.boot_disk_gb))
-        bucket = 'gs://' + self.output_dir.removeprefix('gs://').split('/')[0]
-        return dict(display_name=self.name, worker_pool_specs=[pool(1), *([pool(self.replica_count - 1)] if self.replica_count > 1 else [])],
-                    base_output_dir=self.output_dir, staging_bucket=f'{bucket}/staging', labels={'distill-sbs': self.command[0]},
-                    **({'service_account': self.service_account} if self.service_account else {}))
+# %% ../nbs/07_vertex.ipynb #a1f43d2d
+@patch
+def spec(self:JobPlan) -> dict:
+    "The custom job: `aiplatform.CustomJob`'s arguments."
+    machine = dict(machine_type=self.machine_type, **(dict(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
+                                                       if self.accelerator_type else {}))
+    container = dict(image_uri=self.image, command=['distill-sbs', 'launch'], args=[str(a) for a in fuse_paths(self.command)],
+                     env=[dict(name='PYTHONUNBUFFERED', value='1')])
+    pool = lambda n: dict(machine_spec=machine, replica_count=n, container_spec=container,
+                          disk_spec=dict(boot_disk_type='pd-ssd', boot_disk_size_gb=self.boot_disk_gb))
+    bucket = 'gs://' + self.output_dir.removeprefix('gs://').split('/')[0]
+    return dict(display_name=self.name, worker_pool_specs=[pool(1), *([pool(self.replica_count - 1)] if self.replica_count > 1 else [])],
+                base_output_dir=self.output_dir, staging_bucket=f'{bucket}/staging', labels={'distill-sbs': self.command[0]},
+                **({'service_account': self.service_account} if self.service_account else {}))
 
 # %% ../nbs/07_vertex.ipynb #e72e38d2
 def fuse_paths(args:list) -> list:
