@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 that answers like OpenAI's and Gemini's APIs, with chapter 0's simulated teacher, and fails on request: what makes the teacher chapter teachable and testable offline.
+"""A real HTTP server on 127.0.0.1 that answers like OpenAI's and Gemini's APIs, with chapter 0c's simulated teacher, and fails on request: what makes the teacher chapter teachable and testable offline.
 
 Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 

@@ -1,4 +1,4 @@
-"""Few-shot chain-of-thought prompts for the paper's tasks and for yours: worked examples whose answers end in the sentence chapter 0's parsers read, and where an answer stops.
+"""Few-shot chain-of-thought prompts for the paper's tasks and for yours: worked examples whose answers end in the sentence chapter 0b's parsers read, and where an answer stops.
 
 Docs: https://distill-sbs.github.io/distill_sbs/prompts.html.md"""
 

@@ -115,7 +115,7 @@ def delete_endpoint(self:Vertex, endpoint_id:str):
 # %% ../nbs/07_vertex.ipynb #37c33eab
 @patch
 def submit_custom_job(self:Vertex, spec:dict):
-    "Start a Vertex AI custom training job (chapter 8's `JobPlan.spec()`): `aiplatform.CustomJob(**spec).submit()`; the job."
+    "Start a Vertex AI custom training job (`JobPlan.spec()`, below): `aiplatform.CustomJob(**spec).submit()`; the job."
     self._call('aiplatform.CustomJob(**spec).submit', **spec)
     if self.dry_run: return None
     job = self.aip.CustomJob(**spec)
@@ -126,7 +126,7 @@ def submit_custom_job(self:Vertex, spec:dict):
 # %% ../nbs/07_vertex.ipynb #e40ff3be
 @patch
 def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None):
-    "Start a compiled Kubeflow pipeline (chapter 8) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
+    "Start a compiled Kubeflow pipeline (chapter 9) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
     args = dict(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
     self._call('aiplatform.PipelineJob(**args).submit', **args)
     if self.dry_run: return None
