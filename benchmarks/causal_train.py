@@ -54,12 +54,14 @@ def run_variant(variant, a):
     if variant.startswith('ours'):
         from datasets import DatasetDict
         from distill_sbs.collator import tokenize_tasks
-        from distill_sbs.multitask import make_trainer
+        from distill_sbs.multitask import TrainConfig, make_trainer
         student_kind(model).prepare(tok)
         tokd = tokenize_tasks(DatasetDict({'train': rows}), tok, 'task_prefix' if tasks == 'both' else 'standard',
                               max_input_length=10**6, max_label_length=10**6, max_rationale_length=10**6, kind=student_kind(model))
-        trainer = make_trainer(model, tok, tokd, fast=variant.startswith('ours-fast'), hardware=hw, callbacks=[timer],
-                               per_device_train_batch_size=a.batch_size, **{k: v for k, v in common.items() if k not in ('bf16', 'use_cpu')})
+        cfg = TrainConfig(model_type='task_prefix' if tasks == 'both' else 'standard', batch_size=a.batch_size, lr=common['learning_rate'],
+                          warmup_steps=0, run=42, no_log=True, output_dir=a.tmp)
+        trainer = make_trainer(model, tok, tokd, cfg, fast=variant.startswith('ours-fast'), hardware=hw, callbacks=[timer], max_steps=-1,
+                               **{k: v for k, v in common.items() if k not in ('bf16', 'use_cpu', 'learning_rate', 'report_to')})
     else:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer

@@ -35,7 +35,7 @@ def main():
     a = p.parse_args()
     os.environ.setdefault('TQDM_DISABLE', '1')
     from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
-    from distill_sbs.training import TrainConfig
+    from distill_sbs.multitask import TrainConfig
     from distill_sbs.cot_experiment import cot_runs, cot_table, plot_cot
     if a.student == 'smollm2':  # the real pretrained student: the Hub's, or ../shared's GGUF converted once (needs `gguf`)
         from distill_sbs.data import smollm2

@@ -38,7 +38,7 @@ def main():
     a = p.parse_args()
     os.environ.setdefault('TQDM_DISABLE', '1')
     from distill_sbs.hardware import pick_hardware
-    from distill_sbs.training import TrainConfig
+    from distill_sbs.multitask import TrainConfig
     from distill_sbs.kd_experiment import kd_runs, kd_table, plot_kd
     print(f'{machine()}; {pick_hardware()}')  # the machine line its results file names
     t0 = time.time()

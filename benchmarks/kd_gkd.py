@@ -1,11 +1,11 @@
-"""Token-level distillation of a decoder-only student: our trainer (`make_trainer(kd=..., teacher=OnlineTeacher)`)
+"""Token-level distillation of a decoder-only student: our trainer (`make_trainer(cfg, teacher=OnlineTeacher)`)
 against TRL's `GKDTrainer` (`trl.experimental.gkd`) with no on-policy batches, the same loss, in one run.
 
 What TRL's GKD computes with `lmbda=0` (and `seq_kd=False`): every batch is the dataset's own completions; the loss
 is the generalised JSD(β) between student and teacher at the completion tokens only (`labels != -100`), averaged
 over them, with no cross-entropy term; the divergence is taken at temperature 1 (`GKDConfig.temperature` only
 softens sampling, which lmbda=0 never does). Ours computes the same terms: `model_type='standard'` (the label
-task only), `KDSettings(loss='jsd', beta=0.5, temperature=1, on='label', ce_weight=0)`. Our JSD is TRL's divided
+task only), with `TrainConfig(kd_loss='jsd', kd_beta=0.5, kd_temperature=1, kd_on='label', ce_weight=0)`. Our JSD is TRL's divided
 by β(1 − β), a constant factor, which changes nothing about speed or memory. Two small differences remain, neither
 of them work that matters: TRL's targets are the completion plus the chat template's line break after
 `<|im_end|>` (one more token an example), and it compares the whole padded vocabulary (151,936) where we cut both
@@ -59,16 +59,17 @@ def run_variant(variant, a):
     if variant.startswith('ours'):
         from datasets import DatasetDict
         from distill_sbs.collator import tokenize_tasks
-        from distill_sbs.kd import KDSettings
         from distill_sbs.kd_teachers import online_teacher
-        from distill_sbs.multitask import make_trainer
+        from distill_sbs.multitask import TrainConfig, make_trainer
         kind = student_kind(model); kind.prepare(tok)
         tokd = tokenize_tasks(DatasetDict({'train': rows}), tok, 'standard', max_input_length=10**6, max_label_length=10**6,
                               max_rationale_length=10**6, kind=kind)
-        kd = KDSettings(loss='jsd', beta=a.beta, temperature=a.temperature, on='label', ce_weight=0.0)
-        trainer = make_trainer(model, tok, tokd, model_type='standard', kd=kd, teacher=online_teacher(teacher, tok, model, tok),
-                               fast=variant == 'ours-fast', hardware=hw, callbacks=[timer], eval_rows=None,
-                               output_dir=f'{a.tmp}/{variant}', **common)
+        cfg = TrainConfig(model_type='standard', teacher=f'{a.teacher} twin', kd_loss='jsd', kd_beta=a.beta, kd_temperature=a.temperature,
+                          kd_on='label', ce_weight=0.0, batch_size=a.batch_size, max_steps=a.steps, lr=common['learning_rate'],
+                          warmup_steps=0, run=common['seed'], no_log=True, output_dir=f'{a.tmp}/{variant}')
+        trainer = make_trainer(model, tok, tokd, cfg, teacher=online_teacher(teacher, tok, model, tok), fast=variant == 'ours-fast',
+                               hardware=hw, callbacks=[timer], eval_rows=None, logging_steps=common['logging_steps'], disable_tqdm=True,
+                               dataloader_drop_last=True, save_strategy='no')
     else:
         from datasets import Dataset
         from trl.experimental.gkd import GKDConfig, GKDTrainer

@@ -77,26 +77,26 @@ def write_logits(a):
 def run_variant(variant, a):
     "One training variant, in this process: examples per second and peak memory, as JSON on stdout."
     from distill_sbs.hardware import pick_hardware
-    from distill_sbs.kd import KDSettings
     from distill_sbs.kd_teachers import TopKLogits, online_teacher
-    from distill_sbs.multitask import make_trainer
+    from distill_sbs.multitask import TrainConfig, make_trainer
     from distill_sbs.students import student_kind
     t_cfg, s_cfg, tok_name = PAIRS[a.pair]
     hw, tok = pick_hardware(), tokenizer(tok_name)
     model = twin(s_cfg, a.student_layers, seed=0).to(hw.device)
     tokd = tokenized(data(a.examples), tok, student_kind(model), a)
-    kd = None if variant == 'no-kd' else KDSettings(loss=a.kd_loss, on='both')
+    source = {'online': dict(teacher=f'{t_cfg} twin'), 'offline': dict(teacher_logits=str(logits_dir(a)))}.get(variant, {})
+    cfg = TrainConfig(kd_loss=a.kd_loss, kd_on='both', batch_size=a.batch_size, max_steps=a.steps, lr=1e-5, warmup_steps=0, run=42,
+                      no_log=True, output_dir=str(Path(a.tmp)/a.pair/variant), **source)
     teacher = None
     if variant == 'online':  # make_trainer moves it to the student's device
         t = twin(t_cfg, a.teacher_layers, seed=1, dtype=teacher_dtype(hw))
         teacher = online_teacher(t, tok, model, tok, f'{t_cfg} twin', f'{s_cfg} twin')
     if variant == 'offline':  # the teacher is never loaded here
         teacher = TopKLogits(logits_dir(a))
-        teacher.check(tokd['train'], tok, kd.temperature)
+        teacher.check(tokd['train'], tok, cfg.kd_temperature)
     timer = clock()
-    trainer = make_trainer(model, tok, tokd, kd=kd, teacher=teacher, hardware=hw, per_device_train_batch_size=a.batch_size,
-                           max_steps=a.steps, learning_rate=1e-5, logging_steps=10**6, disable_tqdm=True, callbacks=[timer],
-                           eval_rows=None, dataloader_drop_last=True, output_dir=str(Path(a.tmp)/a.pair/variant))
+    trainer = make_trainer(model, tok, tokd, cfg, teacher=teacher, hardware=hw, callbacks=[timer], eval_rows=None,
+                           logging_steps=10**6, disable_tqdm=True, dataloader_drop_last=True)
     trainer.train()
     steps = len(timer.times) - 1
     print(json.dumps({'examples_per_s': steps * a.batch_size / (timer.times[-1] - timer.times[0]), 'peak_gib': peak_gib(), 'steps': steps}))

@@ -26,7 +26,7 @@ def main():
     a = p.parse_args()
     import torch
     from distill_sbs.hardware import cpu_info, native_bf16
-    from distill_sbs.training import TrainConfig
+    from distill_sbs.multitask import TrainConfig
     from distill_sbs.experiment import experiment
     from distill_sbs.data import smollm2
     model = a.model or smollm2(shared=SHARED) or p.error('SmolLM2 is neither on the Hub nor in ../shared')

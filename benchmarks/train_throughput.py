@@ -10,7 +10,7 @@ size; the clock starts after the first step (warm-up) and stops at the last.
 Uses ../shared (the paper's CQA data, the real T5 tokenizer, the Flan-T5 configs) when it is beside the checkout;
 without it, the built-in task, the byte-level tokenizer and the tiny student.
 """
-import argparse, sys, time
+import argparse, sys, tempfile, time
 from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Train
 from distill_sbs.data import load_data
 from distill_sbs.collator import tokenize_tasks
 from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware
-from distill_sbs.multitask import make_trainer
+from distill_sbs.multitask import TrainConfig, make_trainer
 from distill_sbs.students import tiny_student
 
 SHARED = Path(__file__).resolve().parents[2]/'shared'
@@ -46,14 +46,16 @@ def setup(config, n):
     data = type(data)({'train': train})
     return tokenize_tasks(data, tok, max_input_length=1024, max_rationale_length=256), tok, make_model, what
 
-def measure(name, tokd, tok, make_model, batch_size, **kw):
+def measure(name, tokd, tok, make_model, batch_size, one_pass=False, bf16=None, fast=True, matmul_precision=None, **kw):
+    "Examples per second of one variant: its settings (`one_pass`, `bf16`), how it uses the hardware (`fast`, `matmul_precision`), `TrainingArguments` (`kw`)."
     torch.manual_seed(0)
     model = make_model()
     if torch.cuda.is_available(): model = model.cuda()
     clock = StepClock()
-    trainer = make_trainer(model, tok, tokd, per_device_train_batch_size=batch_size, num_train_epochs=1,
-                           learning_rate=1e-4, logging_steps=10**6, disable_tqdm=True, dataloader_drop_last=True,
-                           callbacks=[clock], **kw)
+    cfg = TrainConfig(batch_size=batch_size, lr=1e-4, warmup_steps=0, run=42, one_pass=one_pass, bf16=bf16, no_log=True,
+                      output_dir=tempfile.mkdtemp(prefix='train_throughput_'))
+    trainer = make_trainer(model, tok, tokd, cfg, fast=fast, matmul_precision=matmul_precision, callbacks=[clock],
+                           max_steps=-1, num_train_epochs=1, logging_steps=10**6, disable_tqdm=True, dataloader_drop_last=True, **kw)
     trainer.train()
     steps = len(clock.times) - 1
     ex_per_s = steps * batch_size / (clock.times[-1] - clock.times[0])

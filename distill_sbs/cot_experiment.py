@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 import pandas as pd
 from .evaluation import COLORS, evaluate, system_label, wilson_interval, t_interval
-from .experiment import _trained
-from .training import TrainConfig
+from .multitask import TrainConfig
+from .training import trained
 
 # %% auto #0
 __all__ = ['COT_RUNS', 'cot_runs', 'cot_table', 'plot_cot']
@@ -20,13 +20,13 @@ __all__ = ['COT_RUNS', 'cot_runs', 'cot_table', 'plot_cot']
 COT_RUNS = {'standard': 'standard', 'distilled': 'task_prefix', 'cot': 'cot'}  # folder -> model_type
 
 def cot_runs(
-    cfg:TrainConfig, # the students' settings (chapter 4); `output_dir` holds every run
+    cfg:TrainConfig, # the students' settings (chapter 3's `TrainConfig`); `output_dir` holds every run
     seeds:tuple=(0, 1, 2), # one student of each system per seed (`--run`)
     systems:dict=COT_RUNS, # folder -> model_type
 ) -> dict:
     "Train each system once per seed (or reuse the finished run); the run folders as `seed{s}/{system}`."
     out = Path(cfg.output_dir)
-    return {f'seed{s}/{name}': _trained(replace(cfg, run=s, model_type=mt, gen_max_len=None, output_dir=str(out/f'seed{s}'/name))).output_dir
+    return {f'seed{s}/{name}': trained(replace(cfg, run=s, model_type=mt, gen_max_len=None, output_dir=str(out/f'seed{s}'/name))).output_dir
             for s in seeds for name, mt in systems.items()}
 
 # %% ../nbs/05c_cot_experiment.ipynb #be385ae3

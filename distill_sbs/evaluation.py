@@ -21,7 +21,8 @@ from .cot import ExemplarPool, make_recipe
 from .students import TINY
 from .inference import RECORD_FILE, Student, load_run, run_config
 from .multitask import rouge_l
-from .training import ConfigError, open_student, vocab_texts
+from .multitask import ConfigError
+from .training import load_student, vocab_texts
 
 # %% auto #0
 __all__ = ['T95', 'SYSTEM_LABELS', 'COLORS', 'wilson_interval', 't_interval', 'system_label', 'choice_key', 'Comparison',
@@ -336,7 +337,7 @@ def evaluate(
         cfg = configs[run_dir] if run_dir else next((c for c in configs.values() if c['model_type'] == model_type), first)
         if run_dir: student = load_run(run_dir)
         else:
-            model, tok = open_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train'], make_recipe(model_type)))
+            model, tok = load_student(cfg['from_pretrained'], seed=cfg['run'], texts=vocab_texts(data['train'], make_recipe(model_type)))
             student = Student(model.to(default_device()), tok, model_type)
         student.pool = pool
         limit = max_new_tokens or (cfg['gen_max_len'] if cfg['model_type'] == model_type else make_recipe(model_type).gen_max_len(cfg['max_rationale_length']))

@@ -10,8 +10,9 @@ import shutil, time
 from dataclasses import replace
 from pathlib import Path
 from .data import load_data, write_generic
-from .inference import CONFIG_FILE, RECORD_FILE
-from .training import ConfigError, TrainConfig, changed_settings, parse_config, train
+from .multitask import ConfigError, TrainConfig
+from .training import trained
+from .training import parse_config
 from .evaluation import SYSTEM_LABELS, Comparison, evaluate
 
 # %% auto #0
@@ -19,21 +20,6 @@ __all__ = ['EXPERIMENT_RUNS', 'experiment', 'experiment_command']
 
 # %% ../nbs/05a_experiment.ipynb #8dcd40f8
 EXPERIMENT_RUNS = {'distilled': 'task_prefix', 'standard': 'standard'}  # folder -> model_type
-
-def _trained(cfg:TrainConfig) -> TrainConfig:
-    "Train `cfg` unless its folder already holds the same finished run; resume an unfinished one."
-    out = Path(cfg.output_dir)
-    if (out/RECORD_FILE).exists() and (out/CONFIG_FILE).exists():
-        changed = [k for k, _, _ in changed_settings(cfg)]
-        if not changed:
-            print(f'{out}: already trained with these settings; using it (--overwrite to train again)')
-            return cfg
-        raise ConfigError(f'{out} holds a run trained with other settings ({", ".join(f"--{k}" for k in changed)}): '
-                          'use --overwrite to train again, or another --output_dir')
-    resume = (out/CONFIG_FILE).exists()
-    if resume: print(f'{out}: an unfinished run; resuming it')
-    train(replace(cfg, resume=resume))
-    return cfg
 
 # %% ../nbs/05a_experiment.ipynb #12875068
 def experiment(cfg:TrainConfig, output_rationale:bool=True) -> tuple[Comparison, dict]:
@@ -48,7 +34,7 @@ def experiment(cfg:TrainConfig, output_rationale:bool=True) -> tuple[Comparison,
     runs = []
     for i, (name, model_type) in enumerate(EXPERIMENT_RUNS.items()):
         print(f'== {i + 2}/4 {SYSTEM_LABELS[name]} ==')
-        runs.append(_trained(replace(cfg, model_type=model_type, output_dir=str(out/name), overwrite=False)).output_dir)
+        runs.append(trained(replace(cfg, model_type=model_type, output_dir=str(out/name), overwrite=False)).output_dir)
     print('== 4/4 evaluation ==')
     cmp, res = evaluate(runs, out, output_rationale=output_rationale, batch_size=cfg.batch_size)
     print(cmp.summary())

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 from .inference import RECORD_FILE
 from .kd_teachers import TeacherError, TopKLogits
-from .training import TrainConfig, teacher_logits
+from .multitask import TrainConfig
+from .training import teacher_logits, trained
 from .evaluation import SYSTEM_LABELS, evaluate, t_interval
-from .experiment import _trained
 
 # %% auto #0
 __all__ = ['KD_RUNS', 'kd_runs', 'valid_curve', 'at_time', 'kd_table', 'plot_kd', 'student_like']
@@ -33,7 +33,7 @@ def _logits(cfg:TrainConfig, teacher_dir:str, model_type:str, top_k:int) -> str:
 
 # %% ../nbs/05b_kd_experiment.ipynb #a3488085
 def kd_runs(
-    cfg:TrainConfig, # the students' settings (chapter 4); `output_dir` holds everything
+    cfg:TrainConfig, # the students' settings (chapter 3's `TrainConfig`); `output_dir` holds everything
     teacher_model:str='tiny-large', # the model finetuned as the teacher
     teacher_steps:int|None=None, # its steps (default: the students')
     teacher_lr:float|None=None, # its learning rate (default: the students'; `tiny-large` wants 1e-3)
@@ -43,13 +43,13 @@ def kd_runs(
 ) -> dict:
     "Train the teacher, write its top-k, train four students per seed; the run folders, by seed and system."
     out = Path(cfg.output_dir)
-    teacher = _trained(replace(cfg, from_pretrained=teacher_model, model_type='task_prefix', max_steps=teacher_steps or cfg.max_steps, lr=teacher_lr or cfg.lr,
+    teacher = trained(replace(cfg, from_pretrained=teacher_model, model_type='task_prefix', max_steps=teacher_steps or cfg.max_steps, lr=teacher_lr or cfg.lr,
                                teacher='', teacher_logits='', kd_weight=None, output_dir=str(out/'teacher_model'))).output_dir
     logits = {mt: _logits(cfg, teacher, mt, top_k) for mt in ('standard', 'task_prefix')}
     runs = {'teacher': teacher}
     for seed in seeds:
         for name, (model_type, kd) in KD_RUNS.items():
-            runs[f'seed{seed}/{name}'] = _trained(replace(cfg, run=seed, model_type=model_type, teacher='', teacher_logits=logits[model_type] if kd else '',
+            runs[f'seed{seed}/{name}'] = trained(replace(cfg, run=seed, model_type=model_type, teacher='', teacher_logits=logits[model_type] if kd else '',
                                                           kd_weight=kd_weight if kd else 0.0, output_dir=str(out/f'seed{seed}'/name))).output_dir
     return runs
 

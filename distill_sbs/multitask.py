@@ -6,29 +6,60 @@ Docs: https://distill-sbs.github.io/distill_sbs/multitask.html.md"""
 
 # %% ../nbs/03_multitask.ipynb #7785df6f
 from __future__ import annotations
-import random, tempfile, time, warnings
+import random, time, warnings
 from collections import defaultdict
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
 from transformers import Trainer, TrainingArguments
-from fastcore.basics import patch
+from fastcore.basics import patch, patch_to
+from .data import DataSettings
+from .core import UserError, one_of
 from .answers import answer_correct
-from .students import student_kind
-from .collator import TaskPrefixCollator
+from .students import TINY, student_kind
+from .cot import MODEL_TYPES, CotSettings, make_recipe
+from .collator import LABEL_TYPES, TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
 from .inference import Student
-from .kd import KDSettings
+from .kd import DIVERGENCES, KD_TARGETS, KDSettings
 from .kd_teachers import OnlineTeacher, sample_completions
 
 # %% auto #0
-__all__ = ['METRICS', 'two_pass_losses', 'one_pass_losses', 'rouge_l', 'score_answers', 'default_metric', 'TaskPrefixTrainer',
-           'training_hardware', 'training_args', 'make_trainer']
+__all__ = ['METRICS', 'STUDENT_DEFAULTS', 'two_pass_losses', 'task_weights', 'kd_term', 'objective', 'one_pass_losses',
+           'plain_loop', 'rouge_l', 'score_answers', 'default_metric', 'TrainError', 'ConfigError', 'TrainConfig',
+           'require', 'check_kd', 'check_api_teacher', 'TaskPrefixTrainer', 'training_hardware', 'training_args',
+           'config_args', 'make_trainer']
 
 # %% ../nbs/03_multitask.ipynb #bf963d9a
 def two_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Tensor]:
     "(label loss, rationale loss): one forward pass per task, each loss the mean over its task's target tokens."
     return model(**pred, use_cache=False).loss, model(**expl, use_cache=False).loss  # no key/value cache: nothing generates here
+
+# %% ../nbs/03_multitask.ipynb #f70dac4a
+def task_weights(tasks, alpha:float) -> dict:
+    "Each task's weight: α for the label and 1 − α for the rationale when both train; 1 for a label task alone (standard, cot)."
+    return {'label': alpha, 'rationale': 1 - alpha} if 'rationale' in tasks else {'label': 1.0}
+
+# %% ../nbs/03_multitask.ipynb #f2ec15df
+def kd_term(div:dict, weights:dict):
+    "KD over the tasks in `div`, weighed like their cross-entropies; equally when those weights add up to 0 (alpha 1, KD on rationales alone)."
+    w = {t: weights[t] for t in div} if sum(weights[t] for t in div) > 0 else dict.fromkeys(div, 1.0)
+    return sum(w[t] * d for t, d in div.items()) / sum(w.values())
+
+# %% ../nbs/03_multitask.ipynb #950bd788
+def objective(
+    ce:dict, # each task's cross-entropy: {'label': ..., 'rationale': ...}; a student without a rationale task has the label's alone
+    alpha:float, # the label's weight; 1 - alpha weighs the rationale
+    kd:KDSettings|None=None, # the distillation term's settings (chapter 2c); None: no teacher, the cross-entropies alone
+    div:dict|None=None, # each distilled task's divergence from the teacher: {'label': ..., 'rationale': ...}
+):
+    "The training loss from its terms: ce_weight · (α · label CE + (1 − α) · rationale CE) + γ · KD."
+    w = task_weights(ce, alpha)
+    mix = sum(w[t] * l for t, l in ce.items())
+    return mix if kd is None else kd.ce_weight * mix + kd.weight * kd_term(div, w)
 
 # %% ../nbs/03_multitask.ipynb #a7addc62
 def _pad_to(x, n, value): return F.pad(x, (0, n - x.shape[1]), value=value)
@@ -46,6 +77,27 @@ def one_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Te
     real, b = labels != -100, len(pred['labels'])
     return token_loss[:b].sum() / real[:b].sum(), token_loss[b:].sum() / real[b:].sum()
 
+# %% ../nbs/03_multitask.ipynb #543dc7f0
+def plain_loop(
+    model, # the student, trained in place
+    batches, # `TaskPrefixCollator` batches of both tasks
+    alpha:float, # the label loss's weight
+    lr:float, # AdamW's learning rate, constant
+) -> list[float]:
+    "Distilling step-by-step in plain PyTorch, nanoGPT's way: for each batch the loss, backward, clip, step, zero_grad. Each step's loss."
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)  # the Trainer's AdamW
+    model.train()
+    losses = []
+    for batch in batches:
+        pred_loss, expl_loss = two_pass_losses(model, batch['pred'], batch['expl'])
+        loss = objective({'label': pred_loss, 'rationale': expl_loss}, alpha)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the Trainer's max_grad_norm
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
 # %% ../nbs/03_multitask.ipynb #f449446c
 METRICS = ('accuracy', 'rouge_l')  # how answers are scored: right by `answer_correct`, or ROUGE-L F1 for free-text labels
 
@@ -53,6 +105,7 @@ def rouge_l(pred:str|None, gold:str) -> float:
     "ROUGE-L F1 of `pred` against `gold` (the `rouge-score` package: longest common subsequence of lower-cased words)."
     return _ROUGE.score(gold, pred or '')['rougeL'].fmeasure
 
+# %% ../nbs/03_multitask.ipynb #4a2e37d5
 _ROUGE = rouge_scorer.RougeScorer(['rougeL'])
 
 def score_answers(dataset:str, answers:list, golds:list) -> dict:
@@ -61,106 +114,251 @@ def score_answers(dataset:str, answers:list, golds:list) -> dict:
     return {'accuracy': sum(answer_correct(dataset, a, g) for a, g in zip(answers, golds)) / n,
             'rouge_l': sum(rouge_l(a, g) for a, g in zip(answers, golds)) / n}
 
+# %% ../nbs/03_multitask.ipynb #6f3dcb02
 def default_metric(dataset:str, labels:list[str]) -> str:
     "The metric that keeps the best checkpoint: accuracy for the built-in tasks and short labels, ROUGE-L for free text (labels over 3 words on average)."
     if dataset != 'generic' or not labels: return 'accuracy'
     return 'rouge_l' if sum(len(str(l).split()) for l in labels) / len(labels) > 3 else 'accuracy'
 
+# %% ../nbs/03_multitask.ipynb #0babc782
+class TrainError(UserError):
+    "A run that cannot go on, with what to change."
+
+# %% ../nbs/03_multitask.ipynb #0306f406
+class ConfigError(TrainError):
+    "A flag or config file that cannot work, naming the flag."
+
+# the defaults that depend on the student: (tiny, pretrained as in the paper)
+STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 250), max_steps=(500, 10_000),
+                        warmup_steps=(30, 0))
+
+# %% ../nbs/03_multitask.ipynb #3fd479cc
+@dataclass
+class TrainConfig(CotSettings, DataSettings):
+    "One training run: its data (chapter 0's settings) and a rationale-first student's formats (chapter 1f's), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
+    from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base, Qwen/Qwen2.5-0.5B-Instruct), a local folder, or 'tiny' / 'tiny-causal' (random weights, offline)
+    label_type:str = 'gt' # train on gold labels ('gt') or on the teacher's ('llm')
+    model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only; 'cot': rationale first (chapter 1f)
+    alpha:float = 0.5 # weight of the label loss; 1 - alpha weighs the rationale loss
+    batch_size:Optional[int] = None # examples per process and step (default 64; tiny: 32)
+    grad_steps:int = 1 # gradient accumulation: the effective batch is batch_size x grad_steps x processes
+    lr:Optional[float] = None # peak learning rate (default 5e-5; tiny: 3e-3)
+    max_input_length:int = 1024 # input tokens kept
+    eval_steps:Optional[int] = None # steps between validations and checkpoints (default 250; tiny: 100)
+    max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
+    gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 32, its answer sentence)
+    output_rationale:bool = False # also generate the student's rationales for the validation set at the end
+    bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
+    no_log:bool = False # no TensorBoard logs
+    output_dir:str = 'runs/train' # checkpoints, the final model and tokenizer, run.json
+    resume:bool = False # continue the run in output_dir from its last checkpoint
+    overwrite:bool = False # delete an earlier run in output_dir first
+    warmup_steps:Optional[int] = None # linear warm-up steps (default 0; tiny: 30)
+    logging_steps:Optional[int] = None # steps between loss logs (default: eval_steps / 10)
+    save_total_limit:int = 2 # checkpoints kept on disk, besides the best
+    gradient_checkpointing:bool = False # recompute activations in the backward pass: less memory, slower steps
+    one_pass:bool = False # both tasks in one stacked forward pass (chapter 3)
+    fsdp:str = '' # shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)
+    max_label_length:int = 256 # label tokens kept
+    max_rationale_length:int = 256 # rationale tokens kept
+    metric:Optional[str] = None # what keeps the best checkpoint: 'accuracy' or 'rouge_l' (default: accuracy, ROUGE-L for free-text generic labels)
+    lora_r:int = 0 # LoRA rank: train low-rank adapters (merged into the model at the end) instead of every weight; 0: off
+    lora_alpha:int = 16 # LoRA scaling: the adapters' update is scaled by lora_alpha / lora_r
+    lora_dropout:float = 0.05 # dropout on the adapters' input
+    lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
+    teacher:str = '' # token-level distillation from this model, run beside the student: a folder, a Hub id or 'tiny-large', of the student's tokenizer and kind
+    teacher_logits:str = '' # token-level distillation from a folder written by `distill-sbs teacher-logits` (no teacher in memory)
+    teacher_logprobs:str = '' # token-level distillation on the rationale from a teacher behind an API, of any tokenizer: the train_logprobs.jsonl that `distill-sbs teach --logprobs K` wrote (task_prefix with --kd_on rationale, or cot with --kd_on label; forward_kl only)
+    kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with --teacher, --teacher_logits or --teacher_logprobs, else 0)
+    kd_loss:str = 'forward_kl' # the divergence: 'forward_kl', 'reverse_kl', 'jsd', 'skew_forward_kl' or 'skew_reverse_kl' (--teacher_logprobs: forward_kl only)
+    kd_beta:float = 0.5 # JSD(β): towards 0 the forward KL, towards 1 the reverse KL
+    kd_skew:float = 0.1 # λ of the skew KLs: the share of one distribution mixed into the other
+    kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
+    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only; --teacher_logprobs: rationale for task_prefix, label for cot)
+    kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
+    ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
+    top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
+
+    def __post_init__(self):
+        tiny = self.from_pretrained in TINY
+        for name, (for_tiny, for_pretrained) in STUDENT_DEFAULTS.items():
+            if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
+        if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
+        if self.gen_max_len is None: self.gen_max_len = make_recipe(self.model_type).gen_max_len(self.max_rationale_length)
+        if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits or self.teacher_logprobs else 0.0
+        self.check()
+
+# %% ../nbs/03_multitask.ipynb #a4e9a361
+def _is_remote(path): return '://' in str(path)
+
+def require(ok:bool, msg:str):
+    "Refuse a setting that cannot work: a `ConfigError`, one line naming the flag, unless `ok`."
+    if not ok: raise ConfigError(msg)
+
+# %% ../nbs/03_multitask.ipynb #07272bb5
+@patch_to(TrainConfig)
+def check(self):
+    "Raise a `UserError` naming the first setting that cannot work: the data's (chapter 0), then the run's, then a teacher's (`check_kd`)."
+    DataSettings.check(self)
+    CotSettings.check(self)
+    one_of('label_type', self.label_type, LABEL_TYPES)
+    one_of('model_type', self.model_type, MODEL_TYPES)
+    require(0 <= self.alpha <= 1, f'--alpha must be in [0, 1] (the weight of the label loss), got {self.alpha}')
+    if self.metric is not None: one_of('metric', self.metric, METRICS)
+    require(self.lora_r >= 0, f'--lora_r must be 0 (off) or a rank of at least 1, got {self.lora_r}')
+    require(0 <= self.lora_dropout < 1, f'--lora_dropout must be in [0, 1), got {self.lora_dropout}')
+    for name in ('batch_size', 'grad_steps', 'eval_steps', 'max_steps', 'logging_steps', 'max_input_length', 'gen_max_len'):
+        require(getattr(self, name) >= 1, f'--{name} must be at least 1, got {getattr(self, name)}')
+    require(self.lr > 0, f'--lr must be positive, got {self.lr}')
+    check_kd(self)
+    require(not (self.resume and self.overwrite), '--resume and --overwrite contradict each other: pick one')
+    if self.data_dir and not _is_remote(self.data_dir):
+        require(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
+
+# %% ../nbs/03_multitask.ipynb #048a689f
+def check_kd(cfg:TrainConfig):
+    "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, weights that teach something, and what an API teacher's logprobs can teach."
+    one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
+    one_of('kd_on', cfg.kd_on, KD_TARGETS)
+    sources = [f'--{s}' for s in ('teacher', 'teacher_logits', 'teacher_logprobs') if getattr(cfg, s)]
+    if len(sources) > 1: raise ConfigError(f"{', '.join(sources[:-1])} and {sources[-1]}: give one source of teacher distributions, not {'both' if len(sources) == 2 else 'several'}")
+    has_teacher = bool(sources)
+    require(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
+    require(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
+    require(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
+    require(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
+    require(not cfg.kd_on_policy or cfg.teacher, f'--kd_on_policy {cfg.kd_on_policy} needs --teacher: the student\'s own samples must be scored by a '
+           'teacher in memory' + (f' (a {sources[0]} file holds only the training set\'s tokens)' if sources else ''))
+    require(0 <= cfg.kd_beta <= 1, f'--kd_beta must be in [0, 1], got {cfg.kd_beta}')
+    require(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
+    require(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
+    require(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
+    require(not (cfg.kd_on == 'rationale' and not make_recipe(cfg.model_type).explains), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
+           '(--model_type task_prefix has; a cot student\'s one target holds its chain of thought: use --kd_on label)')
+    require(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
+    if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
+        require(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
+    if cfg.teacher_logprobs: check_api_teacher(cfg)
+
+# %% ../nbs/03_multitask.ipynb #b2fe0e25
+def check_api_teacher(cfg:TrainConfig):
+    "`--teacher_logprobs`: an API teacher's top K, aligned to the student's tokens (chapter 2c's `ApiLogprobs`), teaches a rationale by the forward KL at temperature 1."
+    task = make_recipe(cfg.model_type).rationale_task
+    require(task is not None, f'--teacher_logprobs: a --model_type {cfg.model_type} student writes no rationale, so the teacher\'s logprobs have no tokens to '
+           'teach (use --model_type task_prefix with --kd_on rationale, or cot with --kd_on label)')
+    require(cfg.kd_on == task, f'--kd_on {cfg.kd_on}: --teacher_logprobs teaches the rationale\'s tokens, which a --model_type {cfg.model_type} student writes '
+           + ('in its explain task' if task == 'rationale' else 'in its one target, before the answer') + f': use --kd_on {task}')
+    require(cfg.kd_loss == 'forward_kl', f'--kd_loss {cfg.kd_loss}: with --teacher_logprobs only forward_kl is defined (a teacher that scores its top K tokens '
+           'and lumps the rest cannot give the probability of every token the student puts mass on, which the others need)')
+    require(cfg.kd_temperature == 1, f"--kd_temperature {cfg.kd_temperature}: an API teacher's log-probabilities are at temperature 1 and cannot be "
+           're-softened; leave --kd_temperature out with --teacher_logprobs')
+    require(Path(cfg.teacher_logprobs).is_file(), f'--teacher_logprobs {cfg.teacher_logprobs}: no such file (the train_logprobs.jsonl that '
+           '`distill-sbs teach --logprobs K` writes beside train.jsonl)')
+
+# %% ../nbs/03_multitask.ipynb #e7b85037
+@patch_to(TrainConfig, as_prop=True)
+def kd(self) -> KDSettings|None:
+    "The distillation term (chapter 2c's `KDSettings`) of a run with a teacher, each field from the flag of its name; None without one."
+    if not (self.teacher or self.teacher_logits or self.teacher_logprobs): return None
+    names = {f.name for f in fields(self)}
+    flag = lambda k: f'kd_{k}' if f'kd_{k}' in names else k  # `weight` is --kd_weight, `ce_weight` is --ce_weight
+    return KDSettings(**{f.name: getattr(self, flag(f.name)) for f in fields(KDSettings) if flag(f.name) in names})
+
 # %% ../nbs/03_multitask.ipynb #e7705588
 class TaskPrefixTrainer(Trainer):
-    "`Trainer` training `predict` and `explain` together: loss = alpha·label loss + (1−alpha)·rationale loss; evaluation generates and scores."
-    def __init__(self, *args,
-                 alpha:float=0.5, # weight of the label loss; 1 - alpha weighs the rationale loss
-                 one_pass:bool=False, # stack both tasks into one forward pass instead of two
-                 gen_max_len:int=64, # most tokens generated for a label at evaluation
-                 matmul_precision:str='highest', # fp32 matrix products while training: 'highest', 'high' (TF32), 'medium' (bf16)
-                 eval_rows=None, # the raw validation rows (`input`, `label`) whose generated answers are scored
-                 task:str='generic', # how answers are scored (chapter 0's `answer_correct`)
-                 model_type:str='task_prefix', # what the student reads (chapter 2a's recipe)
-                 kd:KDSettings|None=None, # add a token-level distillation term (chapter 2c); None: off
-                 teacher=None, # where KD's teacher distributions come from: an `OnlineTeacher` or a `TopKLogits` folder
-                 eval_shots:int=0, # worked examples before each validation question (0: zero-shot)
-                 pool=None, # where they come from (chapter 1f's `ExemplarPool`)
-                 **kwargs):
-        if not 0 <= alpha <= 1: raise ValueError(f'alpha must be in [0, 1], got {alpha}')
-        if (kd is None) != (teacher is None): raise ValueError('kd and teacher go together: give both or neither')
-        if kd is not None and kd.on_policy and not isinstance(teacher, OnlineTeacher):
-            raise ValueError('on-policy distillation needs a teacher in memory to score what the student samples (an OnlineTeacher)')
-        super().__init__(*args, **kwargs)
-        self.alpha, self.one_pass, self.gen_max_len, self.matmul_precision = alpha, one_pass, gen_max_len, matmul_precision
-        self.eval_rows, self.task, self.model_type, self.eval_shots, self.pool = eval_rows, task, model_type, eval_shots, pool
-        self.kd, self.teacher, self._coin = kd, teacher, random.Random(self.args.seed)  # the coin picks on-policy batches
-        self._logged = defaultdict(list)  # each loss term of the steps since the last log
+    "`Trainer` training `predict` and `explain` together as a `TrainConfig` says, its loss `objective`'s; evaluation generates and scores."
 
-    def train(self, *args, **kwargs):
-        prev = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(self.matmul_precision)  # only while training, like TF32 on a GPU
-        try: return super().train(*args, **kwargs)
-        finally: torch.set_float32_matmul_precision(prev)
+# %% ../nbs/03_multitask.ipynb #070c616d
+@patch
+def __init__(self:TaskPrefixTrainer, *args,
+             config:TrainConfig|None=None, # the settings: the loss (alpha, one_pass, model_type, a teacher's term) and evaluation
+             teacher=None, # the teacher `config` names, loaded: an `OnlineTeacher`, a `TopKLogits` folder or `ApiLogprobs`
+             eval_rows=None, # the raw validation rows (`input`, `label`) whose generated answers are scored
+             pool=None, # where `config.eval_shots` worked examples come from (chapter 1f's `ExemplarPool`)
+             matmul_precision:str='highest', # the hardware's fp32 matrix products while training: 'highest', 'high' (TF32), 'medium' (bf16)
+             **kwargs): # the `Trainer`'s own: `model`, `args`, the datasets, `data_collator`, `processing_class`, `callbacks`
+    self.config = config if config is not None else TrainConfig()
+    self.config.check()
+    self.kd = self.config.kd
+    if (self.kd is None) != (teacher is None):
+        raise ValueError('a teacher and settings that name one go together (teacher, teacher_logits or teacher_logprobs): give both or neither')
+    if self.kd is not None and self.kd.on_policy and not isinstance(teacher, OnlineTeacher):
+        raise ValueError('on-policy distillation needs a teacher in memory to score what the student samples (an OnlineTeacher)')
+    Trainer.__init__(self, *args, **kwargs)
+    self.teacher, self.eval_rows, self.pool, self.matmul_precision = teacher, eval_rows, pool, matmul_precision
+    self.explains = make_recipe(self.config.model_type).explains  # a rationale task of its own: two cross-entropies
+    self._coin = random.Random(self.args.seed)  # picks the on-policy batches
+    self._logged = defaultdict(list)  # each loss term of the steps since the last log
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.kd is not None and model.training: return self.distill_loss(model, inputs, return_outputs)
-        if 'pred' in inputs and 'expl' not in inputs: inputs = inputs['pred']
-        if 'pred' not in inputs: return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        losses = one_pass_losses if self.one_pass else two_pass_losses
-        pred_loss, expl_loss = losses(model, inputs['pred'], inputs['expl'])
-        if model.training: self._logged['label_loss'].append(pred_loss.detach()); self._logged['rationale_loss'].append(expl_loss.detach())
-        loss = self.alpha * pred_loss + (1 - self.alpha) * expl_loss
-        return (loss, {'pred_loss': pred_loss, 'expl_loss': expl_loss}) if return_outputs else loss
+# %% ../nbs/03_multitask.ipynb #61b53c36
+@patch
+def train(self:TaskPrefixTrainer, *args, **kwargs):
+    "The `Trainer`'s training, with fp32 matrix products at `matmul_precision` while it runs (like TF32 on a GPU)."
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(self.matmul_precision)
+    try: return Trainer.train(self, *args, **kwargs)
+    finally: torch.set_float32_matmul_precision(prev)
 
-    def distill_loss(self, model, inputs, return_outputs=False):
-        "ce_weight · (α · label CE + (1 − α) · rationale CE) + γ · KD, KD on the tasks `kd.on` names (weighed α and 1 − α when both)."
-        kd, kind, rows = self.kd, student_kind(self.model), inputs.get('row')
-        tasks = {'label': inputs['pred'], 'rationale': inputs.get('expl')} if 'pred' in inputs else {'label': inputs}
-        tasks = {t: b for t, b in tasks.items() if b is not None}
-        weight = {'label': self.alpha, 'rationale': 1 - self.alpha} if 'rationale' in tasks else {'label': 1.0}
-        on_policy = kd.on_policy > 0 and self._coin.random() < kd.on_policy  # this batch: the student's own completions
-        ce, div = {}, {}
-        for task, batch in tasks.items():
-            logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
-            with torch.set_grad_enabled(torch.is_grad_enabled() and kd.ce_weight > 0):  # pure KD: the CE is only logged
-                ce[task] = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
-            if task not in kd.targets: continue
-            if on_policy:
-                batch = sample_completions(self.model, self.processing_class, batch)
-                logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
-            div[task] = kd(logits, targets, self.teacher.tokens(batch, task, rows), vocab_size=len(self.processing_class))
-        kd_w = {t: weight[t] for t in div} if sum(weight[t] for t in div) > 0 else dict.fromkeys(div, 1.0)  # alpha 1 with KD on rationales
-        kd_term = sum(kd_w[t] * d for t, d in div.items()) / sum(kd_w.values())
-        loss = kd.ce_weight * sum(weight[t] * l for t, l in ce.items()) + kd.weight * kd_term
-        for t, l in ce.items(): self._logged[f'{t}_loss'].append(l.detach())
-        for t, d in div.items(): self._logged[f'kd_{t}_loss'].append(d.detach())
-        self._logged['kd_loss'].append(kd_term.detach())
-        if kd.on_policy: self._logged['on_policy'].append(torch.tensor(float(on_policy)))
-        return (loss, {'ce': ce, 'kd': div}) if return_outputs else loss
+# %% ../nbs/03_multitask.ipynb #84410c16
+@patch
+def tasks(self:TaskPrefixTrainer, inputs) -> dict:
+    "A batch's tasks as the settings read it: the label task, and a rationale task for a student that has one (validation has labels alone)."
+    label = inputs['pred'] if 'pred' in inputs else inputs
+    return {'label': label, 'rationale': inputs['expl']} if self.explains and 'expl' in inputs else {'label': label}
 
-    def log(self, logs:dict, *args, **kwargs):
-        if self._logged and 'loss' in logs:
-            logs |= {k: round(torch.stack(v).float().mean().item(), 4) for k, v in self._logged.items()}
-            self._logged = defaultdict(list)
-        super().log(logs, *args, **kwargs)
+# %% ../nbs/03_multitask.ipynb #abd43b7e
+@patch
+def compute_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
+    "`objective` on a batch: both tasks' cross-entropies mixed by alpha; with a teacher, while training, `distill_loss`; a label task alone, the `Trainer`'s loss."
+    if self.kd is not None and model.training: return self.distill_loss(model, inputs, return_outputs)
+    tasks = self.tasks(inputs)
+    if 'rationale' not in tasks: return Trainer.compute_loss(self, model, tasks['label'], return_outputs, num_items_in_batch)
+    losses = one_pass_losses if self.config.one_pass else two_pass_losses
+    ce = dict(zip(('label', 'rationale'), losses(model, tasks['label'], tasks['rationale'])))
+    if model.training: self.note(**{f'{t}_loss': l for t, l in ce.items()})
+    loss = objective(ce, self.config.alpha)
+    return (loss, {'pred_loss': ce['label'], 'expl_loss': ce['rationale']}) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        if 'pred' in inputs: inputs = inputs['pred']  # the validation loss is the label task's
-        return super().prediction_step(model, inputs, True, ignore_keys)
+# %% ../nbs/03_multitask.ipynb #f70eb04f
+@patch
+def note(self:TaskPrefixTrainer, **terms):
+    "Keep loss terms, detached, for the next log line."
+    for k, v in terms.items(): self._logged[k].append(v.detach())
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval') -> dict:
-        "The validation loss, then the student's generated answers to the validation inputs, scored (accuracy and ROUGE-L; how many gave no answer)."
-        t0 = time.time()
-        out = self.evaluation_loop(self.get_eval_dataloader(eval_dataset), 'Evaluation', prediction_loss_only=True,
-                                   ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
-        metrics = dict(out.metrics)
-        if self.eval_rows is not None:
-            gen = Student(self.model, self.processing_class, self.model_type, self.pool).generations(
-                list(self.eval_rows['input']), 'predict', self.gen_max_len, self.args.per_device_eval_batch_size, shots=self.eval_shots)
-            n = max(1, len(gen.tokens))
-            scores = score_answers(self.task, gen.answers, list(self.eval_rows['label']))
-            scores |= {'tokens_per_answer': sum(gen.tokens) / n, 'stopped': sum(gen.stopped) / n, 'no_answer': sum(a is None for a in gen.answers) / n}
-            metrics |= {f'{metric_key_prefix}_{k}': round(v, 4) for k, v in scores.items()}
-        metrics[f'{metric_key_prefix}_runtime'] = round(time.time() - t0, 3)
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+# %% ../nbs/03_multitask.ipynb #38298e92
+@patch
+def log(self:TaskPrefixTrainer, logs:dict, *args, **kwargs):
+    "The `Trainer`'s log line, with the mean of each loss term since the last one (`label_loss`, `rationale_loss`, `kd_loss`, ...)."
+    if self._logged and 'loss' in logs:
+        logs |= {k: round(torch.stack(v).float().mean().item(), 4) for k, v in self._logged.items()}
+        self._logged = defaultdict(list)
+    Trainer.log(self, logs, *args, **kwargs)
+
+# %% ../nbs/03_multitask.ipynb #1fa6f182
+@patch
+def prediction_step(self:TaskPrefixTrainer, model, inputs, prediction_loss_only, ignore_keys=None):
+    "The validation loss: the label task's."
+    return Trainer.prediction_step(self, model, self.tasks(inputs)['label'], True, ignore_keys)
+
+# %% ../nbs/03_multitask.ipynb #5c5a7e7e
+@patch
+def evaluate(self:TaskPrefixTrainer, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval') -> dict:
+    "The validation loss, then the student's generated answers to the validation inputs, scored (accuracy and ROUGE-L; how many gave no answer)."
+    t0, cfg = time.time(), self.config
+    out = self.evaluation_loop(self.get_eval_dataloader(eval_dataset), 'Evaluation', prediction_loss_only=True,
+                               ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+    metrics = dict(out.metrics)
+    if self.eval_rows is not None:
+        gen = Student(self.model, self.processing_class, cfg.model_type, self.pool).generations(
+            list(self.eval_rows['input']), 'predict', cfg.gen_max_len, self.args.per_device_eval_batch_size, shots=cfg.eval_shots)
+        n = max(1, len(gen.tokens))
+        scores = score_answers(cfg.dataset, gen.answers, list(self.eval_rows['label']))
+        scores |= {'tokens_per_answer': sum(gen.tokens) / n, 'stopped': sum(gen.stopped) / n, 'no_answer': sum(a is None for a in gen.answers) / n}
+        metrics |= {f'{metric_key_prefix}_{k}': round(v, 4) for k, v in scores.items()}
+    metrics[f'{metric_key_prefix}_runtime'] = round(time.time() - t0, 3)
+    self.log(metrics)
+    self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+    return metrics
 
 # %% ../nbs/03_multitask.ipynb #405f88f1
 @patch
@@ -177,6 +375,7 @@ def training_hardware(
     "Chapter 0a's `pick_hardware` for a training run: the plain baseline (`fast=False`) never autocasts unless told to."
     return pick_hardware(bf16 if bf16 is not None or fast else False, 'cpu' if use_cpu else None)
 
+# %% ../nbs/03_multitask.ipynb #3cb56447
 def training_args(
     output_dir:str, # where checkpoints and logs go
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
@@ -193,40 +392,68 @@ def training_args(
     base = dict(output_dir=output_dir, remove_unused_columns=False, report_to='none',
                 save_strategy='no', eval_strategy='no', bf16=hw.bf16, dataloader_pin_memory=on_cuda)
     if hw.bf16 and not on_cuda: base['use_cpu'] = True  # the Trainer autocasts to bf16 on a CPU only when told it is one
+    if hw.device == 'cpu' and hw.processes > 1: base |= dict(use_cpu=True, ddp_backend='gloo')  # several CPU processes (torchrun)
     return TrainingArguments(**{**base, **fast_kw, **kwargs})
+
+# %% ../nbs/03_multitask.ipynb #5c9ca841
+def config_args(cfg:TrainConfig, tokenized=None) -> dict:
+    "The `TrainingArguments` `cfg` gives; with a `valid` split in `tokenized`, validation and a checkpoint every `eval_steps`, keeping the best."
+    args = dict(output_dir=cfg.output_dir, seed=cfg.run, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps,
+                logging_steps=cfg.logging_steps, report_to='none' if cfg.no_log else 'tensorboard', fsdp=cfg.fsdp, ddp_find_unused_parameters=False)
+    if tokenized is None or tokenized.get('valid') is None: return args
+    source = getattr(tokenized, 'source', None)  # the rows `tokenize_tasks` read: free-text labels are scored by ROUGE-L
+    metric = cfg.metric or default_metric(cfg.dataset, list(source['train']['label']) if source is not None and 'train' in source else [])
+    return args | dict(eval_strategy='steps', eval_steps=cfg.eval_steps, save_strategy='steps', save_steps=cfg.eval_steps,
+                       save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric)
 
 # %% ../nbs/03_multitask.ipynb #6487d494
 def make_trainer(
     model, # the student
     tokenizer, # its tokenizer
-    tokenized, # from `tokenize_tasks`: train, and valid for evaluation
-    task:str='generic', # how answers are scored (chapter 0's `answer_correct`)
-    output_dir:str|None=None, # checkpoints and logs (default: a temporary folder)
-    alpha:float=0.5, # weight of the label loss
-    one_pass:bool=False, # both tasks in one stacked forward pass
-    gen_max_len:int=64, # most tokens generated for a label at evaluation
-    fast:bool=True, # the fast settings of `training_args`
-    bf16:bool|None=None, # force bf16 autocast on or off (None: where the hardware has it natively, with `fast`)
-    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0a); else picked here
-    matmul_precision:str|None=None, # override fp32 matmul precision while training ('highest', 'high', 'medium')
+    tokenized, # from `tokenize_tasks`, for `cfg.model_type`: train, and valid for evaluation
+    cfg:TrainConfig|None=None, # the settings: the loss, evaluation, batch and schedule, checkpoints (default: `TrainConfig()`)
+    teacher=None, # the teacher `cfg` names, loaded: an `OnlineTeacher` (moved to the student's device) or a `TopKLogits` folder
+    eval_rows=None, # the raw validation rows whose answers are scored (default: the `valid` split `tokenized` came from)
+    pool=None, # where `cfg.eval_shots` worked examples come from (chapter 1f's `ExemplarPool`)
     callbacks:list|None=None, # `TrainerCallback`s
-    eval_rows=None, # the raw validation rows whose generated answers are scored (default: the `valid` split `tokenized` came from)
-    model_type:str='task_prefix', # what the student reads: it must be what `tokenized` was made for
-    kd:KDSettings|None=None, # a token-level distillation term (chapter 2c); None: off
-    teacher=None, # its teacher: an `OnlineTeacher` (moved to the student's device) or a `TopKLogits` folder
-    eval_shots:int=0, # worked examples before each validation question (0: zero-shot)
-    pool=None, # where they come from (chapter 1f's `ExemplarPool`)
-    **kwargs, # any `TrainingArguments`
+    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0a); else picked here, with `cfg.bf16`
+    fast:bool=True, # the fast settings of `training_args`; False: the plain baseline
+    matmul_precision:str|None=None, # override the hardware's fp32 matmul precision while training ('highest', 'high', 'medium')
+    **overrides, # `TrainingArguments` that replace those `cfg` gives (`disable_tqdm=True`, ...)
 ) -> TaskPrefixTrainer:
-    "A `TaskPrefixTrainer` on `tokenized`: its validation loss on `valid`, and the answers generated for `eval_rows`, scored."
-    hw = hardware or training_hardware(fast, bf16, kwargs.get('use_cpu', False))
+    "A `TaskPrefixTrainer` for `cfg` on `tokenized`: its validation loss on `valid`, and the answers generated for `eval_rows`, scored."
+    cfg = cfg if cfg is not None else TrainConfig()
+    recipe = getattr(tokenized, 'recipe', None)
+    if recipe is not None and recipe.name != cfg.model_type:
+        raise ValueError(f'the data was tokenised for model_type {recipe.name!r}, but the settings say {cfg.model_type!r}')
+    hw = hardware or training_hardware(fast, cfg.bf16, overrides.get('use_cpu', False))
     if eval_rows is None and getattr(tokenized, 'source', None) is not None: eval_rows = tokenized.source.get('valid')
-    args = training_args(output_dir or tempfile.mkdtemp(prefix='distill_sbs_'), fast=fast, hardware=hw, **kwargs)
-    on_cpu = args.device.type == 'cpu'
-    precision = matmul_precision or hw.matmul_precision(fast)
+    args = training_args(fast=fast, hardware=hw, **{**config_args(cfg, tokenized), **overrides})
     if isinstance(teacher, OnlineTeacher): teacher.model.to(args.device)
-    return TaskPrefixTrainer(model=model, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
-                             data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if on_cpu else 8),
-                             processing_class=tokenizer, callbacks=callbacks, alpha=alpha, one_pass=one_pass,
-                             gen_max_len=gen_max_len, matmul_precision=precision, eval_rows=eval_rows, task=task, model_type=model_type,
-                             kd=kd, teacher=teacher, eval_shots=eval_shots, pool=pool)
+    return TaskPrefixTrainer(model=model, config=cfg, args=args, train_dataset=tokenized['train'], eval_dataset=tokenized.get('valid'),
+                             data_collator=TaskPrefixCollator(tokenizer, pad_to_multiple_of=None if args.device.type == 'cpu' else 8),
+                             processing_class=tokenizer, callbacks=callbacks, teacher=teacher, eval_rows=eval_rows, pool=pool,
+                             matmul_precision=matmul_precision or hw.matmul_precision(fast))
+
+# %% ../nbs/03_multitask.ipynb #5700b2ec
+@patch
+def distill_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False):
+    "`objective` with KD: each task's cross-entropy, and the divergence from the teacher on the tasks `kd.on` names (the student's own samples in an on-policy batch)."
+    kd, kind, rows = self.kd, student_kind(self.model), inputs.get('row')
+    on_policy = kd.on_policy > 0 and self._coin.random() < kd.on_policy  # this batch: the student's own completions
+    ce, div = {}, {}
+    for task, batch in self.tasks(inputs).items():
+        logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and kd.ce_weight > 0):  # pure KD: the CE is only logged
+            ce[task] = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
+        if task not in kd.targets: continue
+        if on_policy:
+            batch = sample_completions(self.model, self.processing_class, batch)
+            logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
+        div[task] = kd(logits, targets, self.teacher.tokens(batch, task, rows), vocab_size=len(self.processing_class))
+    loss = objective(ce, self.config.alpha, kd, div)
+    self.note(**{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()},
+              kd_loss=kd_term(div, task_weights(ce, self.config.alpha)))
+    if kd.on_policy: self.note(on_policy=torch.tensor(float(on_policy)))
+    return (loss, {'ce': ce, 'kd': div}) if return_outputs else loss

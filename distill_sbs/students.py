@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer,
-                          LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from .core import UserError
 from fastcore.basics import patch
+from .sources import hub_reachable
 
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
@@ -260,6 +260,26 @@ def tiny_teacher(seed:int=0, texts=None) -> tuple:
     "A T5 of the same tokenizer as `tiny`, twice its width and with 4 layers instead of 3 (7.4M vs 1.4M weights on the built-in task): a teacher to finetune and distil from, offline."
     return tiny_student(d_model=256, layers=4, seed=seed, texts=texts)
 
+# %% ../nbs/02_students.ipynb #fbdff2f9
+def _pretrained(name:str, **kwargs) -> tuple:
+    "A Hub id's or a folder's (model, tokenizer); tried against the local cache when the Hub cannot be reached; a `StudentError` naming `--from_pretrained` otherwise."
+    local = Path(name).expanduser()
+    if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
+        raise StudentError(f'--from_pretrained {name}: no such model folder')
+    if (local/'adapter_config.json').exists() and not (local/'config.json').exists():
+        raise StudentError(f'--from_pretrained {name}: {name} holds a LoRA adapter only (adapter_config.json, no config.json): load the '
+                           'folder of the finished run, which holds the merged model, or merge the adapter into its base model first')
+    online = local.is_dir() or hub_reachable()
+    kwargs.setdefault('local_files_only', not online)
+    try:
+        kind = student_kind(AutoConfig.from_pretrained(name, **kwargs))
+        return kind.auto_model.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
+    except StudentError as e: raise StudentError(f'--from_pretrained {name}: {e}') from None
+    except OSError as e:
+        where = 'is not a model folder' if local.is_dir() else \
+                'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
+        raise StudentError(f'--from_pretrained {name} {where} ({str(e).splitlines()[0]})') from None
+
 # %% ../nbs/02_students.ipynb #17962a35
 TINY = {'tiny': tiny_student, 'tiny-causal': tiny_causal, 'tiny-large': tiny_teacher}  # the offline models, by their --from_pretrained name
 
@@ -270,14 +290,8 @@ def load_student(
     quiet:bool=False, # do not print what was changed in the tokenizer
     **kwargs, # for `from_pretrained`, e.g. `local_files_only=True`
 ) -> tuple:
-    "(model, tokenizer) of a student of either kind, its tokenizer ready to train with."
-    if name in TINY: model, tok = TINY[name](seed=seed, texts=texts)
-    else:
-        if Path(name, 'adapter_config.json').exists() and not Path(name, 'config.json').exists():
-            raise StudentError(f'{name} holds a LoRA adapter only (adapter_config.json, no config.json): load the folder of the finished '
-                               'run, which holds the merged model, or merge the adapter into its base model first')
-        kind = student_kind(AutoConfig.from_pretrained(name, **kwargs))
-        model, tok = kind.auto_model.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
+    "(model, tokenizer) of a base student to train, of either kind, its tokenizer ready to train with; a name that is no model is one line."
+    model, tok = TINY[name](seed=seed, texts=texts) if name in TINY else _pretrained(name, **kwargs)
     for note in student_kind(model).prepare(tok):
         if not quiet: print(f'{name}: {note}')
     return model, tok

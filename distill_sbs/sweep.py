@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch_to
 from .core import ArgParser, UserError, one_of
 from .inference import CONFIG_FILE, RECORD_FILE
-from .training import ConfigError, TrainConfig, _unknown, changed_settings, config_parser, read_yaml, read_yaml_config
+from .multitask import ConfigError, TrainConfig
+from .training import refuse_unknown, changed_settings, config_parser, read_yaml, read_yaml_config
 from .evaluation import COLORS, evaluate, system_label, t_interval
-from .experiment import _trained
 from .vertex import fuse_paths, job_parser, submit_job
 
 # %% auto #0
@@ -139,7 +139,7 @@ def run_cell(sweep:Sweep, cell:Cell, batch_size:int=64) -> dict:
     _event(out, cell, 'score' if trained else 'resume' if (d/CONFIG_FILE).exists() else 'start')
     with open(d/'log.txt', 'a') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f'== {time.strftime("%Y-%m-%d %H:%M:%S")} {cell.name} ==')
-        cfg = _trained(sweep.config(cell))
+        cfg = trained(sweep.config(cell))
         _, res = evaluate([cfg.output_dir], d/'test', base=False, batch_size=batch_size)
     rec = json.loads((d/RECORD_FILE).read_text())
     name = next(iter(res['runs']))
@@ -194,8 +194,8 @@ def grid_from(raw:dict, where:str) -> Sweep:
     if isinstance(methods, dict):
         for name, flags in methods.items():
             if not isinstance(flags, dict): raise SweepError(f'{where}: method {name!r}: expected a mapping of train settings, got {flags!r}')
-            _unknown(flags, f'{where}: method {name!r}')
-    _unknown(raw, where)
+            refuse_unknown(flags, f'{where}: method {name!r}')
+    refuse_unknown(raw, where)
     return Sweep(methods, **grid, settings=raw)
 
 # %% ../nbs/08_sweep.ipynb #d93233d8
@@ -344,7 +344,7 @@ def train_flags(argv:list[str]) -> dict:
     p = config_parser()
     for a in p._actions: a.default = argparse.SUPPRESS  # absent flags stay absent
     ns, rest = p.parse_known_args(argv)
-    if rest: _unknown([r for r in rest if r.startswith('-')] or rest, 'distill-sbs sweep')
+    if rest: refuse_unknown([r for r in rest if r.startswith('-')] or rest, 'distill-sbs sweep')
     given = vars(ns)
     config = given.pop('config', None)
     if config: given = {**read_yaml_config(config), **given}

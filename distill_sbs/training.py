@@ -7,161 +7,28 @@ Docs: https://distill-sbs.github.io/distill_sbs/training.html.md"""
 # %% ../nbs/04_training.ipynb #2bceb578
 from __future__ import annotations
 import difflib, json, os, shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Optional
 import torch, yaml
-from fastcore.basics import patch_to
 from transformers import set_seed
-from .core import ArgParser, UserError, add_flags, one_of
-from .data import DataSettings, load_data
+from .core import ArgParser, add_flags
+from .data import load_data
 from .sources import hub_reachable
 from .students import TINY, StudentError, load_student, student_kind
-from .cot import MODEL_TYPES, CotSettings, ExemplarPool, Recipe, make_recipe
-from .collator import LABEL_TYPES, tokenize_tasks
+from .cot import CotSettings, ExemplarPool, Recipe, make_recipe
+from .collator import tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd import DIVERGENCES, KD_TARGETS, KDSettings
 from .kd_align import ApiLogprobs
 from .kd_teachers import TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
-from .multitask import METRICS, default_metric, make_trainer
+from .multitask import ConfigError, TrainConfig, TrainError, make_trainer, require
 
 # %% auto #0
-__all__ = ['STUDENT_DEFAULTS', 'RESUMABLE_CHANGES', 'TrainError', 'ConfigError', 'TrainConfig', 'check_kd', 'check_api_teacher',
-           'config_parser', 'read_yaml', 'read_yaml_config', 'parse_config', 'open_student', 'vocab_texts',
+__all__ = ['RESUMABLE_CHANGES', 'config_parser', 'refuse_unknown', 'read_yaml', 'read_yaml_config', 'parse_config', 'vocab_texts',
            'recipe_for', 'open_teacher', 'add_lora', 'last_checkpoint', 'changed_settings', 'resume_checkpoint',
-           'oom_advice', 'train', 'write_valid_predictions', 'run_history', 'plot_history', 'train_command',
-           'teacher_logits', 'teacher_logits_command']
-
-# %% ../nbs/04_training.ipynb #0babc782
-class TrainError(UserError):
-    "A run that cannot go on, with what to change."
-
-class ConfigError(TrainError):
-    "A flag or config file that cannot work, naming the flag."
-
-# the defaults that depend on the student: (tiny, pretrained as in the paper)
-STUDENT_DEFAULTS = dict(batch_size=(32, 64), lr=(3e-3, 5e-5), eval_steps=(100, 250), max_steps=(500, 10_000),
-                        warmup_steps=(30, 0))
-
-# %% ../nbs/04_training.ipynb #3fd479cc
-@dataclass
-class TrainConfig(CotSettings, DataSettings):
-    "One training run: its data (chapter 0's settings) and a rationale-first student's formats (chapter 1f's), then the paper's flags (same names and meanings) and what it lacked. `None`: chosen for the student."
-    from_pretrained:str = 'tiny' # the student: a Hub id (google/flan-t5-base, Qwen/Qwen2.5-0.5B-Instruct), a local folder, or 'tiny' / 'tiny-causal' (random weights, offline)
-    label_type:str = 'gt' # train on gold labels ('gt') or on the teacher's ('llm')
-    model_type:str = 'task_prefix' # 'task_prefix': distilling step-by-step; 'standard': labels only; 'cot': rationale first (chapter 1f)
-    alpha:float = 0.5 # weight of the label loss; 1 - alpha weighs the rationale loss
-    batch_size:Optional[int] = None # examples per process and step (default 64; tiny: 32)
-    grad_steps:int = 1 # gradient accumulation: the effective batch is batch_size x grad_steps x processes
-    lr:Optional[float] = None # peak learning rate (default 5e-5; tiny: 3e-3)
-    max_input_length:int = 1024 # input tokens kept
-    eval_steps:Optional[int] = None # steps between validations and checkpoints (default 250; tiny: 100)
-    max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
-    gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 32, its answer sentence)
-    output_rationale:bool = False # also generate the student's rationales for the validation set at the end
-    bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
-    no_log:bool = False # no TensorBoard logs
-    output_dir:str = 'runs/train' # checkpoints, the final model and tokenizer, run.json
-    resume:bool = False # continue the run in output_dir from its last checkpoint
-    overwrite:bool = False # delete an earlier run in output_dir first
-    warmup_steps:Optional[int] = None # linear warm-up steps (default 0; tiny: 30)
-    logging_steps:Optional[int] = None # steps between loss logs (default: eval_steps / 10)
-    save_total_limit:int = 2 # checkpoints kept on disk, besides the best
-    gradient_checkpointing:bool = False # recompute activations in the backward pass: less memory, slower steps
-    one_pass:bool = False # both tasks in one stacked forward pass (chapter 3)
-    fsdp:str = '' # shard a large student over the GPUs, e.g. 'full_shard auto_wrap' (with torchrun or accelerate)
-    max_label_length:int = 256 # label tokens kept
-    max_rationale_length:int = 256 # rationale tokens kept
-    metric:Optional[str] = None # what keeps the best checkpoint: 'accuracy' or 'rouge_l' (default: accuracy, ROUGE-L for free-text generic labels)
-    lora_r:int = 0 # LoRA rank: train low-rank adapters (merged into the model at the end) instead of every weight; 0: off
-    lora_alpha:int = 16 # LoRA scaling: the adapters' update is scaled by lora_alpha / lora_r
-    lora_dropout:float = 0.05 # dropout on the adapters' input
-    lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
-    teacher:str = '' # token-level distillation from this model, run beside the student: a folder, a Hub id or 'tiny-large', of the student's tokenizer and kind
-    teacher_logits:str = '' # token-level distillation from a folder written by `distill-sbs teacher-logits` (no teacher in memory)
-    teacher_logprobs:str = '' # token-level distillation on the rationale from a teacher behind an API, of any tokenizer: the train_logprobs.jsonl that `distill-sbs teach --logprobs K` wrote (task_prefix with --kd_on rationale, or cot with --kd_on label; forward_kl only)
-    kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with --teacher, --teacher_logits or --teacher_logprobs, else 0)
-    kd_loss:str = 'forward_kl' # the divergence: 'forward_kl', 'reverse_kl', 'jsd', 'skew_forward_kl' or 'skew_reverse_kl' (--teacher_logprobs: forward_kl only)
-    kd_beta:float = 0.5 # JSD(β): towards 0 the forward KL, towards 1 the reverse KL
-    kd_skew:float = 0.1 # λ of the skew KLs: the share of one distribution mixed into the other
-    kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
-    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only; --teacher_logprobs: rationale for task_prefix, label for cot)
-    kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
-    ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
-    top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
-
-    def __post_init__(self):
-        tiny = self.from_pretrained in TINY
-        for name, (for_tiny, for_pretrained) in STUDENT_DEFAULTS.items():
-            if getattr(self, name) is None: setattr(self, name, for_tiny if tiny else for_pretrained)
-        if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
-        if self.gen_max_len is None: self.gen_max_len = make_recipe(self.model_type).gen_max_len(self.max_rationale_length)
-        if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits or self.teacher_logprobs else 0.0
-        self.check()
-
-# %% ../nbs/04_training.ipynb #a4e9a361
-def _is_remote(path): return '://' in str(path)
-
-def _check(ok, msg):
-    if not ok: raise ConfigError(msg)
-
-@patch_to(TrainConfig)
-def check(self):
-    "Raise a `UserError` naming the first setting that cannot work: the data's (chapter 0), then the run's."
-    DataSettings.check(self)
-    CotSettings.check(self)
-    one_of('label_type', self.label_type, LABEL_TYPES)
-    one_of('model_type', self.model_type, MODEL_TYPES)
-    _check(0 <= self.alpha <= 1, f'--alpha must be in [0, 1] (the weight of the label loss), got {self.alpha}')
-    if self.metric is not None: one_of('metric', self.metric, METRICS)
-    _check(self.lora_r >= 0, f'--lora_r must be 0 (off) or a rank of at least 1, got {self.lora_r}')
-    _check(0 <= self.lora_dropout < 1, f'--lora_dropout must be in [0, 1), got {self.lora_dropout}')
-    for name in ('batch_size', 'grad_steps', 'eval_steps', 'max_steps', 'logging_steps', 'max_input_length', 'gen_max_len'):
-        _check(getattr(self, name) >= 1, f'--{name} must be at least 1, got {getattr(self, name)}')
-    _check(self.lr > 0, f'--lr must be positive, got {self.lr}')
-    check_kd(self)
-    _check(not (self.resume and self.overwrite), '--resume and --overwrite contradict each other: pick one')
-    if self.data_dir and not _is_remote(self.data_dir):
-        _check(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
-
-def check_kd(cfg:TrainConfig):
-    "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, weights that teach something, and what an API teacher's logprobs can teach."
-    one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
-    one_of('kd_on', cfg.kd_on, KD_TARGETS)
-    sources = [f'--{s}' for s in ('teacher', 'teacher_logits', 'teacher_logprobs') if getattr(cfg, s)]
-    if len(sources) > 1: raise ConfigError(f"{', '.join(sources[:-1])} and {sources[-1]}: give one source of teacher distributions, not {'both' if len(sources) == 2 else 'several'}")
-    has_teacher = bool(sources)
-    _check(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
-    _check(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
-    _check(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
-    _check(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
-    _check(not cfg.kd_on_policy or cfg.teacher, f'--kd_on_policy {cfg.kd_on_policy} needs --teacher: the student\'s own samples must be scored by a '
-           'teacher in memory' + (f' (a {sources[0]} file holds only the training set\'s tokens)' if sources else ''))
-    _check(0 <= cfg.kd_beta <= 1, f'--kd_beta must be in [0, 1], got {cfg.kd_beta}')
-    _check(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
-    _check(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
-    _check(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
-    _check(not (cfg.kd_on == 'rationale' and not make_recipe(cfg.model_type).explains), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
-           '(--model_type task_prefix has; a cot student\'s one target holds its chain of thought: use --kd_on label)')
-    _check(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
-    if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
-        _check(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
-    if cfg.teacher_logprobs: check_api_teacher(cfg)
-
-def check_api_teacher(cfg:TrainConfig):
-    "`--teacher_logprobs`: an API teacher's top K, aligned to the student's tokens (chapter 2c's `ApiLogprobs`), teaches a rationale by the forward KL at temperature 1."
-    task = make_recipe(cfg.model_type).rationale_task
-    _check(task is not None, f'--teacher_logprobs: a --model_type {cfg.model_type} student writes no rationale, so the teacher\'s logprobs have no tokens to '
-           'teach (use --model_type task_prefix with --kd_on rationale, or cot with --kd_on label)')
-    _check(cfg.kd_on == task, f'--kd_on {cfg.kd_on}: --teacher_logprobs teaches the rationale\'s tokens, which a --model_type {cfg.model_type} student writes '
-           + ('in its explain task' if task == 'rationale' else 'in its one target, before the answer') + f': use --kd_on {task}')
-    _check(cfg.kd_loss == 'forward_kl', f'--kd_loss {cfg.kd_loss}: with --teacher_logprobs only forward_kl is defined (a teacher that scores its top K tokens '
-           'and lumps the rest cannot give the probability of every token the student puts mass on, which the others need)')
-    _check(cfg.kd_temperature == 1, f"--kd_temperature {cfg.kd_temperature}: an API teacher's log-probabilities are at temperature 1 and cannot be "
-           're-softened; leave --kd_temperature out with --teacher_logprobs')
-    _check(Path(cfg.teacher_logprobs).is_file(), f'--teacher_logprobs {cfg.teacher_logprobs}: no such file (the train_logprobs.jsonl that '
-           '`distill-sbs teach --logprobs K` writes beside train.jsonl)')
+           'oom_advice', 'run_student', 'run_teacher', 'fit', 'run_record', 'train', 'trained',
+           'write_valid_predictions', 'run_history', 'plot_history', 'train_command', 'teacher_logits',
+           'teacher_logits_command']
 
 # %% ../nbs/04_training.ipynb #0decfff1
 def config_parser() -> ArgParser:
@@ -171,7 +38,8 @@ def config_parser() -> ArgParser:
     p.add_argument('--config', default=None, help='a YAML file of these settings; flags on the command line win')
     return p
 
-def _unknown(keys, where):
+# %% ../nbs/04_training.ipynb #9e02676f
+def refuse_unknown(keys, where):
     names = [f.name for f in fields(TrainConfig)]
     for k in keys:
         key = k.lstrip('-').split('=')[0]
@@ -179,6 +47,7 @@ def _unknown(keys, where):
             near = difflib.get_close_matches(key, names, n=1)
             raise ConfigError(f"{where}: unknown setting {k!r}" + (f" (did you mean '--{near[0]}'?)" if near else ''))
 
+# %% ../nbs/04_training.ipynb #3d893931
 def read_yaml(path:str|Path, flag:str='--config') -> dict:
     "The mapping in a YAML file, or a `ConfigError` naming `flag` and the file."
     try: cfg = yaml.safe_load(Path(path).read_text()) or {}
@@ -187,17 +56,19 @@ def read_yaml(path:str|Path, flag:str='--config') -> dict:
     if not isinstance(cfg, dict): raise ConfigError(f'{path}: expected a mapping of setting: value, got {type(cfg).__name__}')
     return cfg
 
+# %% ../nbs/04_training.ipynb #3020db1d
 def read_yaml_config(path:str|Path) -> dict:
     "The settings in a YAML file, refusing unknown keys with the file's name."
     cfg = read_yaml(path)
-    _unknown(cfg, str(path))
+    refuse_unknown(cfg, str(path))
     return cfg
 
+# %% ../nbs/04_training.ipynb #ec59df25
 def parse_config(argv:list[str]) -> TrainConfig:
     "A `TrainConfig` from command-line flags; `--config` YAML and, with `--resume`, the run's saved settings as defaults."
     p = config_parser()
     ns, rest = p.parse_known_args(argv)
-    if rest: _unknown([r for r in rest if r.startswith('-')] or rest, 'distill-sbs train')
+    if rest: refuse_unknown([r for r in rest if r.startswith('-')] or rest, 'distill-sbs train')
     defaults = read_yaml_config(ns.config) if ns.config else {}
     p.set_defaults(**defaults)
     ns = p.parse_args(argv)
@@ -207,25 +78,12 @@ def parse_config(argv:list[str]) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(ns).items() if k in names})
 
-# %% ../nbs/04_training.ipynb #6e5ac3a1
-def open_student(name:str='tiny', seed:int=0, texts=None) -> tuple:
-    "Chapter 2's `load_student`, with a message naming the flag when the name is neither a folder nor on the Hub."
-    if name in TINY: return load_student(name, seed, texts=texts)
-    local = Path(name).expanduser()
-    if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
-        raise ConfigError(f'--from_pretrained {name}: no such model folder')
-    online = local.is_dir() or hub_reachable()
-    try: return load_student(name, local_files_only=not online)
-    except StudentError as e: raise ConfigError(f'--from_pretrained {name}: {e}') from None
-    except OSError as e:
-        where = 'is not a model folder' if local.is_dir() else \
-                'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
-        raise ConfigError(f'--from_pretrained {name} {where} ({str(e).splitlines()[0]})') from None
-
+# %% ../nbs/04_training.ipynb #113aad42
 def vocab_texts(train, recipe:Recipe|None=None) -> list[str]:
     "Every text a student trains on in `train`: inputs, rationales, gold and teacher labels, and the words `recipe`'s formats add (for the tiny student's vocabulary)."
     return [t for col in ('input', 'rationale', 'label', 'teacher_label') for t in train[col] if t is not None] + list(getattr(recipe, 'words', ()))
 
+# %% ../nbs/04_training.ipynb #2666c551
 def recipe_for(cfg:TrainConfig, data) -> tuple[Recipe, ExemplarPool|None]:
     "The run's recipe (chapter 1f) and, when in-context formats or `--eval_shots` need one, its exemplar pool: `--exemplars` or the training split."
     recipe = make_recipe(cfg.model_type, CotSettings.of(cfg), seed=cfg.run)
@@ -233,6 +91,7 @@ def recipe_for(cfg:TrainConfig, data) -> tuple[Recipe, ExemplarPool|None]:
         recipe.pool = ExemplarPool.from_file(cfg.exemplars, data) if cfg.exemplars else ExemplarPool.from_data(data, cfg.dataset)
     return recipe, recipe.pool
 
+# %% ../nbs/04_training.ipynb #b53f1e7f
 def open_teacher(name:str, hw:Hardware, seed:int=0, texts=None) -> OnlineTeacher:
     "`--teacher`: loaded once, in eval mode without gradients, in bf16 where the hardware multiplies it natively (chapter 2c)."
     kw = {'dtype': torch.bfloat16} if hw.native_bf16 else {}
@@ -273,12 +132,14 @@ def last_checkpoint(out:str|Path) -> str|None:
         if _is_main(): print(f'{p.name} is incomplete (the run was killed while saving it); skipping it')
     return None
 
+# %% ../nbs/04_training.ipynb #d16d9a08
 def changed_settings(cfg:TrainConfig) -> list[tuple[str, object, object]]:
     "(setting, saved value, new value) for each setting `cfg` changes from the run saved in its folder, beyond `RESUMABLE_CHANGES`."
     if not (Path(cfg.output_dir)/CONFIG_FILE).exists(): return []
     before, now = run_config(cfg.output_dir, finished=False), asdict(cfg)
     return [(k, before[k], v) for k, v in now.items() if k not in RESUMABLE_CHANGES and k in before and before[k] != v]
 
+# %% ../nbs/04_training.ipynb #ac0de788
 def resume_checkpoint(cfg:TrainConfig) -> str|None:
     "The checkpoint `cfg` continues from (None: a fresh start), refusing to mix two runs in one folder."
     out = Path(cfg.output_dir)
@@ -308,35 +169,33 @@ def oom_advice(cfg:TrainConfig, hw:Hardware) -> str:
             f'--grad_steps {cfg.grad_steps * 2} (the same effective batch), or add --gradient_checkpointing, '
             f'or lower --max_input_length (now {cfg.max_input_length})')
 
-# %% ../nbs/04_training.ipynb #fa7bb5c8
+# %% ../nbs/04_training.ipynb #594d3e0f
 def _write_json(path, obj): Path(path).write_text(json.dumps(obj, indent=2, default=str) + '\n')
 
-def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
-    "Train a student as `cfg` says; leaves checkpoints, the best model, its tokenizer and `run.json` in `cfg.output_dir`."
-    say = print if _is_main() else (lambda *a: None)
-    hw = pick_hardware(cfg.bf16)
-    say(hw)
-    checkpoint = resume_checkpoint(cfg)
-    set_seed(cfg.run)
-    data = load_data(cfg)  # a run's configuration holds its data settings
-    say(data.summary)
-    recipe, pool = recipe_for(cfg, data)
-    if pool is not None: say(pool)
-    model, tokenizer = open_student(cfg.from_pretrained, seed=cfg.run, texts=vocab_texts(data['train'], recipe))
+def _say(*args):
+    "Print, on the first process only."
+    if _is_main(): print(*args)
+
+# %% ../nbs/04_training.ipynb #6c5b7670
+def run_student(cfg:TrainConfig, texts:list[str]) -> tuple:
+    "The run's student, its tokenizer and kind: `cfg.from_pretrained`, with gradient checkpointing and LoRA adapters if `cfg` asks."
+    model, tokenizer = load_student(cfg.from_pretrained, seed=cfg.run, texts=texts)
     kind = student_kind(model)
-    say(f'student: {cfg.from_pretrained} ({kind.name}, {model.num_parameters() / 1e6:,.1f}M parameters)')
+    _say(f'student: {cfg.from_pretrained} ({kind.name}, {model.num_parameters() / 1e6:,.1f}M parameters)')
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
     if cfg.lora_r:
         model = add_lora(model, cfg)
         if cfg.gradient_checkpointing: model.enable_input_require_grads()
         trainable, total = model.get_nb_trainable_parameters()
-        say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
-    tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,
-                               cfg.max_label_length, cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
-    say(tokenized.report)
-    teacher, kd = None, None
+        _say(f'LoRA r={cfg.lora_r} on {cfg.lora_target}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})')
+    return model, tokenizer, kind
+
+# %% ../nbs/04_training.ipynb #2b1fb9d3
+def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer, tokenized):
+    "The teacher `cfg` names, ready to teach the student (chapter 2c), or None: a model beside it, its top-k on disk, or an API's logprobs."
+    teacher = None
     if cfg.teacher:  # a teacher beside the student; refused if it cannot teach it
-        t = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))
+        t = open_teacher(cfg.teacher, hw, cfg.run, texts)
         teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
@@ -344,51 +203,85 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     if cfg.teacher_logprobs:  # an API teacher's top K, aligned to the student's rationale tokens; refused if written for other data
         teacher = ApiLogprobs(cfg.teacher_logprobs, tokenized, tokenizer)
         teacher.check(cfg.kd_loss, cfg.kd_temperature)
-        say(teacher.coverage())
+        _say(teacher.coverage())
     if teacher is not None:
-        kd = KDSettings(cfg.kd_weight, cfg.kd_loss, cfg.kd_beta, cfg.kd_skew, cfg.kd_temperature, cfg.kd_on, cfg.kd_on_policy, cfg.ce_weight)
-        say(f'token-level distillation from {teacher}: {cfg.kd_loss} on {cfg.kd_on} tokens, weight {cfg.kd_weight}'
-            + (f', {cfg.kd_on_policy:.0%} of batches on the student\'s own samples' if cfg.kd_on_policy else ''))
-    metric = cfg.metric or default_metric(cfg.dataset, list(data['train']['label']))
-    trainer = make_trainer(
-        model, tokenizer, tokenized, task=cfg.dataset, output_dir=cfg.output_dir, alpha=cfg.alpha,
-        model_type=cfg.model_type,  # validation answers come from the rows `tokenized` was made from
-        one_pass=cfg.one_pass, gen_max_len=cfg.gen_max_len, callbacks=callbacks, hardware=hw, seed=cfg.run, kd=kd, teacher=teacher,
-        eval_shots=cfg.eval_shots, pool=pool,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_steps, learning_rate=cfg.lr, max_steps=cfg.max_steps,
-        warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
-        eval_strategy='steps', eval_steps=cfg.eval_steps, save_strategy='steps', save_steps=cfg.eval_steps,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric,
-        report_to='none' if cfg.no_log else 'tensorboard', fsdp=cfg.fsdp, ddp_find_unused_parameters=False,
-        **({'use_cpu': True, 'ddp_backend': 'gloo'} if hw.device == 'cpu' and hw.processes > 1 else {}))
+        _say(f'token-level distillation from {teacher}: {cfg.kd_loss} on {cfg.kd_on} tokens, weight {cfg.kd_weight}'
+             + (f', {cfg.kd_on_policy:.0%} of batches on the student\'s own samples' if cfg.kd_on_policy else ''))
+    return teacher
+
+# %% ../nbs/04_training.ipynb #c6bd57cc
+def fit(trainer, cfg:TrainConfig, hw:Hardware, checkpoint:str|None, valid, pool:ExemplarPool|None=None):
+    "`trainer.train` from `checkpoint`, then the validation answers, the best model and the trainer's state saved to `cfg.output_dir`."
     if _is_main():
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         _write_json(Path(cfg.output_dir)/CONFIG_FILE, asdict(cfg))
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)  # validates and saves every eval_steps
         if _is_main() and not cfg.fsdp:  # a sharded model generates only with every process taking part
-            write_valid_predictions(trainer, data['valid'], cfg, Path(cfg.output_dir)/'valid_predictions.jsonl', pool)
+            write_valid_predictions(trainer, valid, cfg, Path(cfg.output_dir)/'valid_predictions.jsonl', pool)
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if _is_oom(e): raise TrainError(oom_advice(cfg, hw)) from None
         raise
     if cfg.lora_r and _is_main():  # checkpoints hold the adapters; the final folder a plain model, loaded like any other
         trainer.model.merge_and_unload().save_pretrained(cfg.output_dir)
-        tokenizer.save_pretrained(cfg.output_dir)
+        trainer.processing_class.save_pretrained(cfg.output_dir)
     else: trainer.save_model(cfg.output_dir)  # the best checkpoint by validation accuracy (loaded back at the end), and the tokenizer
     trainer.save_state()  # trainer_state.json: the whole loss and accuracy history
-    record = dict(config=asdict(cfg), hardware=asdict(hw), data=data.summary.to_dict(), tokenized=str(tokenized.report),
-                  steps=trainer.state.global_step, resumed_from=checkpoint and Path(checkpoint).name,
-                  best_checkpoint=trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-                  metric=metric, best_valid_metric=trainer.state.best_metric,
-                  best_valid_accuracy=_best_log(trainer.state, 'eval_accuracy'),
-                  train_seconds=round(result.metrics['train_runtime'], 1),
-                  train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
+    return result
+
+# %% ../nbs/04_training.ipynb #98b780d8
+def run_record(cfg:TrainConfig, hw:Hardware, data, tokenized, trainer, result, checkpoint:str|None) -> dict:
+    "What `run.json` keeps of a finished run: its settings, hardware and data, its steps, its best checkpoint and its speed."
+    state = trainer.state
+    return dict(config=asdict(cfg), hardware=asdict(hw), data=data.summary.to_dict(), tokenized=str(tokenized.report),
+                steps=state.global_step, resumed_from=checkpoint and Path(checkpoint).name,
+                best_checkpoint=state.best_model_checkpoint and Path(state.best_model_checkpoint).name,
+                metric=trainer.args.metric_for_best_model, best_valid_metric=state.best_metric,
+                best_valid_accuracy=_best_log(state, 'eval_accuracy'),
+                train_seconds=round(result.metrics['train_runtime'], 1),
+                train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
+
+# %% ../nbs/04_training.ipynb #fa7bb5c8
+def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
+    "Train a student as `cfg` says; leaves checkpoints, the best model, its tokenizer and `run.json` in `cfg.output_dir`."
+    hw = pick_hardware(cfg.bf16)
+    _say(hw)
+    checkpoint = resume_checkpoint(cfg)
+    set_seed(cfg.run)
+    data = load_data(cfg)  # a run's configuration holds its data settings
+    _say(data.summary)
+    recipe, pool = recipe_for(cfg, data)
+    if pool is not None: _say(pool)
+    texts = vocab_texts(data['train'], recipe)  # a tiny student's vocabulary
+    model, tokenizer, kind = run_student(cfg, texts)
+    tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length, cfg.max_label_length,
+                               cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
+    _say(tokenized.report)
+    teacher = run_teacher(cfg, hw, texts, model, tokenizer, tokenized)
+    trainer = make_trainer(model, tokenizer, tokenized, cfg, teacher=teacher, pool=pool, callbacks=callbacks, hardware=hw)
+    result = fit(trainer, cfg, hw, checkpoint, data['valid'], pool)
+    record = run_record(cfg, hw, data, tokenized, trainer, result, checkpoint)
     if _is_main():
         _write_json(Path(cfg.output_dir)/RECORD_FILE, record)
-        say(f"steps {record['steps']}; best validation {metric} {record['best_valid_metric']:.1%} "
-            f"({record['best_checkpoint']}); model and tokenizer in {cfg.output_dir}")
+        _say(f"steps {record['steps']}; best validation {record['metric']} {record['best_valid_metric']:.1%} "
+             f"({record['best_checkpoint']}); model and tokenizer in {cfg.output_dir}")
     return record
+
+# %% ../nbs/04_training.ipynb #4753e638
+def trained(cfg:TrainConfig) -> TrainConfig:
+    "Train `cfg` unless its folder already holds the same finished run; resume an unfinished one; `cfg`, trained."
+    out = Path(cfg.output_dir)
+    if (out/RECORD_FILE).exists() and (out/CONFIG_FILE).exists():
+        changed = [k for k, _, _ in changed_settings(cfg)]
+        if not changed:
+            print(f'{out}: already trained with these settings; using it (--overwrite to train again)')
+            return cfg
+        raise ConfigError(f'{out} holds a run trained with other settings ({", ".join(f"--{k}" for k in changed)}): '
+                          'use --overwrite to train again, or another --output_dir')
+    resume = (out/CONFIG_FILE).exists()
+    if resume: print(f'{out}: an unfinished run; resuming it')
+    train(replace(cfg, resume=resume))
+    return cfg
 
 # %% ../nbs/04_training.ipynb #20019df7
 def _best_log(state, key):
@@ -396,6 +289,7 @@ def _best_log(state, key):
     best = state.best_model_checkpoint and int(Path(state.best_model_checkpoint).name.split('-')[1])
     return next((h[key] for h in state.log_history if h.get('step') == best and key in h), None)
 
+# %% ../nbs/04_training.ipynb #ed91e273
 def write_valid_predictions(trainer, valid, cfg:TrainConfig, path:Path, pool:ExemplarPool|None=None):
     "The student's answers (and with `cfg.output_rationale`, rationales; a rationale-first student's whole output) for the validation split, as JSON Lines."
     inputs, student = list(valid['input']), Student(trainer.model, trainer.processing_class, cfg.model_type, pool)
@@ -413,6 +307,7 @@ def run_history(run_dir:str|Path) -> list[dict]:
     "The log lines (losses, learning rate, validation accuracy) of the run in `run_dir`."
     return json.loads((Path(run_dir)/'trainer_state.json').read_text())['log_history']
 
+# %% ../nbs/04_training.ipynb #fab4ed69
 def plot_history(run_dir:str|Path, resumed_at:int|None=None):
     "Train losses of both tasks, and validation accuracy, against steps."
     import matplotlib.pyplot as plt
@@ -438,9 +333,10 @@ def train_command(argv:list[str]):
     "`distill-sbs train`: parse the flags (or `--config` YAML) and run `train`."
     train(parse_config(argv))
 
+# %% ../nbs/04_training.ipynb #8bba8486
 def teacher_logits(cfg:TrainConfig) -> dict:
     "The `--teacher`'s top-`--top_k` log-probabilities at every target token of the training set `cfg` tokenises, written to `cfg.output_dir` (chapter 2c); rerun, it finishes a killed run."
-    _check(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
+    require(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
     hw = pick_hardware(cfg.bf16)
     print(hw)
     data = load_data(cfg)
@@ -459,6 +355,7 @@ def teacher_logits(cfg:TrainConfig) -> dict:
           f"({summary['bytes']:,} bytes, {summary['bytes_per_token']} per token); train from it with --teacher_logits {cfg.output_dir}")
     return summary
 
+# %% ../nbs/04_training.ipynb #9e3ac50e
 def teacher_logits_command(argv:list[str]):
     "`distill-sbs teacher-logits`: `distill-sbs train`'s data flags, `--teacher`, `--top_k` (default --output_dir runs/teacher_logits)."
     if not any(a.split('=')[0] == '--output_dir' for a in argv) and not {'-h', '--help'} & set(argv):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from .core import UserError, ArgParser, add_flags, one_of
-from .training import TrainConfig, parse_config
+from .multitask import TrainConfig
+from .training import parse_config
 from fastcore.basics import patch
 
 # %% auto #0

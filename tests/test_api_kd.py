@@ -172,7 +172,7 @@ def test_bad_flags_get_one_line(taught, tmp_path, flags, says):
     (dict(kd_on='rationale', kd_on_policy=0.5), 'a --teacher_logprobs file holds only the training set'),
 ])
 def test_bad_settings_are_refused_by_name(taught, settings, says):
-    from distill_sbs.training import ConfigError, TrainConfig
+    from distill_sbs.multitask import ConfigError, TrainConfig
     with pytest.raises(ConfigError, match=re.escape(says)): TrainConfig(teacher_logprobs=str(taught/'train_logprobs.jsonl'), **settings)
 
 def test_a_file_for_other_data_gets_one_line(taught, tmp_path):

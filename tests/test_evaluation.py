@@ -3,7 +3,7 @@ import json
 from dataclasses import asdict
 import pytest
 from conftest import cli, error_line
-from distill_sbs.training import TrainConfig
+from distill_sbs.multitask import TrainConfig
 
 def _fake_run(path, **changes):
     "A run folder with a finished run's records but no model: enough for the checks made before any model loads."

@@ -8,7 +8,9 @@ from transformers import AutoTokenizer
 from conftest import SMALL, cli, ok, refused
 from test_paper_layout import _layout
 from distill_sbs import training
-from distill_sbs.training import TrainConfig, run_history, train
+from distill_sbs.multitask import TrainConfig
+from distill_sbs.training import train
+from distill_sbs.training import run_history
 
 @pytest.fixture(scope='module')
 def teacher(tmp_path_factory):

@@ -5,7 +5,9 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from conftest import SMALL, cli, error_line, ok, refused
-from distill_sbs.training import TrainConfig, TrainError, last_checkpoint, run_history, train
+from distill_sbs.multitask import TrainConfig, TrainError
+from distill_sbs.training import train
+from distill_sbs.training import last_checkpoint, run_history
 
 def test_train_leaves_a_loadable_model(tiny_run):
     out = tiny_run
