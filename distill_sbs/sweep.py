@@ -15,7 +15,7 @@ from fastcore.basics import patch_to
 from .core import ArgParser, UserError, one_of
 from .inference import CONFIG_FILE, RECORD_FILE
 from .multitask import ConfigError, TrainConfig
-from .training import refuse_unknown, changed_settings, config_parser, read_yaml, read_yaml_config
+from .training import refuse_unknown, changed_settings, config_parser, read_yaml, read_yaml_config, trained
 from .evaluation import COLORS, evaluate, system_label, t_interval
 from .vertex import fuse_paths, job_parser, submit_job
 
@@ -135,8 +135,8 @@ def run_cell(sweep:Sweep, cell:Cell, batch_size:int=64) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     (d/CELL_FILE).write_text(json.dumps(dict(method=cell.method, fraction=cell.fraction, student=cell.student, seed=cell.seed,
                                              method_settings=sweep.methods[cell.method]), indent=1) + '\n')
-    trained = (d/RECORD_FILE).exists()
-    _event(out, cell, 'score' if trained else 'resume' if (d/CONFIG_FILE).exists() else 'start')
+    finished = (d/RECORD_FILE).exists()
+    _event(out, cell, 'score' if finished else 'resume' if (d/CONFIG_FILE).exists() else 'start')
     with open(d/'log.txt', 'a') as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f'== {time.strftime("%Y-%m-%d %H:%M:%S")} {cell.name} ==')
         cfg = trained(sweep.config(cell))
