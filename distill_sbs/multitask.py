@@ -372,14 +372,14 @@ def training_hardware(
     bf16:bool|None=None, # force bf16 autocast on or off (None: decided by `fast` and the hardware)
     use_cpu:bool=False, # train on the CPU even with a GPU
 ) -> Hardware:
-    "Chapter 0a's `pick_hardware` for a training run: the plain baseline (`fast=False`) never autocasts unless told to."
+    "Chapter 0f's `pick_hardware` for a training run: the plain baseline (`fast=False`) never autocasts unless told to."
     return pick_hardware(bf16 if bf16 is not None or fast else False, 'cpu' if use_cpu else None)
 
 # %% ../nbs/03_multitask.ipynb #3cb56447
 def training_args(
     output_dir:str, # where checkpoints and logs go
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
-    hardware:Hardware|None=None, # the device and precision (chapter 0a); default: `training_hardware(fast)`
+    hardware:Hardware|None=None, # the device and precision (chapter 0f); default: `training_hardware(fast)`
     fp16:bool=False, # refused for T5, which overflows in fp16
     **kwargs, # any other `TrainingArguments`
 ) -> TrainingArguments:
@@ -417,7 +417,7 @@ def make_trainer(
     eval_rows=None, # the raw validation rows whose answers are scored (default: the `valid` split `tokenized` came from)
     pool=None, # where `cfg.eval_shots` worked examples come from (chapter 1f's `ExemplarPool`)
     callbacks:list|None=None, # `TrainerCallback`s
-    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0a); else picked here, with `cfg.bf16`
+    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0f); else picked here, with `cfg.bf16`
     fast:bool=True, # the fast settings of `training_args`; False: the plain baseline
     matmul_precision:str|None=None, # override the hardware's fp32 matmul precision while training ('highest', 'high', 'medium')
     **overrides, # `TrainingArguments` that replace those `cfg` gives (`disable_tqdm=True`, ...)
