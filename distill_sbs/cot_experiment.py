@@ -41,7 +41,7 @@ def cot_table(
     got = {}
     for seed in seeds:
         dirs = [d for k, d in runs.items() if k.startswith(seed + '/')]
-        _, res = evaluate(dirs, base=base and seed == seeds[0], batch_size=batch_size, shots=shots)
+        _, res = evaluate(dirs, base=base and seed == seeds[0], batch_size=batch_size, eval_shots=shots)
         for name, s in res['systems'].items():
             got.setdefault(name, []).append(s)
     rows = []

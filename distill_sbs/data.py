@@ -30,7 +30,7 @@ DATASETS = ['arith', *SOURCES, 'generic']
 @dataclass
 class DataSettings:
     "Which data a stage reads and how much of it: every stage of the course loads its data through these settings."
-    dataset:str = 'arith' # the task: 'arith' (built-in, offline), the paper's 'cqa', 'esnli', 'anli1', 'svamp', the math word problems 'gsm8k', 'multiarith', 'asdiv', or 'generic' (your files)
+    dataset:str = 'arith' # the dataset: 'arith' (built-in, offline), the paper's 'cqa', 'esnli', 'anli1', 'svamp', the math word problems 'gsm8k', 'multiarith', 'asdiv', or 'generic' (your files)
     data_dir:Optional[str] = None # paper-layout folder; a local copy of the Hub repository for gsm8k, multiarith, asdiv; your file/folder for generic (local or gs://); default: the Hub, or generated (arith)
     subsample:float = 1.0 # fraction of train kept, the paper's data-efficiency knob
     run:int = 0 # seed of the subsample (the paper's `--run`); a training run also seeds initialisation and data order with it
@@ -235,8 +235,11 @@ def load_data(
         rep.teacher_scored = len(scored)
         rep.teacher_correct = sum(answer_correct(dataset, r['teacher_label'], r['label']) for r in scored)
     ds = {s: Dataset.from_list(rs, features=FEATURES) for s, rs in rows.items()}
+    carved = [s for s in ('valid', 'test') if s not in ds]  # splits the source lacks, carved from train: each needs a row, and train keeps one
+    if len(ds['train']) < 1 + len(carved):
+        raise DataError(f"{source}: train has {len(ds['train'])} usable rows ({sum(summary.splits['train'].dropped.values())} dropped), too few to carve "
+                        + ' and '.join(f'a {s} split' for s in carved) + ' from it')
     if 'valid' not in ds:
-        if len(ds['train']) < 2: raise DataError(f"{dataset}: train has {len(ds['train'])} usable rows, too few to carve a validation split")
         parts = ds['train'].train_test_split(test_size=valid_frac, seed=0)
         ds['train'], ds['valid'] = parts['train'], parts['test']
         summary.notes.append(f"valid: {len(ds['valid']):,} rows carved from train ({valid_frac:.0%}, seed 0)")

@@ -25,9 +25,9 @@ from .multitask import ConfigError
 from .training import load_student, vocab_texts
 
 # %% auto #0
-__all__ = ['T95', 'SYSTEM_LABELS', 'COLORS', 'wilson_interval', 't_interval', 'system_label', 'choice_key', 'Comparison',
-           'plot_comparison', 'token_f1', 'rationale_metrics', 'EvalError', 'same_data', 'system_name', 'evaluate',
-           'evaluate_parser', 'evaluate_command']
+__all__ = ['T95', 'SYSTEM_LABELS', 'COLORS', 'FIXED_SYSTEMS', 'RUN_SYSTEMS', 'wilson_interval', 't_interval', 'system_label',
+           'choice_key', 'Comparison', 'plot_comparison', 'token_f1', 'rationale_metrics', 'EvalError', 'same_data',
+           'system_name', 'system_keys', 'evaluate', 'evaluate_parser', 'evaluate_command']
 
 # %% ../nbs/05_evaluation.ipynb #fb5723a1
 def wilson_interval(correct:int, n:int, z:float=1.96) -> tuple[float, float]:
@@ -51,12 +51,12 @@ def t_interval(xs:list) -> tuple[float, float]:
 SYSTEM_LABELS = {'teacher': 'teacher', 'base': 'base student', 'standard': 'standard finetuning',
                  'distilled': 'distilling step-by-step', 'cot': 'rationale-first', 'base_cot': 'base student, chain of thought',
                  'majority': 'majority guess', 'kd': 'standard + KD', 'distilled_kd': 'distilling step-by-step + KD',
-                 'teacher_model': 'finetuned teacher'}  # every system a chapter scores, named once
+                 'cot_kd': 'rationale-first + KD', 'teacher_model': 'finetuned teacher'}  # every system a chapter scores, named once
 
-def system_label(name:str) -> str:
-    "How a system is called in tables and charts: `SYSTEM_LABELS`, and `name@k` as asked with k exemplars."
+def system_label(name:str, labels:dict|None=None) -> str:
+    "How a system is called in tables and charts: its label in `labels` (a comparison's own, for runs made distinct), else `SYSTEM_LABELS`; `name@k` as asked with k exemplars."
     base, _, k = name.partition('@')
-    return SYSTEM_LABELS.get(base, base) + (f', {k} exemplars' if k else '')
+    return (labels or {}).get(base, SYSTEM_LABELS.get(base, base)) + (f', {k} exemplars' if k else '')
 
 # %% ../nbs/05_evaluation.ipynb #656712e6
 def choice_key(row:dict) -> str:
@@ -78,6 +78,7 @@ class Comparison:
     metric:str = 'accuracy' # what the chart shows: 'accuracy', or 'rouge_l' for free-text labels
     generated:dict = field(default_factory=dict) # system name -> its `Generations` (token counts, stopped), for generated answers
     writers:set = field(default_factory=set) # systems whose answers were read from the chain of thought they wrote (kept in predictions.jsonl)
+    labels:dict = field(default_factory=dict) # system name -> its label, where `SYSTEM_LABELS` has none (runs made distinct, `system_keys`)
 
 # %% ../nbs/05_evaluation.ipynb #d4f4c66d
 @patch
@@ -159,7 +160,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
     if 'majority' in t.index:
         ax.axhline(t[col]['majority'], color='k', ls='--', lw=1)
         ax.text(len(bars) - 0.5, t[col]['majority'], f"majority guess {t[col]['majority']:.1%}", ha='right', va='bottom', fontsize=9)
-    ax.set_xticks(list(x), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in bars.index], fontsize=8)
+    ax.set_xticks(list(x), [system_label(s, cmp.labels).replace(' ', '\n', 1).replace(', ', ',\n') for s in bars.index], fontsize=8)
     ax.set(ylim=(0, 1.1), ylabel=f'test {what} (n = {len(cmp.rows):,})', title=title or f'{cmp.dataset}: test {what}, 95% intervals')
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.spines[['top', 'right']].set_visible(False)
@@ -169,7 +170,7 @@ def plot_comparison(cmp:Comparison, title:str|None=None, cost:bool|None=None):
         bx.bar(range(len(gen)), gen.tokens_per_answer, color=[COLORS.get(s.split('@')[0], '#9467bd') for s in gen.index])
         for i, (tok, aps) in enumerate(zip(gen.tokens_per_answer, gen.answers_per_s)):
             bx.text(i, tok * 1.05, f'{tok:.0f} tokens' + (f'\n{aps:,.0f}/s' if aps else ''), ha='center', va='bottom', fontsize=8)
-        bx.set_xticks(range(len(gen)), [system_label(s).replace(' ', '\n', 1).replace(', ', ',\n') for s in gen.index], fontsize=8)
+        bx.set_xticks(range(len(gen)), [system_label(s, cmp.labels).replace(' ', '\n', 1).replace(', ', ',\n') for s in gen.index], fontsize=8)
         bx.set(ylabel='tokens generated per answer', title='what an answer costs (answers per second above)', ylim=(0, gen.tokens_per_answer.max() * 1.35 + 1))
         bx.spines[['top', 'right']].set_visible(False)
     fig.tight_layout()
@@ -204,7 +205,7 @@ def results(self, **details) -> dict:
     "Every number of the comparison as a JSON-ready dict, with `details` (runs, data, timings) added."
     t = self.table()
     num = lambda v, k=4: None if v is None or pd.isna(v) else round(float(v), k)
-    systems = {s: dict(label=system_label(s), accuracy=r.accuracy, correct=int(r.correct), n=int(r.n),
+    systems = {s: dict(label=system_label(s, self.labels), accuracy=r.accuracy, correct=int(r.correct), n=int(r.n),
                        ci95=[r.ci_low, r.ci_high], rouge_l=round(r.rouge_l, 4), rouge_l_ci95=[num(r.rouge_low), num(r.rouge_high)],
                        source=r.source, answers_per_second=num(r.answers_per_s, 2),
                        tokens_per_answer=num(r.tokens_per_answer, 2), stopped=num(r.stopped), no_answer=num(r.no_answer))
@@ -225,7 +226,7 @@ def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> s
     out = [f"# Distilling step-by-step: {self.dataset}, {len(self.rows):,} test examples", '',
            _md_table(acc), '', f'![test accuracy]({image})', '']
     for name, run in results.get('runs', {}).items():
-        out.append(f"- **{system_label(name)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
+        out.append(f"- **{system_label(name, self.labels)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
                    f"best validation {run.get('metric') or 'accuracy'} {_pct(run.get('best_valid_metric', run['best_valid_accuracy']))} ({run['best_checkpoint']}), `{run['dir']}`")
     if 'rationale_metrics' in results:
         r = results['rationale_metrics']
@@ -295,9 +296,48 @@ def same_data(configs:dict) -> DataSettings:
     return DataSettings(**mine)
 
 # %% ../nbs/05_evaluation.ipynb #14bdc28d
+FIXED_SYSTEMS = ('teacher', 'base', 'base_cot', 'majority')  # rows `evaluate` makes itself: no run takes their keys
+RUN_SYSTEMS = ('standard', 'distilled', 'cot', 'kd', 'distilled_kd', 'cot_kd')  # what `system_name` calls a run
+
 def system_name(cfg:dict) -> str:
-    "What its recipe calls a run (chapter 1f): `distilled` for distilling step-by-step, `standard` for standard finetuning, `cot` for a rationale-first student."
-    return make_recipe(cfg['model_type']).system
+    "What a run is, from its configuration: its recipe (chapter 1f: `distilled`, `standard`, `cot`), as `distilled_kd`, `kd` or `cot_kd` when it also learnt from a teacher's distributions (chapter 2c)."
+    system = make_recipe(cfg['model_type']).system
+    weight = cfg.get('kd_weight')
+    kd = any(cfg.get(k) for k in ('teacher', 'teacher_logits', 'teacher_logprobs')) and (1.0 if weight is None else weight) > 0
+    return ('kd' if system == 'standard' else f'{system}_kd') if kd else system
+
+# %% ../nbs/05_evaluation.ipynb #b7e31a52
+def _folder_key(run_dir:str, parent:bool) -> str:
+    "A run's folder name (with `parent`, parent/folder) as a key: no `@` (that marks exemplars)."
+    p = Path(run_dir).absolute()
+    return ((f'{p.parent.name}/' if parent and p.parent.name else '') + p.name).replace('@', '_')
+
+def system_keys(configs:dict) -> dict:
+    "Each run's key and label in a comparison (run dir -> (key, label)): its `system_name` where it is the only run of its kind; else its folder's name, then parent/folder, then a numeric suffix, so that no two share a key and none takes a fixed row or another kind's name. Prints which runs were made distinct."
+    kinds = {d: system_name(c) for d, c in configs.items()}
+    count = Counter(kinds.values())
+    keys = {d: k for d, k in kinds.items() if count[k] == 1}
+    taken, pending = set(keys.values()), [d for d in configs if d not in keys]
+    free = lambda k, d: k not in FIXED_SYSTEMS and (k == kinds[d] or k not in RUN_SYSTEMS) and k not in taken
+    for parent in (False, True):
+        tried = {d: _folder_key(d, parent) for d in pending}
+        clash = Counter(tried.values())
+        for d in [d for d in pending if clash[tried[d]] == 1 and free(tried[d], d)]:
+            keys[d] = tried[d]; taken.add(tried[d]); pending.remove(d)
+    for d in pending:  # the same folder twice, or a folder that can only be named as a fixed row: a numeric suffix
+        i = 2
+        while not free(f'{_folder_key(d, True)}-{i}', d): i += 1
+        keys[d] = f'{_folder_key(d, True)}-{i}'; taken.add(keys[d])
+    kind_label = lambda d: SYSTEM_LABELS.get(kinds[d], kinds[d])
+    out = {d: (keys[d], kind_label(d) if keys[d] == kinds[d] else f'{kind_label(d)} ({keys[d]})') for d in configs}
+    for kind, n in count.items():
+        if n > 1:
+            same = [d for d in configs if kinds[d] == kind]
+            fixed = sorted({Path(d).name for d in same} & set(FIXED_SYSTEMS))
+            print(f"{n} runs are {SYSTEM_LABELS.get(kind, kind)}: their rows are made distinct, "
+                  + ', '.join(f'{keys[d]!r} for {d}' for d in same)
+                  + (f" (no run takes the {', '.join(fixed)} row)" if fixed else ''))
+    return out
 
 # %% ../nbs/05_evaluation.ipynb #0e18f163
 def evaluate(
@@ -307,9 +347,9 @@ def evaluate(
     output_rationale:bool=False, # the distilled student also writes test rationales, scored by `rationale_metrics`
     batch_size:int=64, # answers generated per forward pass
     max_new_tokens:int|None=None, # most tokens per answer (default: each run's `gen_max_len`)
-    shots:int=0, # also ask every student with this many worked examples from the training split (chapter 1f), as `name@k`
+    eval_shots:int=0, # also ask every student with this many worked examples from the training split (chapter 1f), as `name@k`
 ) -> tuple[Comparison, dict]:
-    "Score the runs in `run_dirs`, the teacher, the base student and the majority guess on one test set, zero-shot and with `shots` exemplars; save a report."
+    "Score the runs in `run_dirs` (keyed by `system_keys`), the teacher, the base student and the majority guess on one test set, zero-shot and with `eval_shots` exemplars; save a report."
     configs = {str(d): run_config(d) for d in run_dirs}
     if not configs: raise EvalError('no runs to evaluate')
     settings = same_data(configs)
@@ -321,18 +361,19 @@ def evaluate(
     print(f"test set: {len(rows):,} examples of {settings.dataset}")
     if any(t is not None for t in test['teacher_label']):
         cmp.add('teacher', list(test['teacher_label']), data.summary.teacher or 'teacher labels')
-    names = Counter(system_name(c) for c in configs.values())
+    keys = system_keys(configs)
+    cmp.labels.update({k: label for k, label in keys.values() if label != SYSTEM_LABELS.get(k)})
     first = next(iter(configs.values()))
     runs, rationales, inputs = {}, None, list(test['input'])
     pool = None
-    if shots:  # the same exemplars for every student: drawn per question from the training split, never a scored question
+    if eval_shots:  # the same exemplars for every student: drawn per question from the training split, never a scored question
         pool = ExemplarPool.from_file(first['exemplars'], data) if first.get('exemplars') else ExemplarPool.from_data(data, settings.dataset)
         print(pool)
     model_types = [c['model_type'] for c in configs.values()]
     steps = [('base', None, 'standard')] if base else []  # the base student has been taught no prefix: it reads the bare question
     writer = next((mt for mt in model_types if make_recipe(mt).writes_rationale), None)
     if base and writer: steps.append(('base_cot', None, writer))  # and zero-shot chain of thought, the baseline of rationale-first students
-    steps += [(system_name(c) if names[system_name(c)] == 1 else Path(d).name, d, c['model_type']) for d, c in configs.items()]
+    steps += [(keys[d][0], d, c['model_type']) for d, c in configs.items()]
     for name, run_dir, model_type in tqdm(steps, desc='answering', leave=False):
         cfg = configs[run_dir] if run_dir else next((c for c in configs.values() if c['model_type'] == model_type), first)
         if run_dir: student = load_run(run_dir)
@@ -341,7 +382,7 @@ def evaluate(
             student = Student(model.to(default_device()), tok, model_type)
         student.pool = pool
         limit = max_new_tokens or (cfg['gen_max_len'] if cfg['model_type'] == model_type else make_recipe(model_type).gen_max_len(cfg['max_rationale_length']))
-        for k in ([0, shots] if shots else [0]):
+        for k in ([0, eval_shots] if eval_shots else [0]):
             t0 = time.perf_counter()
             gen = student.generations(inputs, 'predict', limit, batch_size, shots=k)
             cmp.add(name if not k else f'{name}@{k}', gen.answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),
@@ -374,7 +415,7 @@ def evaluate_command(argv:list[str]):
     "`distill-sbs evaluate`: score runs and write the report."
     a = evaluate_parser().parse_args(argv)
     if a.batch_size < 1: raise ConfigError(f'--batch_size must be at least 1, got {a.batch_size}')
-    if a.shots < 0: raise ConfigError(f'--shots must be 0 (zero-shot only) or more, got {a.shots}')
+    if a.eval_shots < 0: raise ConfigError(f'--eval_shots must be 0 (zero-shot only) or more, got {a.eval_shots}')
     cmp, _ = evaluate(a.runs, a.output_dir, base=not a.no_base, **flag_values(a, evaluate, skip=('run_dirs', 'output_dir', 'base')))
     print(cmp.summary())
     print(f'report: {Path(a.output_dir)/"report.md"}')

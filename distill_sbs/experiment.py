@@ -46,6 +46,4 @@ def experiment_command(argv:list[str]):
     "`distill-sbs experiment`: the whole course with `distill-sbs train`'s flags (default --output_dir runs/experiment)."
     if any(a.split('=')[0] == '--model_type' for a in argv):
         raise ConfigError('--model_type: experiment trains both a task_prefix and a standard student; leave the flag out')
-    if not any(a.split('=')[0] == '--output_dir' for a in argv) and not {'-h', '--help'} & set(argv):
-        argv = [*argv, '--output_dir', 'runs/experiment']
-    experiment(parse_config(argv))
+    experiment(parse_config(argv, 'experiment'))

@@ -15,8 +15,8 @@ from .kd import TeacherTokens
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TAIL_FLOOR', 'FALLBACK_EPS', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids', 'certain',
-           'read_logprobs', 'ApiLogprobs']
+__all__ = ['TAIL_FLOOR', 'FALLBACK_EPS', 'LOGPROB_EPS', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids',
+           'certain', 'read_logprobs', 'ApiLogprobs']
 
 # %% ../nbs/02e_kd_align.ipynb #bb309916
 def _core(text:str|None) -> str:
@@ -165,19 +165,38 @@ def certain(target:int, eps:float=FALLBACK_EPS) -> tuple[list[int], list[float],
     return [target], [math.log1p(-eps)], math.log(eps)
 
 # %% ../nbs/02e_kd_align.ipynb #041dd017
+LOGPROB_EPS = 1e-3  # the most a log-probability in a logprobs line may lie above 0 (an API's rounding)
+
+def _logprob(x, what:str) -> float:
+    "`x` as a log-probability, or a ValueError saying what is wrong with it."
+    lp = float(x)
+    if not math.isfinite(lp) or lp > LOGPROB_EPS: raise ValueError(f'{what} has log-probability {lp}, not a finite number at most 0')
+    return lp
+
+def _token(i:int, tok) -> tuple:
+    "Token `i` of a line, `[token, logprob, [[alternative, logprob], ...]]`, checked: log-probabilities at most 0, no alternative twice."
+    t, lp, alts = tok
+    alts = [(str(a), _logprob(alp, f'token {i}, alternative {str(a)!r},')) for a, alp in alts]
+    if len({a for a, _ in alts}) != len(alts):
+        again = next(a for j, (a, _) in enumerate(alts) if a in {b for b, _ in alts[:j]})
+        raise ValueError(f'token {i} lists the alternative {again!r} twice')
+    return str(t), _logprob(lp, f'token {i} {str(t)!r}'), alts
+
 def read_logprobs(path:str|Path) -> dict:
-    "{row id: [(token, logprob, [(alternative, logprob), ...]), ...]} of a `*_logprobs.jsonl` (`distill-sbs teach --logprobs K`); a bad line is refused with its number."
+    "{row id: [(token, logprob, [(alternative, logprob), ...]), ...]} of a `*_logprobs.jsonl` (`distill-sbs teach --logprobs K`); a bad line (a log-probability above 0 or not a number, an alternative twice) is refused with its number."
     path, out = Path(path), {}
     if not path.is_file(): raise TeacherError(f'{path}: no such file (a *_logprobs.jsonl written by `distill-sbs teach --logprobs K`)')
-    with open(path, encoding='utf-8') as f:
+    with open(path, 'rb') as f:
         for n, line in enumerate(f, 1):
             if not line.strip(): continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(line.decode('utf-8'))
+                if not isinstance(rec, dict): raise TypeError(f'it holds a {type(rec).__name__}, not an object')
                 if not isinstance(rec['id'], str): raise TypeError('its id is not a string')
-                out[rec['id']] = [(str(t), float(lp), [(str(a), float(alp)) for a, alp in alts]) for t, lp, alts in rec['tokens']]
-            except (ValueError, TypeError, KeyError) as e:
-                raise TeacherError(f'{path}: line {n} is not a line of `distill-sbs teach --logprobs` ({type(e).__name__}: {e}); '
+                if not isinstance(rec['tokens'], list): raise TypeError('its tokens are not a list')
+                out[rec['id']] = [_token(i, tok) for i, tok in enumerate(rec['tokens'])]
+            except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
+                raise TeacherError(f'{path}: line {n} is not a line of `distill-sbs teach --logprobs` ({type(e).__name__}: {" ".join(str(e).split())[:200]}); '
                                    'each is {"id", "text", "tokens": [[token, logprob, [[alternative, logprob], ...]], ...]}') from None
     return out
 

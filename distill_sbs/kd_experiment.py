@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from .inference import RECORD_FILE
 from .kd_teachers import TeacherError, TopKLogits
-from .multitask import TrainConfig
+from .multitask import KD_DEFAULTS, TrainConfig
 from .training import teacher_logits, trained
 from .evaluation import SYSTEM_LABELS, evaluate, t_interval
 
@@ -44,13 +44,14 @@ def kd_runs(
     "Train the teacher, write its top-k, train four students per seed; the run folders, by seed and system."
     out = Path(cfg.output_dir)
     teacher = trained(replace(cfg, from_pretrained=teacher_model, model_type='task_prefix', max_steps=teacher_steps or cfg.max_steps, lr=teacher_lr or cfg.lr,
-                               teacher='', teacher_logits='', kd_weight=None, output_dir=str(out/'teacher_model'))).output_dir
+                               teacher='', teacher_logits='', kd_weight=None, **KD_DEFAULTS, output_dir=str(out/'teacher_model'))).output_dir
     logits = {mt: _logits(cfg, teacher, mt, top_k) for mt in ('standard', 'task_prefix')}
     runs = {'teacher': teacher}
     for seed in seeds:
         for name, (model_type, kd) in KD_RUNS.items():
             runs[f'seed{seed}/{name}'] = trained(replace(cfg, run=seed, model_type=model_type, teacher='', teacher_logits=logits[model_type] if kd else '',
-                                                          kd_weight=kd_weight if kd else 0.0, output_dir=str(out/f'seed{seed}'/name))).output_dir
+                                                          kd_weight=kd_weight if kd else 0.0, **({} if kd else KD_DEFAULTS),
+                                                          output_dir=str(out/f'seed{seed}'/name))).output_dir
     return runs
 
 # %% ../nbs/05b_kd_experiment.ipynb #993fc442

@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/kd_teachers.html.md"""
 
 # %% ../nbs/02d_kd_teachers.ipynb #6123b22a
 from __future__ import annotations
-import hashlib, json, os, shutil
+import collections, hashlib, io, json, os, shutil
 from pathlib import Path
 import numpy as np
 import torch
@@ -18,8 +18,9 @@ from .kd import TeacherTokens
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TARGET_COLUMNS', 'LOGITS_META', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint', 'check_same_tokenizer',
-           'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits', 'sample_completions']
+__all__ = ['TARGET_COLUMNS', 'LOGITS_META', 'LOGP_EPS', 'MASS_TOL', 'TeacherError', 'tokenizer_fingerprint', 'data_fingerprint',
+           'check_same_tokenizer', 'OnlineTeacher', 'online_teacher', 'write_teacher_logits', 'TopKLogits',
+           'sample_completions']
 
 # %% ../nbs/02d_kd_teachers.ipynb #82a444cb
 class TeacherError(UserError):
@@ -76,12 +77,33 @@ def online_teacher(model, tokenizer, student_model, student_tokenizer, name:str=
 
 # %% ../nbs/02d_kd_teachers.ipynb #969574f7
 LOGITS_META = 'teacher_logits.json'
+LOGP_EPS = 1e-3  # the most a stored log-probability may lie above 0 (float16 rounding)
+MASS_TOL = 0.05  # the most a token's total probability (its top k and tail) may differ from 1, in log space
+_ARRAYS = ('ids', 'logp', 'tail', 'counts')
+_REWRITE = 'delete the folder and write it again with `distill-sbs teacher-logits`'
 
 def _batches(ds, target, batch_size, collate):
     ids_col, lab_col = TARGET_COLUMNS[target]
     for j in range(0, len(ds), batch_size):
         part = ds[j:j + batch_size]
         yield collate([{'input_ids': i, 'labels': l} for i, l in zip(part[ids_col], part[lab_col])])
+
+# %% ../nbs/02d_kd_teachers.ipynb #380c80b8
+def _one_line(e) -> str: return ' '.join(str(e).split())[:200]
+
+def _write_atomic(path:Path, data:bytes):
+    "Write `data` to `path` whole or not at all: to a temporary name beside it, flushed to disk, then renamed."
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+def _save_array(path:Path, arr:np.ndarray) -> dict:
+    "Save `arr` as a .npy file at `path`, atomically; its manifest entry: shape, dtype and the sha256 of the file's bytes."
+    buf = io.BytesIO(); np.save(buf, arr, allow_pickle=False)
+    _write_atomic(path, data := buf.getvalue())
+    return dict(shape=list(arr.shape), dtype=str(arr.dtype), sha256=hashlib.sha256(data).hexdigest())
+
+def _write_manifest(out:Path, manifest:dict): _write_atomic(out/LOGITS_META, (json.dumps(manifest, indent=2) + '\n').encode())
 
 # %% ../nbs/02d_kd_teachers.ipynb #77218294
 def write_teacher_logits(
@@ -96,7 +118,7 @@ def write_teacher_logits(
     about:dict|None=None, # more settings to record (and to check on resume)
     progress:bool=True, # show a progress bar
 ) -> dict:
-    "Write the teacher's top-`k` log-probabilities, their ids and a tail bucket for every target token of `train`, in shards; resumes a killed run."
+    "Write the teacher's top-`k` log-probabilities, their ids and a tail bucket for every target token of `train`, in shards recorded with their checksums; resumes a killed run."
     from tqdm.auto import tqdm
     V = len(teacher.tokenizer)
     if not 1 <= k <= V: raise TeacherError(f'--top_k {k}: must be between 1 and the teacher\'s vocabulary size ({V:,} tokens)')
@@ -106,22 +128,24 @@ def write_teacher_logits(
     meta = dict(format=1, k=k, temperature=temperature, dtype=dtype, vocab_size=V, tokenizer=tokenizer_fingerprint(teacher.tokenizer),
                 data={t: data_fingerprint(train, t) for t in tasks}, rows=len(train), shard_rows=shard_rows, tasks=tasks, teacher=teacher.name, **(about or {}))
     if (out/LOGITS_META).exists():
-        old = json.loads((out/LOGITS_META).read_text())
-        if diff := [key for key in meta if old.get(key) != meta[key]]:
+        manifest = _read_manifest(out)
+        if diff := [key for key in meta if manifest.get(key) != meta[key]]:
             key = diff[0]
-            raise TeacherError(f'{out} holds teacher logits made with other settings ({key}: {old.get(key)!r} there, {meta[key]!r} now): '
+            raise TeacherError(f'{out} holds teacher logits made with other settings ({key}: {manifest.get(key)!r} there, {meta[key]!r} now): '
                                'choose another folder, or delete it to start over')
+        manifest.setdefault('shards', {})  # a folder written before shards had checksums: all its shards are written again
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out/'meta.tmp').write_text(json.dumps(meta, indent=2) + '\n'); os.replace(out/'meta.tmp', out/LOGITS_META)
+        _write_manifest(out, manifest := {**meta, 'shards': {}})
     collate = DataCollatorForSeq2Seq(teacher.tokenizer, label_pad_token_id=-100, return_tensors='pt')
     n_shards = -(-len(train) // shard_rows)
-    todo = [i for i in range(n_shards) if not (out/f'shard-{i:05d}').is_dir()]
+    todo = [i for i in range(n_shards) if f'shard-{i:05d}' not in manifest['shards']]  # a shard is done once the manifest records it
     bar = tqdm(total=len(train), initial=len(train) - sum(min(shard_rows, len(train) - i * shard_rows) for i in todo),
                unit='row', desc='teacher logits', disable=not progress)
     for i in todo:
         part = train.select(range(i * shard_rows, min(len(train), (i + 1) * shard_rows)))
-        tmp = out/f'shard-{i:05d}.tmp'
+        name, files = f'shard-{i:05d}', {}
+        tmp = out/f'{name}.tmp'
         if tmp.exists(): shutil.rmtree(tmp)  # left by a killed run
         tmp.mkdir()
         for task in tasks:
@@ -132,32 +156,112 @@ def write_teacher_logits(
                 got['ids'].append(ids.int()); got['logp'].append(top)
                 got['tail'].append(logp.scatter(-1, ids, -torch.inf).logsumexp(-1))
                 got['counts'].append((batch['labels'] != -100).sum(1).int())
-            for name, parts in got.items():
+            for key, parts in got.items():
                 arr = torch.cat(parts).cpu().numpy()
-                np.save(tmp/f'{task}_{name}.npy', arr.astype(dtype) if name in ('logp', 'tail') else arr)
-        os.replace(tmp, out/f'shard-{i:05d}')  # a shard appears whole or not at all
+                files[f'{task}_{key}.npy'] = _save_array(tmp/f'{task}_{key}.npy', arr.astype(dtype) if key in ('logp', 'tail') else arr)
+        if (out/name).exists(): shutil.rmtree(out/name)  # renamed by a run killed before the manifest recorded it
+        os.replace(tmp, out/name)  # a shard appears whole or not at all...
+        manifest['shards'] = dict(sorted({**manifest['shards'], name: files}.items()))
+        _write_manifest(out, manifest)  # ...and counts once the manifest records its files' shapes and checksums
         bar.update(len(part))
     bar.close()
     return TopKLogits(out).summary()
 
 # %% ../nbs/02d_kd_teachers.ipynb #e7c136a3
+def _short(v) -> str: return r if len(r := repr(v)) <= 60 else r[:57] + '...'
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+_FIELDS = {  # a manifest's fields: is it right, and what it should be
+    'k': (lambda v: _is_int(v) and v >= 1, 'a whole number of at least 1'),
+    'temperature': (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float('inf'), 'a number above 0'),
+    'dtype': (lambda v: v in ('float16', 'float32'), "'float16' or 'float32'"),
+    'vocab_size': (lambda v: _is_int(v) and v >= 1, 'a whole number of at least 1'),
+    'tokenizer': (lambda v: isinstance(v, str), 'a fingerprint'),
+    'rows': (lambda v: _is_int(v) and v >= 1, 'a whole number of at least 1'),
+    'shard_rows': (lambda v: _is_int(v) and v >= 1, 'a whole number of at least 1'),
+    'tasks': (lambda v: isinstance(v, list) and v and all(isinstance(t, str) and t in TARGET_COLUMNS for t in v) and len(set(v)) == len(v),
+              f'a list of targets among {list(TARGET_COLUMNS)}'),
+}
+
+# %% ../nbs/02d_kd_teachers.ipynb #04d4fb7a
+def _good_entry(e) -> bool:
+    return (isinstance(e, dict) and isinstance(e.get('shape'), list) and all(_is_int(n) and n >= 0 for n in e['shape'])
+            and isinstance(e.get('dtype'), str) and isinstance(e.get('sha256'), str))
+
+# %% ../nbs/02d_kd_teachers.ipynb #48e9e92f
+def _read_manifest(path:Path) -> dict:
+    "The manifest of a teacher-logits folder, each field checked; a `TeacherError` naming the file and the field if it is cut off or damaged."
+    f = path/LOGITS_META
+    if not f.is_file(): raise TeacherError(f'{path}: no {LOGITS_META} here, so it is not a folder written by `distill-sbs teacher-logits`')
+    try: meta = json.loads(f.read_bytes())
+    except (ValueError, OSError, RecursionError) as e:
+        raise TeacherError(f'{f}: not a whole JSON file ({_one_line(e)}): it was cut off or damaged; {_REWRITE}') from None
+    if not isinstance(meta, dict): raise TeacherError(f'{f}: holds {type(meta).__name__}, not a JSON object: it is damaged; {_REWRITE}')
+    for key, (good, want) in _FIELDS.items():
+        if key not in meta: raise TeacherError(f'{f}: no {key!r} field: it is damaged or not written by `distill-sbs teacher-logits`; {_REWRITE}')
+        if not good(meta[key]): raise TeacherError(f'{f}: field {key!r} is {_short(meta[key])}, not {want}: it is damaged; {_REWRITE}')
+    if meta['k'] > meta['vocab_size']: raise TeacherError(f"{f}: field 'k' is {meta['k']}, more than its 'vocab_size' {meta['vocab_size']}: it is damaged; {_REWRITE}")
+    if not (isinstance(meta.get('data'), dict) and all(isinstance(meta['data'].get(t), str) for t in meta['tasks'])):
+        raise TeacherError(f"{f}: field 'data' is {_short(meta.get('data'))}, not a fingerprint for each of its tasks: it is damaged; {_REWRITE}")
+    if 'shards' in meta:  # absent in a folder written before its files had checksums
+        shards = meta['shards']
+        if not isinstance(shards, dict): raise TeacherError(f"{f}: field 'shards' is {_short(shards)}, not an object: it is damaged; {_REWRITE}")
+        for name, files in shards.items():
+            want = {f'{t}_{a}.npy' for t in meta['tasks'] for a in _ARRAYS}
+            if not (isinstance(files, dict) and set(files) == want and all(_good_entry(e) for e in files.values())):
+                raise TeacherError(f"{f}: field 'shards', {name}: {_short(files)} is not a shape, dtype and sha256 for each of its files: "
+                                   f'it is damaged; {_REWRITE}')
+    return meta
+
+# %% ../nbs/02d_kd_teachers.ipynb #ff60d81f
+def _read_npy(f:Path, entry:dict|None) -> np.ndarray:
+    "The array in the .npy file `f`, its bytes checked against its manifest `entry` (if any); a `TeacherError` naming the file if missing, cut off or damaged."
+    try: data = f.read_bytes()
+    except FileNotFoundError: raise TeacherError(f'{f}: missing, though {LOGITS_META} lists it: the folder is damaged; {_REWRITE}') from None
+    except OSError as e: raise TeacherError(f'{f}: cannot be read ({_one_line(e)}); {_REWRITE}') from None
+    if entry is not None and (h := hashlib.sha256(data).hexdigest()) != entry['sha256']:
+        raise TeacherError(f"{f}: its {len(data):,} bytes are not the ones written (sha256 {h[:12]}..., {LOGITS_META} records "
+                           f"{entry['sha256'][:12]}...): it was cut off or damaged; {_REWRITE}")
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        shape, fortran, dtype = read(buf)
+    except Exception as e:
+        raise TeacherError(f'{f}: not a .npy array ({type(e).__name__}: {_one_line(e)}): it was cut off or damaged; {_REWRITE}') from None
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if dtype.hasobject or len(data) - buf.tell() != need:
+        raise TeacherError(f'{f}: holds {len(data) - buf.tell():,} bytes of data where its header ({shape}, {dtype}) needs {need:,}: '
+                           f'it was cut off or damaged; {_REWRITE}')
+    arr = np.frombuffer(data, dtype, offset=buf.tell(), count=need // max(1, dtype.itemsize)).reshape(shape, order='F' if fortran else 'C')
+    if entry is not None and (list(arr.shape) != entry['shape'] or str(arr.dtype) != entry['dtype']):
+        raise TeacherError(f"{f}: holds {arr.shape} {arr.dtype}, {LOGITS_META} records {tuple(entry['shape'])} {entry['dtype']}: "
+                           f'the folder is damaged; {_REWRITE}')
+    return arr
+
+# %% ../nbs/02d_kd_teachers.ipynb #4dc8d185
 class TopKLogits:
-    "A folder written by `write_teacher_logits`: the teacher's top-k distribution at any row's target tokens, without the teacher."
+    "A folder written by `write_teacher_logits`: the teacher's top-k distribution at any row's target tokens, without the teacher; every file checked on opening."
     def __init__(self, path:str|Path):
         self.path = Path(path)
-        if not (self.path/LOGITS_META).exists():
-            raise TeacherError(f'{self.path}: no {LOGITS_META} here, so it is not a folder written by `distill-sbs teacher-logits`')
-        self.meta = json.loads((self.path/LOGITS_META).read_text())
-        n_shards = -(-self.meta['rows'] // self.meta['shard_rows'])
-        missing = [i for i in range(n_shards) if not (self.path/f'shard-{i:05d}').is_dir()]
+        self.meta = m = _read_manifest(self.path)
+        n_shards = -(-m['rows'] // m['shard_rows'])
+        names, recorded = [f'shard-{i:05d}' for i in range(n_shards)], m.get('shards')
+        missing = [n for n in names if (n not in recorded if recorded is not None else not (self.path/n).is_dir())]
         if missing: raise TeacherError(f'{self.path}: {len(missing)} of {n_shards} shards are missing (the run writing it was stopped): '
                                        'run the same `distill-sbs teacher-logits` command again to finish it')
+        self.checksums = recorded is not None  # False: a folder written before shards had checksums; its values are still checked
         self.arrays = {}
-        for target in self.meta['tasks']:
-            arr = {name: np.concatenate([np.load(self.path/f'shard-{i:05d}'/f'{target}_{name}.npy') for i in range(n_shards)])
-                   for name in ('ids', 'logp', 'tail', 'counts')}
-            arr['starts'] = np.concatenate([[0], np.cumsum(arr['counts'])])
+        for target in m['tasks']:
+            parts = {a: [] for a in _ARRAYS}
+            for i, name in enumerate(names):
+                got = {a: _read_npy(self.path/name/f'{target}_{a}.npy', recorded[name][f'{target}_{a}.npy'] if recorded is not None else None) for a in _ARRAYS}
+                self._check_shapes(target, i, got)
+                for a in _ARRAYS: parts[a].append(got[a])
+            arr = {a: np.concatenate(parts[a]) for a in _ARRAYS}
+            arr['starts'] = np.concatenate([[0], np.cumsum(arr['counts'], dtype=np.int64)])
             self.arrays[target] = arr
+            self._check_values(target, m['vocab_size'], 'its vocabulary')
     def tokens(self, batch:dict|None=None, target:str='label', rows=None) -> TeacherTokens:
         "The teacher's top-k distribution at the target tokens of training rows `rows`, in order."
         a = self.arrays[target]
@@ -169,6 +273,70 @@ class TopKLogits:
         s = self.summary()
         return f"TopKLogits({self.path}: {s['rows']:,} rows, {s['tokens']:,} target tokens, top {s['k']}, {s['bytes']:,} bytes = {s['bytes_per_token']} per token)"
 
+# %% ../nbs/02d_kd_teachers.ipynb #b7c0e1a2
+@patch
+def _file(self:TopKLogits, target:str, array:str, row:int) -> Path:
+    "The file holding `array` of training row `row`."
+    return self.path/f"shard-{row // self.meta['shard_rows']:05d}"/f'{target}_{array}.npy'
+
+# %% ../nbs/02d_kd_teachers.ipynb #01bf4a01
+@patch
+def _check_shapes(self:TopKLogits, target:str, i:int, got:dict):
+    "Refuse shard `i`'s arrays of `target` unless their types and shapes fit together and the manifest, naming the file."
+    m, f = self.meta, lambda a: self.path/f'shard-{i:05d}'/f'{target}_{a}.npy'
+    rows = min(m['shard_rows'], m['rows'] - i * m['shard_rows'])
+    ids, logp, tail, counts = (got[a] for a in _ARRAYS)
+    want = {'ids': ('int32', None), 'logp': (m['dtype'], None), 'tail': (m['dtype'], None), 'counts': ('int32', (rows,))}
+    for a, (dtype, shape) in want.items():  # the types, and each array's rank, first...
+        x = got[a]
+        if str(x.dtype) != dtype or (x.shape != shape if shape else x.ndim == 0 or x.shape[1:] != ((m['k'],) if a != 'tail' else ())):
+            shape = shape or (('N', m['k']) if a != 'tail' else ('N',))
+            raise TeacherError(f'{f(a)}: holds {x.shape} {x.dtype}, not {shape} {dtype} (top {m["k"]}, {rows} rows in this shard): '
+                               f'the folder is damaged; {_REWRITE}')
+    if (counts < 0).any():
+        r = int(np.argmax(counts < 0))
+        raise TeacherError(f"{f('counts')}: training row {i * m['shard_rows'] + r} has {counts[r]} target tokens: the folder is damaged; {_REWRITE}")
+    lengths = {'ids': len(ids), 'logp': len(logp), 'tail': len(tail), 'counts': int(counts.sum(dtype=np.int64))}
+    n = collections.Counter(lengths.values()).most_common(1)[0][0]  # ...then the number of target tokens, as most of the four have it
+    for a, got_n in lengths.items():
+        if got_n == n: continue
+        if a == 'counts': raise TeacherError(f"{f('counts')}: its rows have {got_n:,} target tokens in all, its other files hold {n:,}: the folder is damaged; {_REWRITE}")
+        raise TeacherError(f'{f(a)}: holds {got_n:,} target tokens, the shard\'s other files {n:,}: the folder is damaged; {_REWRITE}')
+
+# %% ../nbs/02d_kd_teachers.ipynb #7b521e26
+@patch
+def _where(self:TopKLogits, target:str, array:str, token:int, what:str) -> TeacherError:
+    "A `TeacherError` naming the file, training row and target token of `token` (an index into `target`'s tokens), saying `what`."
+    row = int(np.searchsorted(self.arrays[target]['starts'], token, side='right')) - 1
+    pos = token - int(self.arrays[target]['starts'][row])
+    return TeacherError(f'{self._file(target, array, row)}: training row {row}, target token {pos}: {what}: the folder is damaged, or its teacher '
+                        f'gave values that are no distribution; {_REWRITE}')
+
+# %% ../nbs/02d_kd_teachers.ipynb #fda8a201
+@patch
+def _check_values(self:TopKLogits, target:str, vocab:int, whose:str):
+    "Refuse ids outside [0, `vocab`) or repeated at one token, log-probabilities that are NaN or above 0, and tokens whose probabilities do not sum to 1."
+    a = self.arrays[target]
+    ids, logp, tail = a['ids'], a['logp'], a['tail']
+    if (bad := (ids < 0) | (ids >= vocab)).any():
+        t, j = map(int, np.argwhere(bad)[0])
+        raise self._where(target, 'ids', t, f'top-k position {j}: id {ids[t, j]} is outside {whose} (0 to {vocab - 1:,})')
+    if ids.shape[1] > 1 and (dup := (np.diff(np.sort(ids, 1), axis=1) == 0).any(1)).any():
+        raise self._where(target, 'ids', int(np.argmax(dup)), 'an id repeats among its top k')
+    for name, x in (('logp', logp), ('tail', tail)):
+        if (bad := np.isnan(x) | (x > LOGP_EPS)).any():
+            at = np.argwhere(bad)[0]
+            where = f'top-k position {int(at[1])}: ' if x.ndim == 2 else ''
+            raise self._where(target, name, int(at[0]), f'{where}log-probability {x[tuple(at)]} is {"not a number" if np.isnan(x[tuple(at)]) else "above 0"}')
+    if len(tail):
+        x = np.concatenate([logp, tail[:, None]], 1).astype(np.float64)
+        top = x.max(1)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            mass = np.where(np.isneginf(top), -np.inf, top + np.log(np.exp(x - np.where(np.isneginf(top), 0, top)[:, None]).sum(1)))
+        if (bad := ~(np.abs(mass) <= MASS_TOL)).any():
+            t = int(np.argmax(bad))
+            raise self._where(target, 'tail', t, f'its top k and tail hold probability {np.exp(mass[t]):.4g}, not 1')
+
 # %% ../nbs/02d_kd_teachers.ipynb #730e6847
 @patch(as_prop=True)
 def temperature(self:TopKLogits): return self.meta['temperature']
@@ -176,7 +344,7 @@ def temperature(self:TopKLogits): return self.meta['temperature']
 # %% ../nbs/02d_kd_teachers.ipynb #7f89b161
 @patch
 def check(self:TopKLogits, train, tokenizer, temperature:float|None=None):
-    "Refuse to teach from this folder if it was made for other data, another tokenizer or another temperature, naming which."
+    "Refuse to teach from this folder if it was made for other data, another tokenizer or another temperature, or holds ids outside the tokenizer's vocabulary, naming which."
     if self.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):
         raise TeacherError(f"{self.path} was made for another tokenizer (fingerprint {self.meta['tokenizer']}, this student's is "
                            f"{tokenizer_fingerprint(tokenizer)}): the teacher and the student must share one vocabulary")
@@ -188,6 +356,12 @@ def check(self:TopKLogits, train, tokenizer, temperature:float|None=None):
             raise TeacherError(f'{self.path} was made for another tokenised training data ({target} target: fingerprint {mine}, this run\'s is '
                                f'{theirs}; {self.meta["rows"]:,} rows there, {len(train):,} here): write it again with `distill-sbs teacher-logits` '
                                'and the same data, --model_type, --label_type and length flags as this run')
+        counts = np.array([sum(x != -100 for x in labels) for labels in train[lab]], np.int64)
+        if len(counts) != len(self.arrays[target]['counts']) or (bad := counts != self.arrays[target]['counts']).any():
+            r = int(np.argmax(bad)) if len(counts) == len(self.arrays[target]['counts']) else 0
+            raise TeacherError(f"{self._file(target, 'counts', r)}: training row {r} has {self.arrays[target]['counts'][r]} target tokens there, "
+                               f'{counts[r]} in this run\'s data: the folder is damaged; {_REWRITE}')
+        self._check_values(target, len(tokenizer), "this student's vocabulary")
     if temperature is not None and abs(temperature - self.temperature) > 1e-6:
         raise TeacherError(f'{self.path} holds log-probabilities at temperature {self.temperature}, not --kd_temperature {temperature}')
 

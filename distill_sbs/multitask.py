@@ -28,10 +28,10 @@ from .kd import DIVERGENCES, KD_TARGETS, KDSettings
 from .kd_teachers import OnlineTeacher, sample_completions
 
 # %% auto #0
-__all__ = ['METRICS', 'STUDENT_DEFAULTS', 'two_pass_losses', 'task_weights', 'kd_term', 'objective', 'one_pass_losses',
-           'plain_loop', 'rouge_l', 'score_answers', 'default_metric', 'TrainError', 'ConfigError', 'TrainConfig',
-           'require', 'check_kd', 'check_api_teacher', 'TaskPrefixTrainer', 'training_hardware', 'training_args',
-           'config_args', 'make_trainer']
+__all__ = ['METRICS', 'STUDENT_DEFAULTS', 'KD_DEFAULTS', 'two_pass_losses', 'task_weights', 'kd_term', 'objective',
+           'one_pass_losses', 'plain_loop', 'rouge_l', 'score_answers', 'default_metric', 'TrainError', 'ConfigError',
+           'TrainConfig', 'require', 'check_kd', 'check_api_teacher', 'TaskPrefixTrainer', 'training_hardware',
+           'training_args', 'config_args', 'make_trainer']
 
 # %% ../nbs/03_multitask.ipynb #bf963d9a
 def two_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +174,7 @@ class TrainConfig(CotSettings, DataSettings):
     kd_beta:float = 0.5 # JSD(β): towards 0 the forward KL, towards 1 the reverse KL
     kd_skew:float = 0.1 # λ of the skew KLs: the share of one distribution mixed into the other
     kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
-    kd_on:str = 'both' # distil on the 'label' tokens, the 'rationale' tokens or 'both' (standard finetuning has labels only; --teacher_logprobs: rationale for task_prefix, label for cot)
+    kd_on:Optional[str] = None # distil on the 'label' tokens, the 'rationale' tokens or 'both' (default both; standard finetuning has labels only; --teacher_logprobs: the rationale's, rationale for task_prefix, label for cot)
     kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
     ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
     top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
@@ -186,6 +186,7 @@ class TrainConfig(CotSettings, DataSettings):
         if self.logging_steps is None: self.logging_steps = max(1, self.eval_steps // 10)
         if self.gen_max_len is None: self.gen_max_len = make_recipe(self.model_type).gen_max_len(self.max_rationale_length)
         if self.kd_weight is None: self.kd_weight = 1.0 if self.teacher or self.teacher_logits or self.teacher_logprobs else 0.0
+        if self.kd_on is None: self.kd_on = (make_recipe(self.model_type).rationale_task or 'label') if self.teacher_logprobs else 'both'
         self.check()
 
 # %% ../nbs/03_multitask.ipynb #a4e9a361
@@ -216,6 +217,8 @@ def check(self):
         require(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
 
 # %% ../nbs/03_multitask.ipynb #048a689f
+KD_DEFAULTS = dict(kd_loss='forward_kl', kd_beta=0.5, kd_skew=0.1, kd_temperature=1.0, kd_on='both', ce_weight=1.0)  # the term's settings as they are when no teacher is given
+
 def check_kd(cfg:TrainConfig):
     "The token-level distillation flags (chapter 2c): a teacher for the term, one source of it, weights that teach something, and what an API teacher's logprobs can teach."
     one_of('kd_loss', cfg.kd_loss, DIVERGENCES)
@@ -225,6 +228,9 @@ def check_kd(cfg:TrainConfig):
     has_teacher = bool(sources)
     require(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
     require(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
+    given = [f'--{k} {getattr(cfg, k)}' for k, default in KD_DEFAULTS.items() if getattr(cfg, k) != default]
+    require(has_teacher or not given, f"{', '.join(given)}: {'it shapes' if len(given) == 1 else 'they shape'} the distillation term, which needs a teacher: "
+            'add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE, or leave ' + ('it' if len(given) == 1 else 'them') + ' out')
     require(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
     require(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
     require(not cfg.kd_on_policy or cfg.teacher, f'--kd_on_policy {cfg.kd_on_policy} needs --teacher: the student\'s own samples must be scored by a '
@@ -312,11 +318,17 @@ def compute_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False, nu
     "`objective` on a batch: both tasks' cross-entropies mixed by alpha; with a teacher, while training, `distill_loss`; a label task alone, the `Trainer`'s loss."
     if self.kd is not None and model.training: return self.distill_loss(model, inputs, return_outputs)
     tasks = self.tasks(inputs)
-    if 'rationale' not in tasks: return Trainer.compute_loss(self, model, tasks['label'], return_outputs, num_items_in_batch)
+    if 'rationale' not in tasks:  # a label task alone: the `Trainer`'s own loss
+        out = Trainer.compute_loss(self, model, tasks['label'], return_outputs, num_items_in_batch)
+        loss = out[0] if return_outputs else out
+        if model.training: self.stop_if_not_finite(loss, label_loss=loss)
+        return out
     losses = one_pass_losses if self.config.one_pass else two_pass_losses
     ce = dict(zip(('label', 'rationale'), losses(model, tasks['label'], tasks['rationale'])))
-    if model.training: self.note(**{f'{t}_loss': l for t, l in ce.items()})
     loss = objective(ce, self.config.alpha)
+    if model.training:
+        self.stop_if_not_finite(loss, **{f'{t}_loss': l for t, l in ce.items()})
+        self.note(**{f'{t}_loss': l for t, l in ce.items()})
     return (loss, {'pred_loss': ce['label'], 'expl_loss': ce['rationale']}) if return_outputs else loss
 
 # %% ../nbs/03_multitask.ipynb #f70eb04f
@@ -324,6 +336,16 @@ def compute_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False, nu
 def note(self:TaskPrefixTrainer, **terms):
     "Keep loss terms, detached, for the next log line."
     for k, v in terms.items(): self._logged[k].append(v.detach())
+
+# %% ../nbs/03_multitask.ipynb #fdee2869
+@patch
+def stop_if_not_finite(self:TaskPrefixTrainer, loss:torch.Tensor, **terms):
+    "Raise a `TrainError` naming the step and the first term that is NaN or infinite, unless `loss` is finite."
+    if torch.isfinite(loss).all(): return
+    bad = next((f'{k} is {v.item()}' for k, v in terms.items() if not torch.isfinite(v).all()), f'the loss is {loss.item()}')
+    raise TrainError(f'step {self.state.global_step + 1}: {bad}; stopped before it could update the weights. The last checkpoint in '
+                     f'{self.args.output_dir} is from before it (--resume continues from there); a teacher file with NaN or a learning '
+                     'rate too high are the usual causes')
 
 # %% ../nbs/03_multitask.ipynb #38298e92
 @patch
@@ -453,6 +475,7 @@ def distill_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False):
             logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
         div[task] = kd(logits, targets, self.teacher.tokens(batch, task, rows), vocab_size=len(self.processing_class))
     loss = objective(ce, self.config.alpha, kd, div)
+    self.stop_if_not_finite(loss, **{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()})
     self.note(**{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()},
               kd_loss=kd_term(div, task_weights(ce, self.config.alpha)))
     if kd.on_policy: self.note(on_policy=torch.tensor(float(on_policy)))

@@ -6,12 +6,14 @@ Docs: https://distill-sbs.github.io/distill_sbs/pipeline.html.md"""
 
 # %% ../nbs/09_pipeline.ipynb #09ab32c8
 from __future__ import annotations
+import argparse
 from pathlib import Path
+from .data import DATASETS
 from .core import ArgParser, one_of
 from .vertex import ACCELERATORS, Vertex, VertexError, fuse_paths
 
 # %% auto #0
-__all__ = ['course_pipeline', 'compile_pipeline', 'pipeline_command']
+__all__ = ['PIPELINE_DATASETS', 'course_pipeline', 'compile_pipeline', 'pipeline_command']
 
 # %% ../nbs/09_pipeline.ipynb #639e1f60
 def _typed(**types):
@@ -20,17 +22,27 @@ def _typed(**types):
     return typed
 
 # %% ../nbs/09_pipeline.ipynb #e121aa46
+PIPELINE_DATASETS = [d for d in DATASETS if d != 'generic']  # the data step prepares a task by name; your own files: chapter 0's `generic`, then `train`
+
 def course_pipeline(
     root:str, # gs://bucket/folder: every step's folder goes under it
     image:str, # the training image (every step runs `distill-sbs`)
     serve_image:str, # the serving image the deployed model runs in (chapter 7)
-    project:str, # Google Cloud project: the teacher (Gemini on Vertex AI) and the deployment
+    project:str|None=None, # Google Cloud project: the teacher (Gemini on Vertex AI) and the deployment; None: a pipeline parameter, given when it starts
     region:str='us-central1',
     accelerator:str='NVIDIA_L4', # the GPU of each training step
+    dataset:str='cqa', # the defaults of the pipeline's parameters (a run may give others): the task (chapter 0)
+    teacher_model:str='gemini-2.5-flash', # the teacher (chapter 1)
+    student:str='google/flan-t5-base', # the students' --from_pretrained (chapter 4)
+    max_steps:int=10000, # each student's training steps
 ):
-    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment. Its parameters: dataset, teacher_model, student, max_steps."
+    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment. Its parameters: dataset, teacher_model, student, max_steps (and project, when compiled without one)."
     from kfp import dsl
     one_of('accelerator', accelerator, ACCELERATORS)
+    one_of('dataset', dataset, PIPELINE_DATASETS)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1: raise VertexError(f'--max_steps must be at least 1, got {max_steps}')
+    for k, v in dict(teacher_model=teacher_model, student=student).items():
+        if not isinstance(v, str) or not v.strip(): raise VertexError(f'--{k} {v!r}: expected a name')
     if not root.startswith('gs://'): raise VertexError(f'--root {root!r}: a pipeline writes to Cloud Storage; give a gs://bucket/folder')
     at = lambda name: fuse_paths([f'{root.rstrip("/")}/{name}'])[0]
 
@@ -38,12 +50,25 @@ def course_pipeline(
     @_typed(dataset=str, data_dir=str)
     def prepare_data(dataset, data_dir):
         return dsl.ContainerSpec(image=image, command=['distill-sbs', 'data'], args=['--dataset', dataset, '--output_dir', data_dir])
-    @dsl.container_component
-    @_typed(data_dir=str, teacher_model=str, output_dir=str)
-    def teach(data_dir, teacher_model, output_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'teach'], args=[
-            '--dataset', 'generic', '--data_dir', data_dir, '--backend', 'vertex', '--model', teacher_model,
-            '--project', project, '--location', region, '--output_dir', output_dir])
+    teach_spec = lambda data_dir, teacher_model, output_dir, project: dsl.ContainerSpec(image=image, command=['distill-sbs', 'teach'], args=[
+        '--dataset', 'generic', '--data_dir', data_dir, '--backend', 'vertex', '--model', teacher_model,
+        '--project', project, '--location', region, '--output_dir', output_dir])
+    deploy_spec = lambda model_dir, bucket, project: dsl.ContainerSpec(image=image, command=['distill-sbs', 'deploy'], args=[
+        '--model_dir', model_dir, '--project', project, '--region', region, '--bucket', bucket, '--image', serve_image])
+    if project:  # written into the steps
+        @dsl.container_component
+        @_typed(data_dir=str, teacher_model=str, output_dir=str)
+        def teach(data_dir, teacher_model, output_dir): return teach_spec(data_dir, teacher_model, output_dir, project)
+        @dsl.container_component
+        @_typed(model_dir=str, bucket=str)
+        def deploy_student(model_dir, bucket): return deploy_spec(model_dir, bucket, project)
+    else:  # an input of the two steps that need it, from the pipeline's `project` parameter
+        @dsl.container_component
+        @_typed(data_dir=str, teacher_model=str, output_dir=str, project=str)
+        def teach(data_dir, teacher_model, output_dir, project): return teach_spec(data_dir, teacher_model, output_dir, project)
+        @dsl.container_component
+        @_typed(model_dir=str, bucket=str, project=str)
+        def deploy_student(model_dir, bucket, project): return deploy_spec(model_dir, bucket, project)
     @dsl.container_component
     @_typed(data_dir=str, student=str, model_type=str, max_steps=int, output_dir=str)
     def train_student(data_dir, student, model_type, max_steps, output_dir):
@@ -54,50 +79,66 @@ def course_pipeline(
     @_typed(distilled_dir=str, standard_dir=str, output_dir=str)
     def evaluate_students(distilled_dir, standard_dir, output_dir):
         return dsl.ContainerSpec(image=image, command=['distill-sbs', 'evaluate'], args=[distilled_dir, standard_dir, '--output_dir', output_dir])
-    @dsl.container_component
-    @_typed(model_dir=str, bucket=str)
-    def deploy_student(model_dir, bucket):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'deploy'], args=[
-            '--model_dir', model_dir, '--project', project, '--region', region, '--bucket', bucket, '--image', serve_image])
 
-    @dsl.pipeline(name='distill-sbs-course', description='Distilling step-by-step end to end: data, teacher rationales, a distilled and a standard '
-                  'student, their evaluation, and the distilled student deployed to an endpoint.')
-    @_typed(dataset=str, teacher_model=str, student=str, max_steps=int)
-    def course(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000):
+    def steps(dataset, teacher_model, student, max_steps, **project):
         data = prepare_data(dataset=dataset, data_dir=at('data')).set_display_name('data (chapter 0)')
-        taught = teach(data_dir=at('data'), teacher_model=teacher_model, output_dir=at('taught')).after(data).set_display_name('teacher (chapter 1)')
+        taught = teach(data_dir=at('data'), teacher_model=teacher_model, output_dir=at('taught'), **project).after(data).set_display_name('teacher (chapter 1)')
         students = {}
         for name, model_type in (('distilled', 'task_prefix'), ('standard', 'standard')):
             t = train_student(data_dir=at('taught'), student=student, model_type=model_type, max_steps=max_steps, output_dir=at(name)).after(taught)
             students[name] = t.set_display_name(f'{name} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(1)
         scored = evaluate_students(distilled_dir=at('distilled'), standard_dir=at('standard'), output_dir=at('evaluation')).after(*students.values())
         scored.set_display_name('evaluation (chapter 5)')
-        deploy_student(model_dir=at('distilled'), bucket=f'{root.rstrip("/")}/model').after(scored).set_display_name('deployment (chapter 7)')
+        deploy_student(model_dir=at('distilled'), bucket=f'{root.rstrip("/")}/model', **project).after(scored).set_display_name('deployment (chapter 7)')
+
+    about = dict(name='distill-sbs-course', description='Distilling step-by-step end to end: data, teacher rationales, a distilled and a standard '
+                 'student, their evaluation, and the distilled student deployed to an endpoint.')
+    if project:  # the parameters' defaults are what `course_pipeline` was given: the spec carries them
+        @dsl.pipeline(**about)
+        @_typed(dataset=str, teacher_model=str, student=str, max_steps=int)
+        def course(dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
+            steps(dataset, teacher_model, student, max_steps)
+    else:
+        @dsl.pipeline(**about)
+        @_typed(project=str, dataset=str, teacher_model=str, student=str, max_steps=int)
+        def course(project, dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
+            steps(dataset, teacher_model, student, max_steps, project=project)
     return course
 
 # %% ../nbs/09_pipeline.ipynb #7f641ab3
 def compile_pipeline(path:str|Path, **settings) -> Path:
-    "Compile `course_pipeline(**settings)` to a pipeline spec (YAML) at `path`, offline."
+    "Compile `course_pipeline(**settings)` to a pipeline spec (YAML) at `path`, offline, making its folder if need be."
     from kfp import compiler
-    compiler.Compiler().compile(course_pipeline(**settings), str(path))
-    return Path(path)
+    pipeline, path = course_pipeline(**settings), Path(path)  # the settings are checked before anything is written
+    if path.suffix not in ('.yaml', '.yml', '.json'): raise VertexError(f'--package {path}: a pipeline spec is a .yaml (or .json) file')
+    if path.is_dir(): raise VertexError(f'--package {path}: a folder; give the spec file\'s name, e.g. {path/"course.yaml"}')
+    try: path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise VertexError(f'--package {path}: cannot make its folder ({e.strerror or e})') from None
+    compiler.Compiler().compile(pipeline, str(path))
+    return path
 
 # %% ../nbs/09_pipeline.ipynb #3d2f2ad1
 def pipeline_command(argv:list[str], say=print):
-    "`distill-sbs pipeline`: compile the course pipeline (offline), and with `--run` start it on Vertex AI Pipelines."
-    p = ArgParser(prog='distill-sbs pipeline', allow_abbrev=False, description='Compile the course as a Vertex AI pipeline; --run starts it.')
+    "`distill-sbs pipeline`: compile the course pipeline (offline), and with `--start` start it on Vertex AI Pipelines."
+    p = ArgParser(prog='distill-sbs pipeline', allow_abbrev=False, description='Compile the course as a Vertex AI pipeline (offline); --start starts it.')
     p.add_argument('--root', required=True, help='gs://bucket/folder for every step\'s folder')
     p.add_argument('--image', required=True, help='the training image'); p.add_argument('--serve_image', required=True, help='the serving image (chapter 7)')
-    p.add_argument('--project', required=True); p.add_argument('--region', default='us-central1')
+    p.add_argument('--project', help='Google Cloud project of the teacher and the deployment; needed by --start and --dry_run '
+                   '(compiled without it, the project is a pipeline parameter)')
+    p.add_argument('--region', default='us-central1')
     p.add_argument('--accelerator', default='NVIDIA_L4', help='the GPU of each training step')
-    p.add_argument('--package', default='distill_sbs_pipeline.yaml', help='where the compiled spec goes')
+    p.add_argument('--package', default='distill_sbs_pipeline.yaml', help='where the compiled spec goes (its folder is made if need be)')
     for k, v in dict(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000).items():
-        p.add_argument(f'--{k}', default=v, type=type(v), help=f'pipeline parameter (default {v})')
-    p.add_argument('--run', action='store_true', help='start the pipeline on Vertex AI Pipelines'); p.add_argument('--dry_run', action='store_true')
+        p.add_argument(f'--{k}', default=v, type=type(v), help=f'the pipeline parameter\'s default in the spec (default {v})')
+    p.add_argument('--start', action='store_true', help='start the pipeline on Vertex AI Pipelines'); p.add_argument('--dry_run', action='store_true')
+    p.add_argument('--run', nargs='?', const=True, help=argparse.SUPPRESS)  # `train`'s seed, not this command's: refused below
     a = p.parse_args(argv)
-    path = compile_pipeline(a.package, root=a.root, image=a.image, serve_image=a.serve_image, project=a.project, region=a.region, accelerator=a.accelerator)
+    if a.run is not None: raise VertexError('--run: the pipeline starts with --start (--run is a seed in distill-sbs train)')
+    if (a.start or a.dry_run) and not a.project: raise VertexError(f'--{"start" if a.start else "dry_run"} needs --project, the project the pipeline runs in')
+    path = compile_pipeline(a.package, root=a.root, image=a.image, serve_image=a.serve_image, project=a.project, region=a.region, accelerator=a.accelerator,
+                            dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps)
     say(f'compiled {path}')
-    if a.run or a.dry_run:
+    if a.start or a.dry_run:
         Vertex(a.project, a.region, a.dry_run, say).run_pipeline(path, f'{a.root.rstrip("/")}/pipeline_root', 'distill-sbs-course',
                                                                  dict(dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps))
     return 0

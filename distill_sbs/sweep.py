@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/sweep.html.md"""
 
 # %% ../nbs/08_sweep.ipynb #80e18496
 from __future__ import annotations
-import argparse, contextlib, json, os, re, subprocess, sys, tempfile, time
+import argparse, contextlib, copy, json, os, re, subprocess, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd, torch, yaml
@@ -89,10 +89,11 @@ def methods_named(names) -> dict:
 # %% ../nbs/08_sweep.ipynb #2cc52ae1
 _COORDINATES = {'from_pretrained': 'students', 'subsample': 'fractions', 'run': 'seeds', 'output_dir': 'output_dir'}
 
-def _check_axis(name:str, values:tuple):
-    if not values: raise SweepError(f'--{name} is empty: a sweep needs at least one value on every axis')
+def _check_axis(name:str, values:tuple, key:str|None=None):
+    key = key or f'--{name}'
+    if not values: raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
     dup = sorted({str(v) for v in values if list(values).count(v) > 1})
-    if dup: raise SweepError(f'--{name} repeats {", ".join(dup)}: give each value once')
+    if dup: raise SweepError(f'{key} repeats {", ".join(dup)}: give each value once')
 
 # %% ../nbs/08_sweep.ipynb #555b3ce8
 @patch_to(Sweep)
@@ -186,22 +187,87 @@ def save_grid(sweep:Sweep, path:str|Path|None=None, fuse:bool=False) -> Path:
     return path
 
 # %% ../nbs/08_sweep.ipynb #d90fe427
-def grid_from(raw:dict, where:str) -> Sweep:
-    "A `Sweep` from a mapping: the four axes (methods as names, or name: settings), `output_dir`, and any `distill-sbs train` setting."
+_AXIS_TYPES = dict(fractions=(float, 'numbers in (0, 1]'), students=(str, 'strings (Hub ids or paths)'), seeds=(int, 'integers from 0 to 2**32-1'))
+
+def _shown(v) -> str:
+    "A value as one short line."
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + '...'
+
+def _grid_key(where:str|None, key:str) -> str: return f'{where}: {key}' if where else f'--{key}'
+
+def _axis_values(axis:str, value, where:str|None=None, say=print) -> list:
+    """One axis of a grid as a list of the right type, or a `SweepError` naming `where` (a grid file; None: the flags) and the axis.
+    A scalar becomes a one-item list, and a comma-separated string is read as the flags read it; a line says so."""
+    key, (kind, kinds) = _grid_key(where, axis), _AXIS_TYPES[axis]
+    if value is None or (isinstance(value, (str, list, tuple)) and not len(value)):
+        raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
+    if isinstance(value, str):  # as the flag reads it: comma-separated
+        try: items = [kind(v.strip()) for v in value.split(',') if v.strip()]
+        except ValueError: raise SweepError(f'{key} {_shown(value)}: expected comma-separated {kinds}') from None
+        if not items: raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
+    elif isinstance(value, (list, tuple)): items = list(value)
+    elif isinstance(value, (int, float, str)) and not isinstance(value, bool): items = [value]
+    else: raise SweepError(f'{key}: expected a list of {kinds}, got {_shown(value)}')
+    for v in items:
+        right = isinstance(v, str) if kind is str else isinstance(v, kind if kind is int else (int, float)) and not isinstance(v, bool)
+        if not right or (kind is str and not v.strip()): raise SweepError(f'{key}: expected a list of {kinds}, got {_shown(v)}' + (f' in {_shown(value)}' if v is not value else ''))
+        if axis == 'fractions' and not 0 < v <= 1: raise SweepError(f'{key} {v!r}: a fraction of the training set must be in (0, 1]')
+        if axis == 'seeds' and not 0 <= v < 2**32: raise SweepError(f'{key} {v!r}: a seed must be from 0 to 2**32-1')
+    if kind is float: items = [float(v) for v in items]
+    if where and not isinstance(value, (list, tuple)): say(f'{where}: {axis} {_shown(value)} read as {items}')
+    _check_axis(axis, tuple(items), key)
+    return items
+
+def _grid_methods(value, where:str|None=None, say=print) -> dict:
+    "The methods of a grid: built-in names (a list, or a comma-separated string) or a mapping of name: train settings."
+    key = _grid_key(where, 'methods')
+    if value is None or (isinstance(value, (str, list, tuple, dict)) and not len(value)):
+        raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
+    if isinstance(value, dict):
+        for name, flags in value.items():
+            if not isinstance(name, str): raise SweepError(f'{key}: a method name is a string, got {_shown(name)}')
+            if not isinstance(flags, dict): raise SweepError(f'{where or "distill-sbs sweep"}: method {name!r}: expected a mapping of train settings, got {_shown(flags)}')
+            odd = [k for k in flags if not isinstance(k, str)]
+            if odd: raise SweepError(f'{where or "distill-sbs sweep"}: method {name!r}: a setting\'s name is a string, got {_shown(odd[0])}')
+            refuse_unknown(flags, f'{where or "distill-sbs sweep"}: method {name!r}')
+        return dict(value)
+    if isinstance(value, str): names = [n.strip() for n in value.split(',') if n.strip()]
+    elif isinstance(value, (list, tuple)): names = list(value)
+    else: raise SweepError(f'{key}: expected method names ({", ".join(METHODS)}) or a mapping of name: train settings, got {_shown(value)}')
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad or not names: raise SweepError(f'{key}: expected method names ({", ".join(METHODS)}), got {_shown(bad[0] if bad else value)}')
+    if where and isinstance(value, str): say(f'{where}: methods {_shown(value)} read as {names}')
+    try: return methods_named(names)
+    except SweepError: raise
+    except UserError as e: raise SweepError(f'{where}: {e}' if where else str(e)) from None
+
+def grid_from(raw:dict, where:str|None=None, say=print) -> Sweep:
+    """A `Sweep` from a mapping: the four axes (methods as names, or name: settings), `output_dir`, and any `distill-sbs train` setting.
+    Each axis becomes a list of its type (a scalar: a one-item list, and `say` says so); anything else is a `SweepError`
+    naming `where` (a grid file; None: the command's flags) and the key."""
     raw = dict(raw)
+    odd = [k for k in raw if not isinstance(k, str)]
+    if odd: raise SweepError(f'{where or "distill-sbs sweep"}: a setting\'s name is a string, got {_shown(odd[0])}')
     grid = {k: raw.pop(k) for k in (*AXES, 'output_dir') if k in raw}
-    methods = grid.pop('methods', Sweep.methods)
-    if isinstance(methods, dict):
-        for name, flags in methods.items():
-            if not isinstance(flags, dict): raise SweepError(f'{where}: method {name!r}: expected a mapping of train settings, got {flags!r}')
-            refuse_unknown(flags, f'{where}: method {name!r}')
-    refuse_unknown(raw, where)
-    return Sweep(methods, **grid, settings=raw)
+    methods = _grid_methods(grid.pop('methods'), where, say) if 'methods' in grid else Sweep.methods
+    for axis in ('fractions', 'students', 'seeds'):
+        if axis in grid: grid[axis] = _axis_values(axis, grid[axis], where, say)
+    if 'output_dir' in grid:
+        out = grid['output_dir']
+        if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+            raise SweepError(f'{_grid_key(where, "output_dir")}: expected a folder (a string), got {_shown(out)}')
+        grid['output_dir'] = str(out)
+    refuse_unknown(raw, where or 'distill-sbs sweep')
+    try: return Sweep(methods, **grid, settings=raw)
+    except UserError as e:
+        if not where: raise
+        raise SweepError(f'{where}: {e}') from None
 
 # %% ../nbs/08_sweep.ipynb #d93233d8
-def load_grid(path:str|Path) -> Sweep:
-    "The `Sweep` in a YAML file (see `grid_from`)."
-    return grid_from(read_yaml(path, '--grid'), str(path))
+def load_grid(path:str|Path, say=print) -> Sweep:
+    "The `Sweep` in a YAML file (see `grid_from`): anything it cannot use is a one-line `SweepError` naming the file and the key."
+    return grid_from(read_yaml(path, '--grid'), str(path), say)
 
 # %% ../nbs/08_sweep.ipynb #fe92e7dc
 def check_folders(sweep:Sweep):
@@ -288,6 +354,8 @@ def method_gaps(cells:list[dict], method:str='distilled', baseline:str='standard
 # %% ../nbs/08_sweep.ipynb #c2d8fa6c
 def _color(method:str, i:int) -> str: return COLORS.get(method, f'C{i + 3}')
 
+def _shown_params(n:int) -> str: return f'{n / 1e9:.3g}B' if n >= 1e9 else f'{n / 1e6:.3g}M' if n >= 1e6 else f'{n:,}'
+
 def plot_sweep(table:pd.DataFrame, title:str|None=None):
     "Accuracy against training-data fraction (the biggest student) and against student size (the largest fraction), a line per method."
     import matplotlib.pyplot as plt
@@ -309,7 +377,11 @@ def plot_sweep(table:pd.DataFrame, title:str|None=None):
     fr = sorted(table.fraction.unique())
     ax.set_xscale('log', base=2); ax.set_xticks(fr, [f'{f:.1%}'.replace('.0%', '%') for f in fr]); ax.minorticks_off()
     ax.set(xlabel='share of the training set', title=f'{student_slug(big.student.iloc[0])}: less data')
-    bx.set_xscale('log')
+    sizes = sorted(table.params.unique())
+    if sizes[-1] > 2 * sizes[0]: bx.set_xscale('log')  # a log axis only for sizes that differ by more than twice; near-equal ones (tiny
+    shown = [_shown_params(p) for p in sizes]
+    if len(set(shown)) < len(shown): shown = [f'{p:,}' for p in sizes]  # sizes that round alike are told apart in full
+    bx.set_xticks(sizes, shown, rotation=30 if len(sizes) > 2 else 0); bx.minorticks_off()  # vocabularies) read plainly
     bx.set(xlabel='student parameters', title=f'{fr[-1]:.0%} of the training set: smaller students'
            + (' (one size here)' if table.params.nunique() == 1 else ''))
     ax.legend(frameon=False, fontsize=8)
@@ -351,7 +423,8 @@ def train_flags(argv:list[str]) -> dict:
     return given
 
 # %% ../nbs/08_sweep.ipynb #aedb32d3
-def sweep_parser() -> ArgParser:
+def sweep_parser(train_help:bool=False) -> ArgParser:
+    "The sweep's own flags and a Vertex AI job's; with `train_help`, also every `distill-sbs train` setting a cell takes, for `--help`."
     p = ArgParser(prog='distill-sbs sweep', allow_abbrev=False, description='Train and score a grid of students: methods x training-data fractions '
                   'x students x seeds; any other flag is a `distill-sbs train` flag shared by every cell.')
     p.add_argument('--grid', help='a YAML file with the axes, methods of your own, output_dir and train settings; flags win')
@@ -365,12 +438,25 @@ def sweep_parser() -> ArgParser:
     p.add_argument('--batch_size_eval', type=int, default=64, help='test answers generated per forward pass')
     p.add_argument('--report', metavar='DIR', help="only regenerate DIR's table and figures from its cell folders")
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)  # one torchrun process of a sweep: its share of the cells
+    job = p.add_argument_group('on Vertex AI', 'with --submit the sweep runs as one Vertex AI custom job (chapter 7) whose workers share its cells')
+    for action in job_parser()._actions:  # shown here; `submit_sweep` parses them off before the grid is read
+        if action.option_strings == ['-h', '--help']: continue
+        action = copy.copy(action); action.required, action.default = False, argparse.SUPPRESS  # absent: not in the namespace
+        job._add_action(action)
+    if train_help:  # shown with --help only: parse_sweep hands whatever it does not know to `train_flags`
+        shared = p.add_argument_group('training settings', 'any `distill-sbs train` setting, shared by every cell (the grid sets --from_pretrained, --subsample, --run and --output_dir)')
+        for action in config_parser()._actions:
+            if action.dest not in ('help', 'output_dir', 'from_pretrained', 'subsample', 'run'): shared._add_action(copy.copy(action))
     return p
 
 # %% ../nbs/08_sweep.ipynb #cca2f1ba
+_JOB_FLAGS = [a.dest for a in job_parser()._actions if a.dest not in ('help', 'submit')]
+
 def parse_sweep(argv:list[str]) -> tuple[Sweep, argparse.Namespace]:
     "The `Sweep` that `distill-sbs sweep` flags (and `--grid`) describe, and the sweep's own flags."
-    a, rest = sweep_parser().parse_known_args(argv)
+    a, rest = sweep_parser(train_help=bool({'-h', '--help'} & set(argv))).parse_known_args(argv)
+    job = [k for k in _JOB_FLAGS if k in vars(a)]
+    if job: raise SweepError(f'--{job[0]} is a flag of a Vertex AI job: add --submit to run the sweep there, or leave it out')
     raw = {}  # what the grid file and the flags give; the rest is `Sweep`'s defaults
     if a.grid:
         g = load_grid(a.grid)
@@ -378,18 +464,22 @@ def parse_sweep(argv:list[str]) -> tuple[Sweep, argparse.Namespace]:
     flags = dict(methods=a.methods, fractions=_list('fractions', a.fractions, float), students=_list('students', a.students),
                  seeds=_list('seeds', a.seeds, int), output_dir=a.output_dir)
     raw.update({k: v for k, v in flags.items() if v is not None}, **train_flags(rest))
-    return grid_from(raw, 'distill-sbs sweep'), a
+    return grid_from(raw), a
 
 # %% ../nbs/08_sweep.ipynb #4ee1b6e1
+def _printable(table:pd.DataFrame) -> str:
+    "The table as text: the student column too when the grid has several students."
+    return (table if table.student.nunique() > 1 else table.drop(columns='student')).to_string(index=False, float_format='{:.3f}'.format)
+
 def sweep_command(argv:list[str]):
     "`distill-sbs sweep`: run a grid (or, with `--report DIR`, only redraw its table and figures)."
-    if report := sweep_parser().parse_known_args(argv)[0].report:
-        print(write_report(report).drop(columns='student').to_string(index=False, float_format='{:.3f}'.format)); return 0
+    if report := sweep_parser(train_help=bool({'-h', '--help'} & set(argv))).parse_known_args(argv)[0].report:
+        print(_printable(write_report(report))); return 0
     sweep, a = parse_sweep(argv)
     if a.worker: sweep_worker(sweep, a.batch_size_eval); return 0
     if a.workers is not None and a.workers < 1: raise SweepError(f'--workers must be at least 1, got {a.workers}')
     table = run_sweep(sweep, a.workers, a.batch_size_eval)
-    print(table.drop(columns='student').to_string(index=False, float_format='{:.3f}'.format))
+    print(_printable(table))
     return 0
 
 # %% ../nbs/08_sweep.ipynb #b637ea4f

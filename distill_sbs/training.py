@@ -20,31 +20,69 @@ from .collator import tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
 from .kd_align import ApiLogprobs
-from .kd_teachers import TopKLogits, online_teacher, OnlineTeacher, write_teacher_logits
+from .kd_teachers import LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, online_teacher, write_teacher_logits
 from .multitask import ConfigError, TrainConfig, TrainError, make_trainer, require
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'config_parser', 'refuse_unknown', 'read_yaml', 'read_yaml_config', 'parse_config', 'vocab_texts',
-           'recipe_for', 'open_teacher', 'add_lora', 'last_checkpoint', 'changed_settings', 'resume_checkpoint',
-           'oom_advice', 'run_student', 'run_teacher', 'fit', 'run_record', 'train', 'trained',
-           'write_valid_predictions', 'run_history', 'plot_history', 'train_command', 'teacher_logits',
-           'teacher_logits_command']
+__all__ = ['TEACHER_LOGITS_SETTINGS', 'COMMANDS', 'OTHER_NAMES', 'RESUMABLE_CHANGES', 'config_parser', 'refuse_unknown',
+           'read_yaml', 'read_yaml_config', 'parse_config', 'vocab_texts', 'recipe_for', 'open_teacher', 'add_lora',
+           'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice', 'run_student', 'run_teacher',
+           'fit', 'run_record', 'train', 'trained', 'write_valid_predictions', 'run_history', 'plot_history',
+           'train_command', 'teacher_logits', 'teacher_logits_command']
+
+# %% ../nbs/04_training.ipynb #e245530c
+TEACHER_LOGITS_SETTINGS = ('dataset', 'data_dir', 'subsample', 'run', 'valid_frac', 'n_train', 'n_test', 'n_steps', 'max_number', 'arith_seed',
+                           'cot_formats', 'cot_shots', 'exemplars', 'max_input_length', 'max_label_length', 'max_rationale_length', 'model_type', 'label_type',
+                           'teacher', 'top_k', 'kd_temperature', 'batch_size', 'bf16', 'output_dir', 'overwrite')  # what `teacher_logits` reads
+COMMANDS = {  # command -> (its description, the settings it reads (None: all), its own defaults and help)
+    'train': ('Train a student on a dataset (chapter 4).', None, {}),
+    'teacher-logits': ("Write a local teacher's top-k log-probabilities at every target token of the training set, once, for "
+                       "`distill-sbs train --teacher_logits` (chapter 2d).", TEACHER_LOGITS_SETTINGS,
+                       {'output_dir': ('runs/teacher_logits', "the teacher's top-k: teacher_logits.json and its shards")}),
+    'experiment': ('The whole course in one command: the data, a distilling step-by-step and a standard student, and their evaluation '
+                   'against the teacher, the base student and the majority guess (chapter 5a).',
+                   tuple(n for n in TrainConfig.__dataclass_fields__ if n != 'model_type'),
+                   {'output_dir': ('runs/experiment', 'the data, both students, report.md, accuracy.png, results.json and predictions.jsonl')}),
+}
 
 # %% ../nbs/04_training.ipynb #0decfff1
-def config_parser() -> ArgParser:
-    "The `distill-sbs train` parser: one flag per `TrainConfig` field, made from its comment, plus `--config FILE.yaml`."
-    p = ArgParser(prog='distill-sbs train', description='Train a student on a task (chapter 4).', allow_abbrev=False)
-    add_flags(p, TrainConfig)  # a bool flag alone turns it on (the paper's bare `--bf16`); `--bf16 false` turns it off
+def config_parser(command:str='train') -> ArgParser:
+    "The parser of a command that takes `TrainConfig` settings (`COMMANDS`): one flag per setting it reads, made from its comment, its own defaults, plus `--config FILE.yaml`."
+    description, only, defaults = COMMANDS[command]
+    p = ArgParser(prog=f'distill-sbs {command}', description=description, allow_abbrev=False)
+    add_flags(p, TrainConfig, skip=tuple(f.name for f in fields(TrainConfig) if only is not None and f.name not in only))  # a bare bool flag turns it on
+    for a in p._actions:  # this command's defaults, in its help too
+        if a.dest in defaults: a.default, a.help = defaults[a.dest][0], f'{defaults[a.dest][1]} (default: {defaults[a.dest][0]})'
     p.add_argument('--config', default=None, help='a YAML file of these settings; flags on the command line win')
     return p
 
+# %% ../nbs/04_training.ipynb #5faf8ef1
+OTHER_NAMES = {  # what transformers' and TRL's users type first -> this project's flag (the paper's names), or why there is none
+    'learning_rate': '--lr', 'seed': '--run (the seed of the subsample, the initialisation and the data order)',
+    'gradient_accumulation_steps': '--grad_steps', 'model_name_or_path': '--from_pretrained', 'model_name': '--from_pretrained',
+    'per_device_train_batch_size': '--batch_size', 'train_batch_size': '--batch_size',
+    'per_device_eval_batch_size': '--batch_size (validation batches are the same size)',
+    'num_train_epochs': '--max_steps: runs are counted in optimizer steps, not epochs', 'epochs': '--max_steps: runs are counted in optimizer steps, not epochs',
+    'warmup_ratio': '--warmup_steps (a number of steps)', 'max_seq_length': '--max_input_length', 'max_length': '--max_input_length',
+    'eval_strategy': '--eval_steps (validation every so many steps)', 'evaluation_strategy': '--eval_steps (validation every so many steps)',
+    'save_steps': '--eval_steps (a checkpoint at every validation)', 'resume_from_checkpoint': '--resume (from output_dir\'s last checkpoint)',
+    'overwrite_output_dir': '--overwrite', 'report_to': '--no_log (TensorBoard is on unless it is given)', 'lora_rank': '--lora_r',
+    'dataset_name': '--dataset', 'train_file': '--data_dir', 'data_path': '--data_dir', 'teacher_model_name_or_path': '--teacher',
+    'teacher_model': '--teacher', 'temperature': '--kd_temperature', 'beta': '--kd_beta', 'lmbda': '--kd_on_policy',
+}
+
 # %% ../nbs/04_training.ipynb #9e02676f
-def refuse_unknown(keys, where):
-    names = [f.name for f in fields(TrainConfig)]
+def refuse_unknown(keys, where, command:str='train'):
+    "Refuse the first of `keys` that `command` does not take: with its name here for a transformers or TRL name, the reason for a setting the command ignores, or the nearest name."
+    names, takes = [f.name for f in fields(TrainConfig)], COMMANDS[command][1]
     for k in keys:
         key = k.lstrip('-').split('=')[0]
+        if key in OTHER_NAMES: raise ConfigError(f"{where}: unknown setting {k!r}: here it is {OTHER_NAMES[key]}")
+        if key in names and takes is not None and key not in takes:
+            raise ConfigError(f"{where}: --{key} is a setting `distill-sbs {command}` does not use, so it is refused rather than ignored "
+                              f"(`distill-sbs {command} --help` lists the ones it takes)")
         if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
+            near = difflib.get_close_matches(key, [n for n in names if takes is None or n in takes], n=1)
             raise ConfigError(f"{where}: unknown setting {k!r}" + (f" (did you mean '--{near[0]}'?)" if near else ''))
 
 # %% ../nbs/04_training.ipynb #3d893931
@@ -64,15 +102,15 @@ def read_yaml_config(path:str|Path) -> dict:
     return cfg
 
 # %% ../nbs/04_training.ipynb #ec59df25
-def parse_config(argv:list[str]) -> TrainConfig:
-    "A `TrainConfig` from command-line flags; `--config` YAML and, with `--resume`, the run's saved settings as defaults."
-    p = config_parser()
+def parse_config(argv:list[str], command:str='train') -> TrainConfig:
+    "A `TrainConfig` from `command`'s flags; `--config` YAML and, with `--resume`, the run's saved settings as defaults."
+    p = config_parser(command)
     ns, rest = p.parse_known_args(argv)
-    if rest: refuse_unknown([r for r in rest if r.startswith('-')] or rest, 'distill-sbs train')
+    if rest: refuse_unknown([r for r in rest if r.startswith('-')] or rest, f'distill-sbs {command}', command)
     defaults = read_yaml_config(ns.config) if ns.config else {}
     p.set_defaults(**defaults)
     ns = p.parse_args(argv)
-    if ns.resume and (Path(ns.output_dir)/CONFIG_FILE).exists():
+    if getattr(ns, 'resume', False) and (Path(ns.output_dir)/CONFIG_FILE).exists():  # teacher-logits has no --resume: a rerun finishes a killed one
         p.set_defaults(**{**run_config(ns.output_dir, finished=False), **defaults, 'resume': True})
         ns = p.parse_args(argv)
     names = {f.name for f in fields(TrainConfig)}
@@ -199,7 +237,12 @@ def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer,
         teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
-        teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
+        try: teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
+        except TeacherError as e:  # a tiny student's word-level vocabulary is built from the data it trains on: other data, another vocabulary
+            if 'another tokenizer' not in str(e) or cfg.from_pretrained not in TINY: raise
+            raise TeacherError(f"{e}. A --from_pretrained {cfg.from_pretrained} student's vocabulary is built from its training data, so logits "
+                               'written for other data (--dataset, --data_dir, --n_train, --subsample, ...) read as another tokenizer: write them '
+                               'again with `distill-sbs teacher-logits` and the same data flags as this run') from None
     if cfg.teacher_logprobs:  # an API teacher's top K, aligned to the student's rationale tokens; refused if written for other data
         teacher = ApiLogprobs(cfg.teacher_logprobs, tokenized, tokenizer)
         teacher.check(cfg.kd_loss, cfg.kd_temperature)
@@ -222,6 +265,8 @@ def fit(trainer, cfg:TrainConfig, hw:Hardware, checkpoint:str|None, valid, pool:
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if _is_oom(e): raise TrainError(oom_advice(cfg, hw)) from None
         raise
+    bad = [n for n, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad: raise TrainError(f'{cfg.output_dir}: {len(bad)} weights are not finite ({bad[0]}, ...); the model is not saved (--resume from a checkpoint)')
     if cfg.lora_r and _is_main():  # checkpoints hold the adapters; the final folder a plain model, loaded like any other
         trainer.model.merge_and_unload().save_pretrained(cfg.output_dir)
         trainer.processing_class.save_pretrained(cfg.output_dir)
@@ -337,6 +382,9 @@ def train_command(argv:list[str]):
 def teacher_logits(cfg:TrainConfig) -> dict:
     "The `--teacher`'s top-`--top_k` log-probabilities at every target token of the training set `cfg` tokenises, written to `cfg.output_dir` (chapter 2c); rerun, it finishes a killed run."
     require(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
+    others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if p.name != LOGITS_META and not p.name.startswith('shard-') and p.name != 'meta.tmp']
+    require(not others, f'--output_dir {cfg.output_dir} holds other files ({", ".join(sorted(others)[:3])}{", ..." if len(others) > 3 else ""}), '
+                        'not a teacher\'s logits: choose another folder, or add --overwrite to delete it first')
     hw = pick_hardware(cfg.bf16)
     print(hw)
     data = load_data(cfg)
@@ -358,6 +406,4 @@ def teacher_logits(cfg:TrainConfig) -> dict:
 # %% ../nbs/04_training.ipynb #9e3ac50e
 def teacher_logits_command(argv:list[str]):
     "`distill-sbs teacher-logits`: `distill-sbs train`'s data flags, `--teacher`, `--top_k` (default --output_dir runs/teacher_logits)."
-    if not any(a.split('=')[0] == '--output_dir' for a in argv) and not {'-h', '--help'} & set(argv):
-        argv = [*argv, '--output_dir', 'runs/teacher_logits']
-    teacher_logits(parse_config(argv))
+    teacher_logits(parse_config(argv, 'teacher-logits'))

@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/vertex.html.md"""
 
 # %% ../nbs/07_vertex.ipynb #f32ce925
 from __future__ import annotations
-import argparse, json, os, re, tempfile
+import argparse, json, os, re, shutil, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -17,8 +17,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['N1_GPUS', 'GPU_FAMILIES', 'ACCELERATORS', 'G2_GPUS', 'DeployPlan', 'Vertex', 'deploy', 'deploy_parser',
-           'deploy_command', 'VertexError', 'machine_gpus', 'JobPlan', 'fuse_paths', 'launch_argv', 'launch_command',
-           'job_parser', 'submit_job', 'submit_train']
+           'deploy_command', 'VertexError', 'machine_gpus', 'JobPlan', 'fuse_paths', 'launch_argv', 'launch_parser',
+           'launch_command', 'job_parser', 'submit_job', 'submit_train']
 
 # %% ../nbs/07_vertex.ipynb #ce55ad38
 @dataclass
@@ -281,12 +281,25 @@ def launch_argv(command:list, cluster_spec:str|None, gpus:int) -> list:
             f'--master_port={port or 29500}', '--no-python', 'distill-sbs', *command, *worker]
 
 # %% ../nbs/07_vertex.ipynb #342f7140
+def launch_parser() -> ArgParser:
+    p = ArgParser(prog='distill-sbs launch', allow_abbrev=False, description="Run a command on this machine of a Vertex AI job (the job's "
+                  "container calls it): torchrun across the machines in $CLUSTER_SPEC and this machine's GPUs, or the command itself on one.")
+    p.add_argument('command', nargs=argparse.REMAINDER, help="'train' or 'sweep' and its flags, e.g. train --max_steps 100")
+    return p
+
+def _found(program:str) -> str:
+    "A program's path: on PATH, or beside this Python (an environment whose bin is not on PATH); one line if neither."
+    if (path := shutil.which(program)) or (path := Path(sys.executable).parent/program).exists(): return str(path)
+    raise VertexError(f'no `{program}` on PATH or beside {sys.executable}: install this project into the environment the job runs in')
+
 def launch_command(argv:list[str]):
     "`distill-sbs launch COMMAND ...`: run COMMAND on this machine of a Vertex AI job (see `launch_argv`)."
     if not argv: raise VertexError('distill-sbs launch: give the command to run, e.g. distill-sbs launch train --max_steps 100')
+    if argv[0] in ('-h', '--help'): launch_parser().parse_args(argv)  # prints the help and exits
     cmd = launch_argv(argv, os.environ.get('CLUSTER_SPEC'), torch.cuda.device_count())
+    cmd = [_found(a) if a in ('distill-sbs', 'torchrun') and (i == 0 or cmd[i - 1] == '--no-python') else a for i, a in enumerate(cmd)]
     print('+', ' '.join(cmd), flush=True)
-    os.execvp(cmd[0], cmd)
+    os.execv(cmd[0], cmd)
 
 # %% ../nbs/07_vertex.ipynb #16177997
 def job_parser() -> ArgParser:

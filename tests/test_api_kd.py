@@ -165,8 +165,8 @@ def test_bad_flags_get_one_line(taught, tmp_path, flags, says):
 
 @pytest.mark.parametrize('settings, says', [
     (dict(kd_on='rationale', kd_temperature=2.0), 'cannot be re-softened'),
-    (dict(), '--kd_on both: --teacher_logprobs teaches'),
-    (dict(model_type='cot'), 'use --kd_on label'),
+    (dict(kd_on='both'), '--kd_on both: --teacher_logprobs teaches'),  # left out, --kd_on is the one it can teach (test_training)
+    (dict(model_type='cot', kd_on='both'), 'use --kd_on label'),
     (dict(model_type='cot', kd_on='rationale'), 'use --kd_on label'),
     (dict(kd_on='rationale', teacher_logits='x'), '--teacher_logits and --teacher_logprobs: give one source'),
     (dict(kd_on='rationale', kd_on_policy=0.5), 'a --teacher_logprobs file holds only the training set'),

@@ -1,6 +1,6 @@
 """`distill-sbs data` as its users call it (in this process through `cli.main`, what the installed command runs): the main
 command, every input form, and one clear error per kind of bad input."""
-import json
+import json, os, subprocess, sys
 import pytest
 from conftest import cli, error_line, ok
 from distill_sbs.data import load_data
@@ -96,3 +96,12 @@ def test_bad_flags_use_argparse():
     res = cli('data', '--dataset', 'nope')
     assert res.returncode == 2 and 'invalid choice' in res.stderr
     assert _error(cli('data', '--subsample', 1.5)).endswith('subsample must be in (0, 1], got 1.5')
+
+def test_launch_has_help_and_finds_its_programs_without_path(tmp_path):
+    "`distill-sbs launch --help` is its own; with the environment's bin not on PATH it still runs the command (found beside this Python)."
+    out = ok(cli('launch', '--help')).stdout
+    assert out.startswith('usage: distill-sbs launch') and 'CLUSTER_SPEC' in out
+    env = {k: v for k, v in os.environ.items() if k != 'CLUSTER_SPEC'} | {'PATH': '/usr/bin:/bin'}
+    res = subprocess.run([sys.executable, '-c', 'import sys; from distill_sbs.cli import main; sys.exit(main(sys.argv[1:]))', 'launch', 'data',
+                          '--n_train', '20', '--n_test', '5', '--output_dir', str(tmp_path/'d')], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and (tmp_path/'d'/'train.jsonl').exists(), res.stderr[-2000:]

@@ -35,7 +35,7 @@ def test_cot_run_records_what_it_wrote(runs):
     assert student.model_type == 'cot' and student.recipe.writes_rationale
 
 def test_evaluate_with_shots_scores_every_student_both_ways(runs, tmp_path):
-    ok(cli('evaluate', runs/'cot', runs/'standard', '--shots', 2, '--output_dir', tmp_path/'eval'))
+    ok(cli('evaluate', runs/'cot', runs/'standard', '--eval_shots', 2, '--output_dir', tmp_path/'eval'))
     res = json.loads((tmp_path/'eval'/'results.json').read_text())
     systems = res['systems']
     assert {'cot', 'cot@2', 'standard', 'standard@2', 'base', 'base@2', 'base_cot', 'base_cot@2', 'teacher', 'majority'} <= set(systems)
@@ -83,7 +83,7 @@ def test_in_context_questions_never_show_a_scored_question(tmp_path):
     out = tmp_path/'run'
     ok(cli('train', '--dataset', 'generic', '--data_dir', tmp_path/'data', '--model_type', 'standard', '--max_steps', 2, '--eval_steps', 2,
            '--eval_shots', 2, '--gen_max_len', 4, '--batch_size', 4, '--no_log', '--output_dir', out))
-    res = ok(cli('evaluate', out, '--shots', 2, '--no_base', '--output_dir', tmp_path/'eval'))
+    res = ok(cli('evaluate', out, '--eval_shots', 2, '--no_base', '--output_dir', tmp_path/'eval'))
     assert "'also a valid or test question': " in res.stdout and 'standard@2' in json.loads((tmp_path/'eval'/'results.json').read_text())['systems']
 
 def test_causal_cot_student(tmp_path):
@@ -141,7 +141,7 @@ def test_a_run_s_exemplars_file_is_checked_again_when_it_is_evaluated(tmp_path):
     ok(cli('train', '--dataset', 'generic', '--data_dir', data, '--model_type', 'standard', '--exemplars', f, '--eval_shots', 1,
            '--max_steps', 2, '--eval_steps', 2, '--gen_max_len', 4, '--batch_size', 4, '--no_log', '--output_dir', out))
     with f.open('a') as fh: fh.write(json.dumps({'input': 'What is 100 plus 2?', 'rationale': 'It is 102.', 'label': '102'}) + '\n')
-    refused(cli('evaluate', out, '--shots', 1, '--output_dir', tmp_path/'eval'), 'record 3 is the test question')
+    refused(cli('evaluate', out, '--eval_shots', 1, '--output_dir', tmp_path/'eval'), 'record 3 is the test question')
     assert not (tmp_path/'eval').exists()
 
 def test_rationales_that_state_their_answer_are_left_out_and_counted(tmp_path):

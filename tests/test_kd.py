@@ -6,6 +6,8 @@ import json, math, signal, subprocess, time
 import pytest
 from transformers import AutoTokenizer
 from conftest import SMALL, cli, ok, refused
+
+LOGITS_SMALL = [a for a in SMALL if a != '--no_log']  # teacher-logits writes no TensorBoard logs: it refuses --no_log like every flag it would ignore
 from test_paper_layout import _layout
 from distill_sbs import training
 from distill_sbs.multitask import TrainConfig
@@ -40,7 +42,7 @@ def test_sigkill_then_rerun_writes_the_unbroken_files(tmp_path):
 
 def test_offline_loss_of_the_whole_vocabulary_is_the_online_loss(tmp_path, teacher, monkeypatch):
     V = len(AutoTokenizer.from_pretrained(teacher))
-    ok(cli('teacher-logits', '--teacher', teacher, '--top_k', V, *SMALL, '--output_dir', tmp_path/'all'))
+    ok(cli('teacher-logits', '--teacher', teacher, '--top_k', V, *LOGITS_SMALL, '--output_dir', tmp_path/'all'))
     common = dict(n_train=200, n_test=20, batch_size=8, no_log=True, max_steps=2, logging_steps=1, eval_steps=2, gen_max_len=4)
     online = train(TrainConfig(teacher=str(teacher), output_dir=str(tmp_path/'online'), **common))
     monkeypatch.setattr(training, 'open_teacher', lambda *a, **k: pytest.fail('training from a logits file loaded the teacher'))
@@ -53,7 +55,7 @@ def test_offline_loss_of_the_whole_vocabulary_is_the_online_loss(tmp_path, teach
 
 def test_a_file_for_other_data_or_tokenizer_is_refused(tmp_path, teacher):
     logits = tmp_path/'tl'
-    res = ok(cli('teacher-logits', '--teacher', teacher, *SMALL, '--output_dir', logits))
+    res = ok(cli('teacher-logits', '--teacher', teacher, *LOGITS_SMALL, '--output_dir', logits))
     assert '122.' in res.stdout or 'per token' in res.stdout
     run = tmp_path/'run'
     refused(cli('train', '--teacher_logits', logits, *SMALL, '--max_rationale_length', 16, '--output_dir', run),
@@ -62,7 +64,7 @@ def test_a_file_for_other_data_or_tokenizer_is_refused(tmp_path, teacher):
             'was made for another tokenizer')
     refused(cli('train', '--teacher_logits', logits, *SMALL, '--kd_temperature', 2, '--output_dir', run), 'temperature 1.0')
     assert not (run/'train_config.json').exists()
-    refused(cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 5, '--output_dir', logits), 'k: 20 there, 5 now')
+    refused(cli('teacher-logits', '--teacher', teacher, *LOGITS_SMALL, '--top_k', 5, '--output_dir', logits), 'k: 20 there, 5 now')
 
 @pytest.mark.parametrize('flags, says', [
     (['--kd_on_policy', 0.5], '--kd_on_policy 0.5 needs --teacher'),
@@ -83,7 +85,7 @@ def test_different_tokenizers_and_k_too_large(tmp_path, teacher):
     assert not (tmp_path/'run'/'train_config.json').exists()
     refused(cli('train', '--teacher', teacher, '--from_pretrained', 'tiny-causal', *SMALL, '--output_dir', tmp_path/'run'),
             'different tokenizers')
-    refused(cli('teacher-logits', '--teacher', teacher, *SMALL, '--top_k', 100_000, '--output_dir', tmp_path/'tl'),
+    refused(cli('teacher-logits', '--teacher', teacher, *LOGITS_SMALL, '--top_k', 100_000, '--output_dir', tmp_path/'tl'),
             '--top_k 100000 is larger than the vocabulary')
     assert not (tmp_path/'tl').exists()
 
@@ -100,7 +102,7 @@ def test_qwen_twin_offline_with_its_padded_vocabulary(tmp_path, qwen_twin):
     "The twin's embedding has 151,936 rows for a 151,665-token tokenizer: both sides are cut to the tokenizer."
     logits = tmp_path/'tl'
     small = ['--n_train', 20, '--n_test', 4, '--batch_size', 4, '--no_log', '--max_rationale_length', 16]
-    ok(cli('teacher-logits', '--teacher', qwen_twin, *small, '--output_dir', logits))
+    ok(cli('teacher-logits', '--teacher', qwen_twin, *[a for a in small if a != '--no_log'], '--output_dir', logits))
     meta = json.loads((logits/'teacher_logits.json').read_text())
     assert meta['vocab_size'] == len(AutoTokenizer.from_pretrained(qwen_twin)) < 151_936
     ok(cli('train', '--from_pretrained', qwen_twin, '--teacher_logits', logits, '--kd_loss', 'jsd', '--kd_beta', 0.9,
@@ -112,7 +114,7 @@ def test_anli_in_the_papers_layout(tmp_path):
     outs = [f'Mat {i} is {"the same" if i % 3 == 0 else "another"}. So the answer is {["entailment", "neutral", "contradiction"][i % 3]}.' for i in range(24)]
     data_dir = _layout(tmp_path/'data', 'anli1', {s: (recs, outs) for s in ('train', 'valid', 'test')}, 'palm')
     task = ['--dataset', 'anli1', '--data_dir', data_dir, '--batch_size', 8, '--no_log']
-    ok(cli('teacher-logits', '--teacher', 'tiny-large', *task, '--output_dir', tmp_path/'tl'))
+    ok(cli('teacher-logits', '--teacher', 'tiny-large', *task[:-1], '--output_dir', tmp_path/'tl'))  # all but --no_log
     ok(cli('train', '--teacher_logits', tmp_path/'tl', '--metric', 'accuracy', '--max_steps', 2, '--eval_steps', 2,
            '--gen_max_len', 4, *task, '--output_dir', tmp_path/'s'))
     run = json.loads((tmp_path/'s'/'run.json').read_text())

@@ -9,7 +9,7 @@ from distill_sbs.data import load_data
 from distill_sbs.collator import TaskPrefixCollator, tokenize_tasks
 from distill_sbs.inference import Student
 from distill_sbs.kd import KDSettings
-from distill_sbs.multitask import TrainConfig, make_trainer, plain_loop
+from distill_sbs.multitask import ConfigError, TrainConfig, make_trainer, plain_loop
 from distill_sbs.students import tiny_student
 import distill_sbs.multitask as multitask
 
@@ -165,7 +165,8 @@ def test_kd_settings_are_built_by_name(monkeypatch):
     reordered = [(f.name, f.type, dataclasses.field(default=f.default)) for f in reversed(dataclasses.fields(KDSettings))]
     monkeypatch.setattr(multitask, 'KDSettings', dataclasses.make_dataclass('KDSettings', reordered))  # the same settings, another order
     assert dataclasses.asdict(TrainConfig(teacher='tiny-large', **values).kd) == dataclasses.asdict(kd)
-    assert TrainConfig(kd_loss='jsd').kd is None, 'no teacher, no term'
+    assert TrainConfig().kd is None, 'no teacher, no term'
+    with pytest.raises(ConfigError, match='needs a teacher'): TrainConfig(kd_loss='jsd')  # and no term's settings without one
 
 def test_teacher_and_settings_go_together(setup, settings):
     data, model, tok, tokd, batch = setup

@@ -4,7 +4,7 @@ import pytest
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 README = (ROOT/'README.md').read_text()
 
@@ -95,3 +95,17 @@ print(json.dumps(changed))
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+def test_every_subcommand_has_its_own_help_with_the_flags_the_readme_shows():
+    "`distill-sbs X --help` names X and lists every flag the README uses with X (no command prints another's help)."
+    from distill_sbs.cli import SUBCOMMANDS
+    shown = {}
+    for block in _sh_blocks() + re.findall(r'`(distill-sbs [^`]+)`', README):
+        for line in re.split(r'\n(?!\s)', block.replace('\\\n', ' ')):
+            if m := re.search(r'distill-sbs ([a-z-]+)(.*)', line): shown.setdefault(m[1], set()).update(re.findall(r'--[a-z_]+', m[2].split('#')[0]))
+    assert set(shown) <= set(SUBCOMMANDS) and len(shown) >= 8, shown
+    for command in SUBCOMMANDS:
+        res = cli(command, '--help')
+        assert res.returncode == 0 and res.stdout.startswith(f'usage: distill-sbs {command} '), (command, res.stdout[:200], res.stderr[-500:])
+        missing = [f for f in shown.get(command, ()) if f not in res.stdout]
+        assert not missing, (command, missing)

@@ -180,3 +180,168 @@ def test_the_compiled_pipeline_field_by_field(tmp_path):
     assert 'resources' not in container('evaluation (chapter 5)')[0]
     refused(cli('pipeline', '--root', 'runs/local', '--image', 'i', '--serve_image', 's', '--project', 'p', '--package', tmp_path/'x.yaml'),
             'a pipeline writes to Cloud Storage', 'pipeline')
+
+# ---- grid files are typed: every axis a list of its type, or one line naming the file and the key
+
+@pytest.mark.parametrize('text, says', [
+    ('fractions:', 'g.yaml: fractions is empty'),
+    ('seeds: []', 'g.yaml: seeds is empty'),
+    ('methods:', 'g.yaml: methods is empty'),
+    ('seeds: [0.5]', 'g.yaml: seeds: expected a list of integers'),
+    ('seeds: [1.0]', 'g.yaml: seeds: expected a list of integers'),
+    ('seeds: [true]', 'g.yaml: seeds: expected a list of integers'),
+    ('seeds: [-1]', 'g.yaml: seeds -1: a seed must be from 0 to 2**32-1'),
+    ('seeds: "a,b"', "g.yaml: seeds 'a,b': expected comma-separated integers"),
+    ('fractions: [half]', "g.yaml: fractions: expected a list of numbers in (0, 1], got 'half'"),
+    ('fractions: [1.5]', 'g.yaml: fractions 1.5: a fraction of the training set must be in (0, 1]'),
+    ('fractions: {a: 1}', 'g.yaml: fractions: expected a list of numbers'),
+    ('fractions: [[0.5]]', 'g.yaml: fractions: expected a list of numbers'),
+    ('students: 5', 'g.yaml: students: expected a list of strings'),
+    ('students: [tiny, 3]', 'g.yaml: students: expected a list of strings'),
+    ('methods: 3', 'g.yaml: methods: expected method names'),
+    ('methods: [standard, 1]', 'g.yaml: methods: expected method names'),
+    ('methods: [standard, distiled]', "g.yaml: invalid choice: --methods 'distiled'"),
+    ('methods: {m: standard}', "g.yaml: method 'm': expected a mapping of train settings"),
+    ('output_dir:', 'g.yaml: output_dir: expected a folder (a string), got None'),
+    ('output_dir: 3', 'g.yaml: output_dir: expected a folder (a string), got 3'),
+    ('seeds: [0, 0]', 'g.yaml: seeds repeats 0'),
+])
+def test_a_damaged_grid_file_gets_one_line_naming_the_file_and_the_key(tmp_path, text, says):
+    from distill_sbs.sweep import SweepError, load_grid
+    (tmp_path/'g.yaml').write_text(text + '\n')
+    with pytest.raises(SweepError) as e: load_grid(tmp_path/'g.yaml')
+    assert says in str(e.value) and '\n' not in str(e.value)
+    refused(cli('sweep', '--grid', tmp_path/'g.yaml', '--output_dir', tmp_path/'s'), says, 'sweep')
+    assert not (tmp_path/'s').exists()
+
+@pytest.mark.parametrize('text, axis, value, says', [
+    ('seeds: 0', 'seeds', (0,), 'g.yaml: seeds 0 read as [0]'),
+    ('fractions: 0.5', 'fractions', (0.5,), 'g.yaml: fractions 0.5 read as [0.5]'),
+    ('fractions: 1', 'fractions', (1.0,), 'g.yaml: fractions 1 read as [1.0]'),
+    ('fractions: "0.5,1"', 'fractions', (0.5, 1.0), "g.yaml: fractions '0.5,1' read as [0.5, 1.0]"),
+    ('seeds: "0, 3"', 'seeds', (0, 3), "g.yaml: seeds '0, 3' read as [0, 3]"),
+    ('students: google/flan-t5-small', 'students', ('google/flan-t5-small',), "read as ['google/flan-t5-small']"),
+    ('methods: standard', 'methods', {'standard': {'model_type': 'standard'}}, "g.yaml: methods 'standard' read as ['standard']"),
+])
+def test_a_single_value_is_a_one_item_list_and_a_line_says_so(tmp_path, text, axis, value, says):
+    from distill_sbs.sweep import load_grid
+    (tmp_path/'g.yaml').write_text(text + '\n')
+    said = []
+    assert getattr(load_grid(tmp_path/'g.yaml', say=said.append), axis) == value
+    assert len(said) == 1 and says in said[0]
+    res = ok(cli('sweep', '--grid', tmp_path/'g.yaml', '--output_dir', 'gs://b/s', *JOB))  # checked here, then only printed
+    assert says in res.stdout
+
+def _grid_value(axis):
+    "Damaged or whole values for one axis of a grid file."
+    from hypothesis import strategies as st
+    from conftest import json_values
+    good = dict(fractions=st.floats(0.01, 1), seeds=st.integers(0, 5), students=st.sampled_from(['tiny', 'google/flan-t5-small', 'x/tiny2']),
+                methods=st.sampled_from(['standard', 'distilled', 'cot']), output_dir=st.sampled_from(['runs/s', '']))[axis]
+    scalar = st.none() | st.booleans() | st.integers(-3, 2**33) | st.floats() | st.text(max_size=8) | good
+    joined = st.lists(good, max_size=3).map(lambda v: ','.join(map(str, v)))
+    kids = st.lists(scalar | st.lists(scalar, max_size=2), max_size=3)
+    methods = st.dictionaries(st.text(max_size=6) | st.integers() | st.sampled_from(['m', 'kd']),
+                              st.none() | st.dictionaries(st.sampled_from(['model_type', 'alpha', 'lrr', '1']), json_values, max_size=2), max_size=2)
+    return scalar | joined | kids | st.lists(good, max_size=3) | json_values | (methods if axis == 'methods' else st.nothing())
+
+def test_any_damaged_grid_file_is_a_sweep_or_one_line(tmp_path):
+    "Generated grid files, each axis damaged its own way: `load_grid` returns a well-typed `Sweep` or raises a one-line `UserError`, nothing else."
+    from hypothesis import given, strategies as st
+    from conftest import fuzz
+    from distill_sbs.core import UserError
+    from distill_sbs.sweep import Sweep, load_grid
+    keys = ('methods', 'fractions', 'students', 'seeds', 'output_dir')
+    path, seen = tmp_path/'g.yaml', {'ok': 0, 'refused': 0}
+
+    @fuzz(300)
+    @given(st.fixed_dictionaries({}, optional={k: _grid_value(k) for k in keys}))
+    def check(grid):
+        path.write_text(yaml.safe_dump(grid))
+        try: s = load_grid(path, say=lambda line: None)
+        except UserError as e:
+            seen['refused'] += 1
+            assert str(e) and '\n' not in str(e) and str(path) in str(e), str(e)
+            return
+        seen['ok'] += 1
+        assert isinstance(s, Sweep) and s.fractions and s.seeds and s.students and s.methods
+        assert all(type(f) is float and 0 < f <= 1 for f in s.fractions)
+        assert all(type(v) is int and 0 <= v < 2**32 for v in s.seeds)
+        assert all(isinstance(v, str) and v.strip() for v in s.students)
+        assert all(isinstance(m, str) and isinstance(f, dict) for m, f in s.methods.items())
+        assert isinstance(s.output_dir, str) and s.output_dir
+    check()
+    assert seen['ok'] > 10 and seen['refused'] > 100, seen
+
+@pytest.mark.parametrize('text', ['seeds: 0.5', 'fractions: [0.5, null]', 'methods: {1: {}}', 'students: {a: b}', '3: 4'])
+def test_damaged_grid_files_through_the_command_line(tmp_path, text):
+    (tmp_path/'g.yaml').write_text(text + '\n')
+    refused(cli('sweep', '--grid', tmp_path/'g.yaml', '--output_dir', tmp_path/'s'), str(tmp_path/'g.yaml'), 'sweep')
+
+def test_sweep_help_shows_the_job_flags_and_the_defaults():
+    res = ok(cli('sweep', '--help'))
+    for flag in ('--submit', '--project', '--image', '--machine_type', '--replica_count', '--dry_run', '--fractions', '--grid'):
+        assert flag in res.stdout, flag
+    assert '0.125,0.25,0.5,1' in res.stdout
+    refused(cli('sweep', '--project', 'p', '--output_dir', 'gs://b/s'), '--project is a flag of a Vertex AI job: add --submit', 'sweep')
+
+# ---- the pipeline's command: its flags are the spec's defaults, and what it cannot use is one line
+
+PIPE = ['pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1']
+
+def test_the_pipeline_carries_its_flags_as_parameter_defaults(tmp_path):
+    res = ok(cli(*PIPE, '--project', 'p', '--dataset', 'svamp', '--student', 'google/flan-t5-small', '--max_steps', 50,
+                 '--teacher_model', 'gemini-2.5-pro', '--package', tmp_path/'c.yaml'))
+    params = yaml.safe_load((tmp_path/'c.yaml').read_text())['root']['inputDefinitions']['parameters']
+    assert {k: v['defaultValue'] for k, v in params.items()} == dict(dataset='svamp', teacher_model='gemini-2.5-pro',
+                                                                     student='google/flan-t5-small', max_steps=50)
+    assert 'would call' not in res.stdout
+
+def test_the_pipeline_compiles_without_a_project_and_into_a_new_folder(tmp_path):
+    package = tmp_path/'new'/'folder'/'course.yaml'
+    res = ok(cli(*PIPE, '--package', package))
+    assert f'compiled {package}' in res.stdout
+    spec = yaml.safe_load(package.read_text())
+    params = spec['root']['inputDefinitions']['parameters']
+    assert params['project'] == {'parameterType': 'STRING'}  # no default: given when it starts
+    tasks = {t['taskInfo']['name']: t for t in spec['root']['dag']['tasks'].values()}
+    for step in ('teacher (chapter 1)', 'deployment (chapter 7)'):
+        assert tasks[step]['inputs']['parameters']['project'] == {'componentInputParameter': 'project'}
+
+@pytest.mark.parametrize('flags, says', [
+    (['--dataset', 'bogus'], "invalid choice: --dataset 'bogus'"),
+    (['--dataset', 'generic'], "invalid choice: --dataset 'generic'"),
+    (['--max_steps', '0'], '--max_steps must be at least 1, got 0'),
+    (['--start'], '--start needs --project'),
+    (['--dry_run'], '--dry_run needs --project'),
+    (['--run'], '--run: the pipeline starts with --start'),
+    (['--project', 'p', '--run'], '--run: the pipeline starts with --start'),
+    (['--package', 'spec.txt'], 'a pipeline spec is a .yaml (or .json) file'),
+])
+def test_bad_pipeline_flags_get_one_line(tmp_path, flags, says):
+    args = [*PIPE, *(['--package', tmp_path/'x'/'p.yaml'] if '--package' not in flags else []), *flags]
+    res = cli(*args, cwd=tmp_path)
+    assert says in error_line(res, 'pipeline') and 'compiled' not in res.stdout
+    assert not (tmp_path/'x').exists() and not (tmp_path/'spec.txt').exists()
+
+def test_a_package_in_a_file_not_a_folder_gets_one_line(tmp_path):
+    (tmp_path/'file').write_text('')
+    refused(cli(*PIPE, '--package', tmp_path/'file'/'c.yaml'), '--package', 'pipeline')
+    (tmp_path/'d.yaml').mkdir()
+    refused(cli(*PIPE, '--package', tmp_path/'d.yaml'), 'a folder', 'pipeline')
+
+def test_the_pipeline_starts_with_start(tmp_path):
+    res = ok(cli(*PIPE, '--project', 'p', '--start', '--dry_run', '--dataset', 'svamp', '--package', tmp_path/'c.yaml'))
+    assert 'would call aiplatform.PipelineJob(**args).submit' in res.stdout and '"dataset": "svamp"' in res.stdout
+
+def test_the_size_panel_and_table_read_plainly_for_students_of_nearly_one_size():
+    "Two students 0.1% apart in size (tiny vocabularies): a linear axis with labels told apart, and the printed table keeps the student column."
+    import pandas as pd, matplotlib
+    matplotlib.use('Agg')
+    from distill_sbs.sweep import _printable, plot_sweep
+    t = pd.DataFrame(dict(method=['standard', 'distilled'] * 2, student=['a', 'a', 'b', 'b'], fraction=[1.0] * 4, params=[1_400_000] * 2 + [1_401_500] * 2,
+                          accuracy=[.4, .5, .45, .55], interval=[.02] * 4, teacher=[.8] * 4, majority=[.17] * 4, seeds=[3] * 4))
+    bx = plot_sweep(t).axes[1]
+    assert bx.get_xscale() == 'linear' and [x.get_text() for x in bx.get_xticklabels()] == ['1,400,000', '1,401,500']
+    assert plot_sweep(t.assign(params=[1_400_000] * 2 + [77_000_000] * 2)).axes[1].get_xscale() == 'log'
+    assert 'student' in _printable(t).splitlines()[0] and 'student' not in _printable(t[t.student == 'a']).splitlines()[0]

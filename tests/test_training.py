@@ -1,6 +1,6 @@
 """`distill-sbs train`: a whole tiny run, SIGKILL of the real program then --resume, two processes under torchrun, one
 line per bad flag."""
-import json, signal, subprocess, time
+import json, re, signal, subprocess, time
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
@@ -100,3 +100,69 @@ class _OutOfMemory(TrainerCallback):
 def test_out_of_memory_says_what_to_change(tmp_path):
     cfg = TrainConfig(max_steps=2, eval_steps=1, n_train=50, n_test=5, batch_size=8, no_log=True, output_dir=str(tmp_path/'run'))
     with pytest.raises(TrainError, match=r'a batch of 8 does not fit .*--batch_size 4 --grad_steps 2'): train(cfg, callbacks=[_OutOfMemory()])
+
+class _PoisonAfter(TrainerCallback):
+    "Make one weight NaN at the end of step `step`, as a bad batch or a broken teacher file would."
+    def __init__(self, step): self.step = step
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step == self.step:
+            with torch.no_grad(): next(model.parameters()).fill_(float('nan'))
+
+def test_a_nan_loss_stops_the_run_and_resume_starts_from_the_last_good_checkpoint(tmp_path):
+    "A non-finite loss is one line naming the step and the term; nothing NaN is saved; `--resume` continues from the last good checkpoint."
+    out = tmp_path/'run'
+    cfg = TrainConfig(max_steps=6, eval_steps=2, n_train=60, n_test=5, batch_size=8, no_log=True, output_dir=str(out))
+    with pytest.raises(TrainError, match=r'^step 4: label_loss is nan; stopped before it could update the weights'): train(cfg, callbacks=[_PoisonAfter(3)])
+    assert not (out/'model.safetensors').exists() and not (out/'run.json').exists(), 'no final model, no finished run'
+    assert last_checkpoint(out).endswith('checkpoint-2')
+    good = AutoModelForSeq2SeqLM.from_pretrained(last_checkpoint(out))
+    assert all(torch.isfinite(p).all() for p in good.parameters()), 'every checkpoint on disk is from before the NaN'
+    run = train(TrainConfig(**{**cfg.__dict__, 'resume': True}))
+    assert run['steps'] == 6 and run['resumed_from'] == 'checkpoint-2'
+    assert all(torch.isfinite(p).all() for p in AutoModelForSeq2SeqLM.from_pretrained(out).parameters())
+
+@pytest.mark.parametrize('flags,says', [
+    (['--learning_rate', '1e-3'], "unknown setting '--learning_rate': here it is --lr"),
+    (['--num_train_epochs', '3'], "unknown setting '--num_train_epochs': here it is --max_steps: runs are counted in optimizer steps, not epochs"),
+    (['--seed', '1'], "unknown setting '--seed': here it is --run"),
+    (['--model_name_or_path', 'google/flan-t5-base'], "here it is --from_pretrained"),
+    (['--gradient_accumulation_steps', '2'], "here it is --grad_steps"),
+    (['--per_device_train_batch_size', '8'], "here it is --batch_size"),
+    (['--kd_loss', 'jsd'], '--kd_loss jsd: it shapes the distillation term, which needs a teacher'),
+    (['--kd_on', 'label', '--kd_temperature', '2'], '--kd_temperature 2.0, --kd_on label: they shape the distillation term, which needs a teacher'),
+], ids=['learning_rate', 'num_train_epochs', 'seed', 'model_name_or_path', 'gradient_accumulation_steps', 'per_device_train_batch_size',
+        'kd_loss-without-teacher', 'kd-settings-without-teacher'])
+def test_the_names_users_bring_and_settings_that_would_be_ignored(tmp_path, flags, says):
+    "transformers' names get this project's name, never a hint at a setting that means something else; KD settings without a teacher are refused, not ignored."
+    line = error_line(cli('train', *flags, '--output_dir', tmp_path/'run'), 'train')
+    assert says in line and 'n_train' not in line, line
+    assert not (tmp_path/'run').exists()
+
+@pytest.mark.parametrize('command,default', [('train', 'runs/train'), ('teacher-logits', 'runs/teacher_logits'), ('experiment', 'runs/experiment')])
+def test_each_command_has_its_own_help(command, default):
+    "`--help` names the command, its own description and its own default folder; teacher-logits lists only what it reads."
+    out = ok(cli(command, '--help')).stdout
+    assert out.startswith(f'usage: distill-sbs {command} ') and f'(default: {default})' in re.sub(r'\s+', ' ', out)
+    assert ('--lr' in out) == (command != 'teacher-logits') and ('--top_k' in out) and ('--model_type' in out) == (command != 'experiment')
+
+def test_teacher_logits_refuses_training_flags_and_a_folder_of_something_else(tmp_path):
+    assert '--lr is a setting `distill-sbs teacher-logits` does not use' in error_line(cli('teacher-logits', '--teacher', 'tiny-large', '--lr', '1'), 'teacher-logits')
+    run = tmp_path/'run'; run.mkdir(); (run/'run.json').write_text('{}'); (run/'model.safetensors').write_bytes(b'weights')
+    line = error_line(cli('teacher-logits', '--teacher', 'tiny-large', '--output_dir', run), 'teacher-logits')
+    assert 'holds other files (model.safetensors, run.json)' in line and '--overwrite' in line
+    assert sorted(p.name for p in run.iterdir()) == ['model.safetensors', 'run.json'], 'nothing touched'
+
+def test_teacher_logprobs_pick_the_kd_target_they_can_teach(tmp_path):
+    "With --teacher_logprobs, --kd_on defaults to what an API teacher's logprobs teach: the rationale's tokens, wherever the recipe writes them."
+    f = tmp_path/'train_logprobs.jsonl'; f.write_text('')
+    assert TrainConfig(teacher_logprobs=str(f)).kd_on == 'rationale'
+    assert TrainConfig(teacher_logprobs=str(f), model_type='cot').kd_on == 'label'
+    assert TrainConfig().kd_on == 'both'
+
+def test_logits_for_other_data_with_a_tiny_student_say_why(tmp_path):
+    "A tiny student's vocabulary comes from its data: logits written for other data are refused with that reason, not only 'another tokenizer'."
+    ok(cli('teacher-logits', '--teacher', 'tiny-large', '--n_train', 100, '--n_test', 5, '--batch_size', 8, '--output_dir', tmp_path/'tl'))
+    line = refused(cli('train', '--teacher_logits', tmp_path/'tl', '--n_train', 150, '--n_test', 5, '--max_steps', 2, '--no_log',
+                       '--output_dir', tmp_path/'run'), 'another tokenizer', 'train')
+    assert 'another tokenizer' in line and "vocabulary is built from its training data" in line and '--n_train' in line
+    assert not (tmp_path/'run').exists()
