@@ -382,7 +382,7 @@ def train_command(argv:list[str]):
 def teacher_logits(cfg:TrainConfig) -> dict:
     "The `--teacher`'s top-`--top_k` log-probabilities at every target token of the training set `cfg` tokenises, written to `cfg.output_dir` (chapter 2c); rerun, it finishes a killed run."
     require(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
-    others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if p.name != LOGITS_META and not p.name.startswith('shard-') and p.name != 'meta.tmp']
+    others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if not p.name.startswith((LOGITS_META, 'shard-', 'meta.tmp'))]
     require(not others, f'--output_dir {cfg.output_dir} holds other files ({", ".join(sorted(others)[:3])}{", ..." if len(others) > 3 else ""}), '
                         'not a teacher\'s logits: choose another folder, or add --overwrite to delete it first')
     hw = pick_hardware(cfg.bf16)
