@@ -329,10 +329,7 @@ def _check_values(self:TopKLogits, target:str, vocab:int, whose:str):
             where = f'top-k position {int(at[1])}: ' if x.ndim == 2 else ''
             raise self._where(target, name, int(at[0]), f'{where}log-probability {x[tuple(at)]} is {"not a number" if np.isnan(x[tuple(at)]) else "above 0"}')
     if len(tail):
-        x = np.concatenate([logp, tail[:, None]], 1).astype(np.float64)
-        top = x.max(1)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            mass = np.where(np.isneginf(top), -np.inf, top + np.log(np.exp(x - np.where(np.isneginf(top), 0, top)[:, None]).sum(1)))
+        mass = np.logaddexp.reduce(np.concatenate([logp, tail[:, None]], 1).astype(np.float64), axis=1)  # log of each token's total probability
         if (bad := ~(np.abs(mass) <= MASS_TOL)).any():
             t = int(np.argmax(bad))
             raise self._where(target, 'tail', t, f'its top k and tail hold probability {np.exp(mass[t]):.4g}, not 1')

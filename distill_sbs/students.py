@@ -261,24 +261,24 @@ def tiny_teacher(seed:int=0, texts=None) -> tuple:
     return tiny_student(d_model=256, layers=4, seed=seed, texts=texts)
 
 # %% ../nbs/02_students.ipynb #fbdff2f9
-def _pretrained(name:str, **kwargs) -> tuple:
-    "A Hub id's or a folder's (model, tokenizer); tried against the local cache when the Hub cannot be reached; a `StudentError` naming `--from_pretrained` otherwise."
+def _pretrained(name:str, flag:str='--from_pretrained', **kwargs) -> tuple:
+    "A Hub id's or a folder's (model, tokenizer); tried against the local cache when the Hub cannot be reached; a `StudentError` naming `flag` otherwise."
     local = Path(name).expanduser()
     if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
-        raise StudentError(f'--from_pretrained {name}: no such model folder')
+        raise StudentError(f'{flag} {name}: no such model folder')
     if (local/'adapter_config.json').exists() and not (local/'config.json').exists():
-        raise StudentError(f'--from_pretrained {name}: {name} holds a LoRA adapter only (adapter_config.json, no config.json): load the '
+        raise StudentError(f'{flag} {name}: {name} holds a LoRA adapter only (adapter_config.json, no config.json): load the '
                            'folder of the finished run, which holds the merged model, or merge the adapter into its base model first')
     online = local.is_dir() or hub_reachable()
     kwargs.setdefault('local_files_only', not online)
     try:
         kind = student_kind(AutoConfig.from_pretrained(name, **kwargs))
         return kind.auto_model.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs)
-    except StudentError as e: raise StudentError(f'--from_pretrained {name}: {e}') from None
+    except StudentError as e: raise StudentError(f'{flag} {name}: {e}') from None
     except OSError as e:
         where = 'is not a model folder' if local.is_dir() else \
                 'is not on the Hub' if online else 'is neither a local folder nor cached, and the Hub cannot be reached'
-        raise StudentError(f'--from_pretrained {name} {where} ({str(e).splitlines()[0]})') from None
+        raise StudentError(f'{flag} {name} {where} ({str(e).splitlines()[0]})') from None
 
 # %% ../nbs/02_students.ipynb #17962a35
 TINY = {'tiny': tiny_student, 'tiny-causal': tiny_causal, 'tiny-large': tiny_teacher}  # the offline models, by their --from_pretrained name
@@ -288,10 +288,11 @@ def load_student(
     seed:int=0, # initialisation seed of a tiny student
     texts=None, # a tiny student's word-level vocabulary comes from these (None: byte-level)
     quiet:bool=False, # do not print what was changed in the tokenizer
+    flag:str='--from_pretrained', # the flag a mistaken name is reported under (`--teacher` for a teacher)
     **kwargs, # for `from_pretrained`, e.g. `local_files_only=True`
 ) -> tuple:
     "(model, tokenizer) of a base student to train, of either kind, its tokenizer ready to train with; a name that is no model is one line."
-    model, tok = TINY[name](seed=seed, texts=texts) if name in TINY else _pretrained(name, **kwargs)
+    model, tok = TINY[name](seed=seed, texts=texts) if name in TINY else _pretrained(name, flag, **kwargs)
     for note in student_kind(model).prepare(tok):
         if not quiet: print(f'{name}: {note}')
     return model, tok

@@ -13,14 +13,13 @@ import torch, yaml
 from transformers import set_seed
 from .core import ArgParser, add_flags
 from .data import load_data
-from .sources import hub_reachable
 from .students import TINY, StudentError, load_student, student_kind
 from .cot import CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import tokenize_tasks
 from .hardware import Hardware, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
 from .kd_align import ApiLogprobs
-from .kd_teachers import LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, online_teacher, write_teacher_logits
+from .kd_teachers import LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, online_teacher, tokenizer_fingerprint, write_teacher_logits
 from .multitask import ConfigError, TrainConfig, TrainError, make_trainer, require
 
 # %% auto #0
@@ -133,16 +132,9 @@ def recipe_for(cfg:TrainConfig, data) -> tuple[Recipe, ExemplarPool|None]:
 def open_teacher(name:str, hw:Hardware, seed:int=0, texts=None) -> OnlineTeacher:
     "`--teacher`: loaded once, in eval mode without gradients, in bf16 where the hardware multiplies it natively (chapter 2c)."
     kw = {'dtype': torch.bfloat16} if hw.native_bf16 else {}
-    if name in TINY:
-        model, tok = load_student(name, seed, texts=texts, quiet=True)
-        model = model.to(**kw)
-    else:
-        local = Path(name).expanduser()
-        if not local.is_dir() and (local.exists() or name.startswith(('.', '/', '~')) or name.count('/') > 1):
-            raise ConfigError(f'--teacher {name}: no such model folder')
-        try: model, tok = load_student(name, quiet=True, local_files_only=not (local.is_dir() or hub_reachable()), **kw)
-        except (StudentError, OSError) as e: raise ConfigError(f'--teacher {name}: {str(e).splitlines()[0]}') from None
-    return OnlineTeacher(model.to(hw.device), tok, name)
+    try: model, tok = load_student(name, seed, texts=texts, quiet=True, flag='--teacher', **({} if name in TINY else kw))  # chapter 2's door
+    except StudentError as e: raise ConfigError(str(e)) from None
+    return OnlineTeacher(model.to(hw.device, **kw), tok, name)
 
 # %% ../nbs/04_training.ipynb #4407160e
 def add_lora(model, cfg:TrainConfig):
@@ -237,12 +229,11 @@ def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer,
         teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
-        try: teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
-        except TeacherError as e:  # a tiny student's word-level vocabulary is built from the data it trains on: other data, another vocabulary
-            if 'another tokenizer' not in str(e) or cfg.from_pretrained not in TINY: raise
-            raise TeacherError(f"{e}. A --from_pretrained {cfg.from_pretrained} student's vocabulary is built from its training data, so logits "
-                               'written for other data (--dataset, --data_dir, --n_train, --subsample, ...) read as another tokenizer: write them '
-                               'again with `distill-sbs teacher-logits` and the same data flags as this run') from None
+        if cfg.from_pretrained in TINY and teacher.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):  # its vocabulary comes from its data
+            raise TeacherError(f"{cfg.teacher_logits} was made for another tokenizer: a --from_pretrained {cfg.from_pretrained} student's vocabulary is "
+                               'built from its training data, so logits written for other data (--dataset, --data_dir, --n_train, --subsample, ...) '
+                               'read as another tokenizer: write them again with `distill-sbs teacher-logits` and the same data flags as this run')
+        teacher.check(tokenized['train'], tokenizer, cfg.kd_temperature)
     if cfg.teacher_logprobs:  # an API teacher's top K, aligned to the student's rationale tokens; refused if written for other data
         teacher = ApiLogprobs(cfg.teacher_logprobs, tokenized, tokenizer)
         teacher.check(cfg.kd_loss, cfg.kd_temperature)
@@ -382,7 +373,7 @@ def train_command(argv:list[str]):
 def teacher_logits(cfg:TrainConfig) -> dict:
     "The `--teacher`'s top-`--top_k` log-probabilities at every target token of the training set `cfg` tokenises, written to `cfg.output_dir` (chapter 2c); rerun, it finishes a killed run."
     require(bool(cfg.teacher), '--teacher is required: the model whose distributions to write')
-    others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if not p.name.startswith((LOGITS_META, 'shard-', 'meta.tmp'))]
+    others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if not p.name.startswith((LOGITS_META, 'shard-'))]
     require(not others, f'--output_dir {cfg.output_dir} holds other files ({", ".join(sorted(others)[:3])}{", ..." if len(others) > 3 else ""}), '
                         'not a teacher\'s logits: choose another folder, or add --overwrite to delete it first')
     hw = pick_hardware(cfg.bf16)
