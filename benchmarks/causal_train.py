@@ -47,10 +47,10 @@ def run_variant(variant, a):
     from distill_sbs.students import student_kind, task_message
     rows, tasks = data(a.examples), 'both' if variant.endswith('both') else 'label'
     model, tok = model_and_tokenizer(a.config, torch.float32)
-    hw = pick_hardware(a.bf16)
+    hw = pick_hardware(a.bf16, causal=True)  # a GPU without native bf16 trains a causal student in fp16 with loss scaling
     timer = clock()
     common = dict(num_train_epochs=1, learning_rate=1e-5, logging_steps=10**6, disable_tqdm=True, report_to='none',
-                  dataloader_drop_last=True, save_strategy='no', bf16=hw.bf16, use_cpu=hw.device == 'cpu')
+                  dataloader_drop_last=True, save_strategy='no', bf16=hw.bf16, fp16=hw.fp16, use_cpu=hw.device == 'cpu')
     if variant.startswith('ours'):
         from datasets import DatasetDict
         from distill_sbs.collator import tokenize_tasks

@@ -62,7 +62,8 @@ def main(argv):
     body = results_table(table, gaps, wall, len(sweep.cells()))
     if loop:  # the first cells again, fresh: in this process as the sweep runs them, then as a shell loop of one
               # `distill-sbs train` and one `distill-sbs evaluate` process per cell, the straightforward way
-        from distill_sbs.sweep import Sweep, run_cell
+        from distill_sbs.grid import Sweep
+        from distill_sbs.sweep import run_cell
         timed = Sweep(sweep.methods, sweep.fractions, sweep.students, sweep.seeds, sweep.settings, sweep.output_dir + '_timed')
         cells = timed.cells()[:4]
         t0 = time.time()

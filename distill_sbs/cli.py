@@ -28,10 +28,10 @@ SUBCOMMANDS = {
     'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('vertex', 'deploy_command')),
     'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('experiment', 'experiment_command')),
     'sweep': ('a grid of students: methods x data fractions x students x seeds, resumable, one per GPU; table and figures', None, _later('sweep', 'sweep_command')),
-    'launch': ('run a command on one machine of a Vertex AI job: torchrun across its machines and GPUs (the job calls it)', None, _later('vertex', 'launch_command')),
+    'launch': ('run a command on one machine of a Vertex AI job: torchrun across its machines and GPUs, or its share of a sweep (the job calls it)', None, _later('jobs', 'launch_command')),
     'pipeline': ('compile the course as a Vertex AI pipeline (offline); --start starts it', None, _later('pipeline', 'pipeline_command')),
 }
-SUBMITS = {'train': _later('vertex', 'submit_train'), 'sweep': _later('sweep', 'submit_sweep')}  # with --submit, these run as a Vertex AI custom job instead (chapters 7 and 8)
+SUBMITS = {'train': _later('jobs', 'submit_train'), 'sweep': _later('sweep', 'submit_sweep')}  # with --submit, these run as a Vertex AI custom job instead (chapters 7a and 8)
 
 def parser() -> ArgParser:
     "The `distill-sbs` argument parser, one subparser per chapter."

@@ -1,4 +1,4 @@
-"""Which device a student runs on and in which number format, decided once for training and for serving: bf16 where the hardware multiplies it natively, TF32 on GPUs that have it, fp32 elsewhere, and never fp16 for T5.
+"""Which device a student runs on and in which number format, decided once for training and for serving: bf16 where the hardware multiplies it natively, TF32 on GPUs that have it, fp16 with loss scaling for a decoder-only student on an older GPU, fp32 elsewhere (never fp16 for T5).
 
 Docs: https://distill-sbs.github.io/distill_sbs/hardware.html.md"""
 
@@ -6,14 +6,15 @@ Docs: https://distill-sbs.github.io/distill_sbs/hardware.html.md"""
 
 # %% ../nbs/00f_hardware.ipynb #26fc5dff
 from __future__ import annotations
-import functools, os, platform
+import functools, os, platform, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from .core import UserError
 
 # %% auto #0
-__all__ = ['CPU_BF16_FLAGS', 'DTYPES', 'cpu_info', 'default_device', 'native_bf16', 'Hardware', 'pick_hardware', 'serving_dtype']
+__all__ = ['CPU_BF16_FLAGS', 'DTYPES', 'cpu_info', 'default_device', 'native_bf16', 'Hardware', 'check_precision',
+           'pick_hardware', 'serving_dtype', 'nvidia_attached', 'cuda_failure', 'device_line']
 
 # %% ../nbs/00f_hardware.ipynb #5b0870d4
 CPU_BF16_FLAGS = frozenset({'avx512_bf16', 'amx_bf16', 'bf16'})  # x86 AVX512-BF16, Intel AMX, Arm BF16
@@ -33,8 +34,8 @@ def default_device() -> str:
 
 # %% ../nbs/00f_hardware.ipynb #665a8304
 def native_bf16(device:str='cpu') -> bool:
-    "Does `device` multiply bf16 matrices in hardware? GPUs with bf16 (Ampere on); CPUs with AVX512-BF16, AMX or Arm BF16."
-    if device.startswith('cuda'): return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    "Does `device` multiply bf16 matrices in hardware? GPUs of compute capability 8.0 on (not an emulation); CPUs with AVX512-BF16, AMX or Arm BF16."
+    if device.startswith('cuda'): return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(cpu_info()[1] & CPU_BF16_FLAGS)
 
 # %% ../nbs/00f_hardware.ipynb #0bb337e5
@@ -48,12 +49,17 @@ class Hardware:
     memory_gib:float|None # accelerator memory
     processes:int # training processes (torchrun / accelerate launch)
     native_bf16:bool = False # the device multiplies bf16 in hardware
+    fp16:bool = False # autocast to fp16, with loss scaling (a decoder-only student on a GPU without native bf16)
     notes:list = field(default_factory=list) # why, in words
+
+    @property
+    def precision(self) -> str:
+        "The number format training computes in, in words."
+        return 'bf16 autocast' if self.bf16 else 'fp16 autocast + loss scaling' if self.fp16 else 'fp32'
 
     def __str__(self):
         mem = f', {self.memory_gib:.0f} GiB' if self.memory_gib else ''
-        prec = 'bf16 autocast' if self.bf16 else 'fp32'
-        lines = [f"hardware: {self.processes} x {self.name} ({self.device}{mem}); {prec}{' + TF32' if self.tf32 else ''}"]
+        lines = [f"hardware: {self.processes} x {self.name} ({self.device}{mem}); {self.precision}{' + TF32' if self.tf32 else ''}"]
         return '\n'.join(lines + [f'  {n}' for n in self.notes])
 
     def matmul_precision(self, fast:bool=True) -> str:
@@ -62,25 +68,54 @@ class Hardware:
         return 'high' if self.tf32 else 'medium' if self.device == 'cpu' and self.native_bf16 else 'highest'
 
 # %% ../nbs/00f_hardware.ipynb #1bc250c2
-def pick_hardware(
-    bf16:bool|None=None, # bf16 autocast: None decides by the hardware (GPUs with native bf16); True forces it (a CPU too)
+def check_precision(
+    bf16:bool|None=None, # --bf16: True asks for bf16 autocast
+    fp16:bool|None=None, # --fp16: True asks for fp16 autocast with loss scaling
     device:str|None=None, # 'cuda' or 'cpu'; default: the GPU if there is one
+    causal:bool|None=None, # the student is decoder-only; False: seq2seq (T5); None: not known yet
+):
+    "Refuse in one line, naming the flag, a precision this device or student cannot train in: bf16 without native bf16, fp16 without a GPU or for T5."
+    device = device or default_device()
+    if bf16 and fp16: raise UserError('--bf16 and --fp16 contradict each other: give one, or neither to let the hardware decide')
+    if fp16 and not device.startswith('cuda'):
+        raise UserError('--fp16: fp16 autocast with loss scaling is for GPUs, and this run trains on the CPU; leave the flag out (fp32), or use --bf16')
+    if fp16 and causal is False:
+        raise UserError('--fp16: a seq2seq (T5) student overflows in fp16 (its activations exceed fp16\'s range and the loss turns nan); leave the flag out')
+    if bf16 and device.startswith('cuda') and not native_bf16('cuda'):
+        p = torch.cuda.get_device_properties(0)
+        instead = {True: 'fp16 with loss scaling', False: 'fp32'}.get(causal, 'fp32 (T5) or fp16 with loss scaling (a decoder-only student)')
+        raise UserError(f'--bf16: {p.name} (compute capability {p.major}.{p.minor}) has no native bf16, only an emulation; '
+                        f'leave the flag out to train in {instead}')
+
+# %% ../nbs/00f_hardware.ipynb #738d050f
+def pick_hardware(
+    bf16:bool|None=None, # bf16 autocast: None decides by the hardware (GPUs with native bf16); True forces it (a CPU too); False: not bf16
+    device:str|None=None, # 'cuda' or 'cpu'; default: the GPU if there is one
+    fp16:bool|None=None, # fp16 autocast with loss scaling: None decides (a decoder-only student on a GPU without bf16, unless bf16=False); False: fp32; True forces it
+    causal:bool=False, # the student is decoder-only, stable in fp16 with loss scaling; False: seq2seq (T5), which overflows in fp16
 ) -> Hardware:
-    "The device and precision to train with: bf16 + TF32 where native, else fp32 (never fp16, which T5 overflows)."
+    "The device and precision to train with: bf16 + TF32 where native; on a GPU without bf16, fp16 with loss scaling for a decoder-only student and fp32 for T5; fp32 on a CPU."
     processes, device = int(os.environ.get('WORLD_SIZE', 1)), device or default_device()
+    check_precision(bf16, fp16, device, causal)
     if device.startswith('cuda'):
         props, native = torch.cuda.get_device_properties(0), native_bf16('cuda')
-        if bf16 and not native: raise UserError(f'--bf16: {props.name} has no native bf16; leave the flag out to train in fp32')
-        use = native if bf16 is None else bf16
-        notes = [] if use else ['fp32, as asked (--bf16 false)'] if native else \
-                [f'fp32: {props.name} has no bf16, and T5 is unstable in fp16 (activations overflow), so fp16 is not used']
+        tf32 = tuple(torch.cuda.get_device_capability(0)) >= (8, 0)  # TF32 came with Ampere, as bf16 did
+        use_bf16 = (native and not fp16) if bf16 is None else bf16
+        use_fp16 = (causal and not native and bf16 is None) if fp16 is None else fp16
+        gpu = f'{props.name} (compute capability {props.major}.{props.minor}) has no native bf16'
+        asked = ' '.join(f'--{k} false' for k, v in (('bf16', bf16), ('fp16', fp16)) if v is False)
+        notes = ([] if use_bf16 else
+                 ['fp16 autocast with loss scaling, as asked (--fp16)' if fp16 else
+                  f'fp16 autocast with loss scaling: {gpu}, and a decoder-only student trains stably in fp16 when the loss is scaled (--fp16 false: fp32)'] if use_fp16 else
+                 [f'fp32, as asked ({asked})'] if asked else
+                 [f'fp32: {gpu}, and T5 overflows in fp16 (activations exceed its range), so fp16 is not used'])
         if props.total_memory < 20 * 2**30: notes.append('small GPU: if a batch does not fit, use --gradient_checkpointing or a smaller --batch_size with more --grad_steps')
-        return Hardware('cuda', props.name, use, native, props.total_memory / 2**30, processes, native, notes)
+        return Hardware('cuda', props.name, use_bf16, tf32, props.total_memory / 2**30, processes, native, use_fp16, notes)
     native = native_bf16('cpu')
-    notes = ['no GPU: ' + ('bf16 autocast on the CPU, as asked' if bf16 else 'fp32 (T5 is unstable in fp16, so fp16 is never used)'),
+    notes = ['no GPU: ' + ('bf16 autocast on the CPU, as asked' if bf16 else 'fp32 (fp16 autocast is for GPUs, and T5 overflows in it)'),
              'this CPU multiplies bf16 natively: the fast settings do fp32 matrix products through bf16' if native else
              'this CPU has no bf16 units: matrix products stay fp32' + (', and bf16 autocast will be slow' if bf16 else '')]
-    return Hardware('cpu', cpu_info()[0], bool(bf16), False, None, processes, native, notes)
+    return Hardware('cpu', cpu_info()[0], bool(bf16), False, None, processes, native, False, notes)
 
 # %% ../nbs/00f_hardware.ipynb #d53a131b
 DTYPES = ('auto', 'float32', 'bfloat16')  # no float16: T5 overflows in it
@@ -92,3 +127,29 @@ def serving_dtype(
     "The weights' type to answer in: `auto` is bfloat16 where `device` multiplies it natively, else float32."
     if dtype not in DTYPES: raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
     return ('bfloat16' if native_bf16(device or default_device()) else 'float32') if dtype == 'auto' else dtype
+
+# %% ../nbs/00f_hardware.ipynb #5a19bac8
+def nvidia_attached() -> bool:
+    "Does this machine have an NVIDIA GPU, usable by PyTorch or not? The driver's device files, or `nvidia-smi` on the PATH."
+    return any(os.path.exists(p) for p in ('/dev/nvidia0', '/dev/nvidiactl')) or shutil.which('nvidia-smi') is not None
+
+# %% ../nbs/00f_hardware.ipynb #2ef6b6c8
+def cuda_failure() -> str:
+    "Why PyTorch cannot use an attached NVIDIA GPU: a build without CUDA, or the error CUDA's start-up reports (a driver too old, no device visible)."
+    if torch.version.cuda is None:
+        return ('this PyTorch is a ROCm build, for AMD GPUs' if getattr(torch.version, 'hip', None) else
+                'this PyTorch is a CPU build (torch.version.cuda is None); install a CUDA build (https://pytorch.org/get-started/locally/)')
+    try: torch.cuda.init()
+    except Exception as e: return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    return 'torch.cuda.is_available() is False'
+
+# %% ../nbs/00f_hardware.ipynb #b0faa44c
+def device_line(
+    attached:bool|None=None, # does the machine have an NVIDIA GPU? default: `nvidia_attached()`
+) -> str:
+    "One line for a command's start: the device training and serving use, and why not the GPU when one is attached but PyTorch cannot use it."
+    if torch.cuda.is_available():
+        n, p = torch.cuda.device_count(), torch.cuda.get_device_properties(0)
+        return f"device: cuda ({f'{n} x ' if n > 1 else ''}{p.name}, {p.total_memory / 2**30:.0f} GiB{' each' if n > 1 else ''})"
+    if not (nvidia_attached() if attached is None else attached): return 'device: cpu (no GPU found)'
+    return f'device: cpu — a GPU is attached but PyTorch cannot use it: {cuda_failure()}'

@@ -148,7 +148,8 @@ class TrainConfig(CotSettings, DataSettings):
     max_steps:Optional[int] = None # optimizer steps (default 10000; tiny: 500)
     gen_max_len:Optional[int] = None # most tokens generated for an answer at validation (default 64; cot: max_rationale_length + 32, its answer sentence)
     output_rationale:bool = False # also generate the student's rationales for the validation set at the end
-    bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it; --bf16 forces it (CPU too); --bf16 false: fp32
+    bf16:Optional[bool] = None # bf16 autocast: by default on GPUs that have it natively (Ampere on); --bf16 forces it (CPU too); --bf16 false: fp32
+    fp16:Optional[bool] = None # fp16 autocast with loss scaling: by default for a decoder-only student on a GPU without native bf16 (T4, V100); --fp16 false: fp32; never for T5 (it overflows)
     no_log:bool = False # no TensorBoard logs
     output_dir:str = 'runs/train' # checkpoints, the final model and tokenizer, run.json
     resume:bool = False # continue the run in output_dir from its last checkpoint
@@ -213,6 +214,7 @@ def check(self):
     require(self.lr > 0, f'--lr must be positive, got {self.lr}')
     check_kd(self)
     require(not (self.resume and self.overwrite), '--resume and --overwrite contradict each other: pick one')
+    require(not (self.bf16 and self.fp16), '--bf16 and --fp16 contradict each other: give one, or neither to let the hardware decide')
     if self.data_dir and not _is_remote(self.data_dir):
         require(Path(self.data_dir).exists(), f'--data_dir {self.data_dir}: no such file or folder')
 
@@ -390,29 +392,32 @@ def explain(self:TaskPrefixTrainer, inputs:list[str], max_new_tokens:int=128) ->
 
 # %% ../nbs/03_multitask.ipynb #f9752599
 def training_hardware(
-    fast:bool=True, # the fast settings: bf16 autocast where the hardware has it natively
+    fast:bool=True, # the fast settings: bf16 autocast where the hardware has it natively, else fp16 with loss scaling for a decoder-only student
     bf16:bool|None=None, # force bf16 autocast on or off (None: decided by `fast` and the hardware)
     use_cpu:bool=False, # train on the CPU even with a GPU
+    fp16:bool|None=None, # force fp16 autocast with loss scaling on or off (None: decided by `fast`, the hardware and the student)
+    causal:bool=False, # the student is decoder-only (fp16 with loss scaling is safe); False: seq2seq (T5)
 ) -> Hardware:
     "Chapter 0f's `pick_hardware` for a training run: the plain baseline (`fast=False`) never autocasts unless told to."
-    return pick_hardware(bf16 if bf16 is not None or fast else False, 'cpu' if use_cpu else None)
+    plain = lambda v: v if v is not None or fast else False
+    return pick_hardware(plain(bf16), 'cpu' if use_cpu else None, fp16=plain(fp16), causal=causal)
 
 # %% ../nbs/03_multitask.ipynb #3cb56447
 def training_args(
     output_dir:str, # where checkpoints and logs go
     fast:bool=True, # length grouping, bf16 and TF32 where native, fused AdamW; False: the plain baseline
     hardware:Hardware|None=None, # the device and precision (chapter 0f); default: `training_hardware(fast)`
-    fp16:bool=False, # refused for T5, which overflows in fp16
+    fp16:bool=False, # not decided here: `hardware` says (chapter 0f); True warns unless it chose fp16
     **kwargs, # any other `TrainingArguments`
 ) -> TrainingArguments:
     "`TrainingArguments` for `TaskPrefixTrainer`, with the fast settings chosen by measurement."
-    if fp16: warnings.warn('T5 is unstable in fp16 (activations overflow); using bf16 where available, else fp32.')
     hw = hardware or training_hardware(fast, use_cpu=kwargs.get('use_cpu', False))
+    if fp16 and not hw.fp16: warnings.warn(f'fp16 ignored: the hardware chose {hw.precision} (fp16 with loss scaling is for a decoder-only student on a GPU without native bf16; T5 overflows in fp16)')
     on_cuda = hw.device == 'cuda'
     fast_kw = dict(train_sampling_strategy='group_by_length', length_column_name='length',
                    optim='adamw_torch_fused', tf32=True if hw.tf32 else None) if fast else {}
     base = dict(output_dir=output_dir, remove_unused_columns=False, report_to='none',
-                save_strategy='no', eval_strategy='no', bf16=hw.bf16, dataloader_pin_memory=on_cuda)
+                save_strategy='no', eval_strategy='no', bf16=hw.bf16, fp16=hw.fp16, dataloader_pin_memory=on_cuda)
     if hw.bf16 and not on_cuda: base['use_cpu'] = True  # the Trainer autocasts to bf16 on a CPU only when told it is one
     if hw.device == 'cpu' and hw.processes > 1: base |= dict(use_cpu=True, ddp_backend='gloo')  # several CPU processes (torchrun)
     return TrainingArguments(**{**base, **fast_kw, **kwargs})
@@ -439,7 +444,7 @@ def make_trainer(
     eval_rows=None, # the raw validation rows whose answers are scored (default: the `valid` split `tokenized` came from)
     pool=None, # where `cfg.eval_shots` worked examples come from (chapter 1f's `ExemplarPool`)
     callbacks:list|None=None, # `TrainerCallback`s
-    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0f); else picked here, with `cfg.bf16`
+    hardware:Hardware|None=None, # the device and precision, if already picked (chapter 0f); else picked here, with `cfg.bf16`, `cfg.fp16` and the student's kind
     fast:bool=True, # the fast settings of `training_args`; False: the plain baseline
     matmul_precision:str|None=None, # override the hardware's fp32 matmul precision while training ('highest', 'high', 'medium')
     **overrides, # `TrainingArguments` that replace those `cfg` gives (`disable_tqdm=True`, ...)
@@ -449,7 +454,9 @@ def make_trainer(
     recipe = getattr(tokenized, 'recipe', None)
     if recipe is not None and recipe.name != cfg.model_type:
         raise ValueError(f'the data was tokenised for model_type {recipe.name!r}, but the settings say {cfg.model_type!r}')
-    hw = hardware or training_hardware(fast, cfg.bf16, overrides.get('use_cpu', False))
+    causal = student_kind(model).name == 'causal'
+    hw = hardware or training_hardware(fast, cfg.bf16, overrides.get('use_cpu', False), cfg.fp16, causal)
+    if hw.fp16 and not causal: raise TrainError('fp16: a seq2seq (T5) student overflows in fp16; pick the hardware with causal=False (fp32 or bf16)')
     if eval_rows is None and getattr(tokenized, 'source', None) is not None: eval_rows = tokenized.source.get('valid')
     args = training_args(fast=fast, hardware=hw, **{**config_args(cfg, tokenized), **overrides})
     if isinstance(teacher, OnlineTeacher): teacher.model.to(args.device)

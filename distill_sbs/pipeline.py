@@ -6,14 +6,15 @@ Docs: https://distill-sbs.github.io/distill_sbs/pipeline.html.md"""
 
 # %% ../nbs/09_pipeline.ipynb #09ab32c8
 from __future__ import annotations
-import argparse
+import argparse, hashlib, json
+from graphlib import TopologicalSorter
 from pathlib import Path
 from .data import DATASETS
 from .core import ArgParser, one_of
-from .vertex import ACCELERATORS, Vertex, VertexError, fuse_paths
+from .vertex import ACCELERATORS, PASCAL, Vertex, VertexError, service_account
 
 # %% auto #0
-__all__ = ['PIPELINE_DATASETS', 'course_pipeline', 'compile_pipeline', 'pipeline_command']
+__all__ = ['PIPELINE_DATASETS', 'course_pipeline', 'compile_pipeline', 'step_inputs', 'cache_keys', 'pipeline_command']
 
 # %% ../nbs/09_pipeline.ipynb #639e1f60
 def _typed(**types):
@@ -25,7 +26,7 @@ def _typed(**types):
 PIPELINE_DATASETS = [d for d in DATASETS if d != 'generic']  # the data step prepares a task by name; your own files: chapter 0's `generic`, then `train`
 
 def course_pipeline(
-    root:str, # gs://bucket/folder: every step's folder goes under it
+    root:str, # gs://bucket/folder: the pipeline root; each run's outputs go under it, in folders Vertex AI names
     image:str, # the training image (every step runs `distill-sbs`)
     serve_image:str, # the serving image the deployed model runs in (chapter 7)
     project:str|None=None, # Google Cloud project: the teacher (Gemini on Vertex AI) and the deployment; None: a pipeline parameter, given when it starts
@@ -35,74 +36,68 @@ def course_pipeline(
     teacher_model:str='gemini-2.5-flash', # the teacher (chapter 1)
     student:str='google/flan-t5-base', # the students' --from_pretrained (chapter 4)
     max_steps:int=10000, # each student's training steps
+    name:str='distill-sbs-student', # the display name of the deployed model and its endpoint
 ):
-    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment. Its parameters: dataset, teacher_model, student, max_steps (and project, when compiled without one)."
+    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment, each step taking the outputs of the one before. Its parameters: dataset, teacher_model, student, max_steps (and project, when compiled without one)."
     from kfp import dsl
-    one_of('accelerator', accelerator, ACCELERATORS)
+    one_of('accelerator', accelerator, [a for a in ACCELERATORS if a not in PASCAL])  # the image runs Volta and newer (chapter 7)
     one_of('dataset', dataset, PIPELINE_DATASETS)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1: raise VertexError(f'--max_steps must be at least 1, got {max_steps}')
-    for k, v in dict(teacher_model=teacher_model, student=student).items():
+    for k, v in dict(teacher_model=teacher_model, student=student, name=name).items():
         if not isinstance(v, str) or not v.strip(): raise VertexError(f'--{k} {v!r}: expected a name')
     if not root.startswith('gs://'): raise VertexError(f'--root {root!r}: a pipeline writes to Cloud Storage; give a gs://bucket/folder')
-    at = lambda name: fuse_paths([f'{root.rstrip("/")}/{name}'])[0]
+    In, Out = dsl.Input, dsl.Output
 
     @dsl.container_component
-    @_typed(dataset=str, data_dir=str)
-    def prepare_data(dataset, data_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'data'], args=['--dataset', dataset, '--output_dir', data_dir])
-    teach_spec = lambda data_dir, teacher_model, output_dir, project: dsl.ContainerSpec(image=image, command=['distill-sbs', 'teach'], args=[
-        '--dataset', 'generic', '--data_dir', data_dir, '--backend', 'vertex', '--model', teacher_model,
-        '--project', project, '--location', region, '--output_dir', output_dir])
-    deploy_spec = lambda model_dir, bucket, project: dsl.ContainerSpec(image=image, command=['distill-sbs', 'deploy'], args=[
-        '--model_dir', model_dir, '--project', project, '--region', region, '--bucket', bucket, '--image', serve_image])
-    if project:  # written into the steps
-        @dsl.container_component
-        @_typed(data_dir=str, teacher_model=str, output_dir=str)
-        def teach(data_dir, teacher_model, output_dir): return teach_spec(data_dir, teacher_model, output_dir, project)
-        @dsl.container_component
-        @_typed(model_dir=str, bucket=str)
-        def deploy_student(model_dir, bucket): return deploy_spec(model_dir, bucket, project)
-    else:  # an input of the two steps that need it, from the pipeline's `project` parameter
-        @dsl.container_component
-        @_typed(data_dir=str, teacher_model=str, output_dir=str, project=str)
-        def teach(data_dir, teacher_model, output_dir, project): return teach_spec(data_dir, teacher_model, output_dir, project)
-        @dsl.container_component
-        @_typed(model_dir=str, bucket=str, project=str)
-        def deploy_student(model_dir, bucket, project): return deploy_spec(model_dir, bucket, project)
+    @_typed(dataset=str, data=Out[dsl.Dataset])
+    def prepare_data(dataset, data):
+        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'data'], args=['--dataset', dataset, '--output_dir', data.path])
     @dsl.container_component
-    @_typed(data_dir=str, student=str, model_type=str, max_steps=int, output_dir=str)
-    def train_student(data_dir, student, model_type, max_steps, output_dir):
+    @_typed(data=In[dsl.Dataset], teacher_model=str, project=str, taught=Out[dsl.Dataset])
+    def teach(data, teacher_model, project, taught):  # the answers' SQLite cache on the step's own disk: a network file system has no locks for it
+        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'teach'], args=[
+            '--dataset', 'generic', '--data_dir', data.path, '--backend', 'vertex', '--model', teacher_model, '--project', project,
+            '--location', region, '--cache', '/tmp/teacher_cache.sqlite', '--no_progress', '--output_dir', taught.path])
+    @dsl.container_component
+    @_typed(taught=In[dsl.Dataset], student=str, model_type=str, max_steps=int, model=Out[dsl.Model])
+    def train_student(taught, student, model_type, max_steps, model):
         return dsl.ContainerSpec(image=image, command=['distill-sbs', 'train'], args=[
-            '--dataset', 'generic', '--data_dir', data_dir, '--label_type', 'llm', '--from_pretrained', student, '--model_type', model_type,
-            '--max_steps', max_steps, '--output_dir', output_dir])
+            '--dataset', 'generic', '--data_dir', taught.path, '--label_type', 'llm', '--from_pretrained', student, '--model_type', model_type,
+            '--max_steps', max_steps, '--output_dir', model.path])
     @dsl.container_component
-    @_typed(distilled_dir=str, standard_dir=str, output_dir=str)
-    def evaluate_students(distilled_dir, standard_dir, output_dir):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'evaluate'], args=[distilled_dir, standard_dir, '--output_dir', output_dir])
+    @_typed(distilled=In[dsl.Model], standard=In[dsl.Model], evaluation=Out[dsl.Artifact])
+    def evaluate_students(distilled, standard, evaluation):
+        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'evaluate'], args=[distilled.path, standard.path, '--output_dir', evaluation.path])
+    @dsl.container_component
+    @_typed(model=In[dsl.Model], project=str, endpoint=dsl.OutputPath(str), model_name=dsl.OutputPath(str))
+    def deploy_student(model, project, endpoint, model_name):  # registered where it lies; the resource names it made are its outputs
+        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'deploy'], args=[
+            '--model_dir', model.path, '--project', project, '--region', region, '--image', serve_image, '--name', name,
+            '--endpoint_name_file', endpoint, '--model_name_file', model_name])
 
-    def steps(dataset, teacher_model, student, max_steps, **project):
-        data = prepare_data(dataset=dataset, data_dir=at('data')).set_display_name('data (chapter 0)')
-        taught = teach(data_dir=at('data'), teacher_model=teacher_model, output_dir=at('taught'), **project).after(data).set_display_name('teacher (chapter 1)')
-        students = {}
-        for name, model_type in (('distilled', 'task_prefix'), ('standard', 'standard')):
-            t = train_student(data_dir=at('taught'), student=student, model_type=model_type, max_steps=max_steps, output_dir=at(name)).after(taught)
-            students[name] = t.set_display_name(f'{name} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(1)
-        scored = evaluate_students(distilled_dir=at('distilled'), standard_dir=at('standard'), output_dir=at('evaluation')).after(*students.values())
-        scored.set_display_name('evaluation (chapter 5)')
-        deploy_student(model_dir=at('distilled'), bucket=f'{root.rstrip("/")}/model', **project).after(scored).set_display_name('deployment (chapter 7)')
+    def steps(project, dataset, teacher_model, student, max_steps):
+        data = prepare_data(dataset=dataset).set_display_name('data (chapter 0)')
+        taught = teach(data=data.outputs['data'], teacher_model=teacher_model, project=project).set_display_name('teacher (chapter 1)')
+        models = {}
+        for kind, model_type in (('distilled', 'task_prefix'), ('standard', 'standard')):
+            t = train_student(taught=taught.outputs['taught'], student=student, model_type=model_type, max_steps=max_steps)
+            models[kind] = t.set_display_name(f'{kind} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(1).outputs['model']
+        scored = evaluate_students(distilled=models['distilled'], standard=models['standard']).set_display_name('evaluation (chapter 5)')
+        deployed = deploy_student(model=models['distilled'], project=project).after(scored)  # only a student that was scored
+        deployed.set_display_name('deployment (chapter 7)').set_caching_options(False)  # it creates a model and an endpoint: never skipped
 
-    about = dict(name='distill-sbs-course', description='Distilling step-by-step end to end: data, teacher rationales, a distilled and a standard '
-                 'student, their evaluation, and the distilled student deployed to an endpoint.')
-    if project:  # the parameters' defaults are what `course_pipeline` was given: the spec carries them
+    about = dict(name='distill-sbs-course', pipeline_root=root, description='Distilling step-by-step end to end: data, teacher rationales, '
+                 'a distilled and a standard student, their evaluation, and the distilled student deployed to an endpoint.')
+    if project:  # the parameters' defaults are what `course_pipeline` was given: the spec carries them; the project is written into the steps
         @dsl.pipeline(**about)
         @_typed(dataset=str, teacher_model=str, student=str, max_steps=int)
         def course(dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
-            steps(dataset, teacher_model, student, max_steps)
-    else:
+            steps(project, dataset, teacher_model, student, max_steps)
+    else:  # the project is a parameter too, given when it starts
         @dsl.pipeline(**about)
         @_typed(project=str, dataset=str, teacher_model=str, student=str, max_steps=int)
         def course(project, dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
-            steps(dataset, teacher_model, student, max_steps, project=project)
+            steps(project, dataset, teacher_model, student, max_steps)
     return course
 
 # %% ../nbs/09_pipeline.ipynb #7f641ab3
@@ -117,11 +112,53 @@ def compile_pipeline(path:str|Path, **settings) -> Path:
     compiler.Compiler().compile(pipeline, str(path))
     return path
 
+# %% ../nbs/09_pipeline.ipynb #516be76b
+def _in_order(tasks:dict) -> list:
+    "The keys of a compiled spec's `tasks`, each after every task it takes an output from or runs after."
+    needs = lambda t: {*t.get('dependentTasks', []), *(v[kind]['producerTask'] for kinds in t.get('inputs', {}).values() for v in kinds.values()
+                                                       for kind in ('taskOutputArtifact', 'taskOutputParameter') if kind in v)}
+    return list(TopologicalSorter({k: needs(t) for k, t in tasks.items()}).static_order())
+
+# %% ../nbs/09_pipeline.ipynb #d6b5a398
+def step_inputs(spec:dict) -> dict:
+    "{step's display name: {input: where it comes from}} of a compiled pipeline `spec`, in the order the steps run: `step.output` (another step's output), `parameter NAME` (the pipeline's) or a constant's repr."
+    tasks = spec['root']['dag']['tasks']
+    shown = {k: t['taskInfo']['name'] for k, t in tasks.items()}
+    def source(v):
+        if out := v.get('taskOutputArtifact') or v.get('taskOutputParameter'):
+            return f"{shown[out['producerTask']]}.{out.get('outputArtifactKey') or out.get('outputParameterKey')}"
+        if 'componentInputParameter' in v: return f"parameter {v['componentInputParameter']}"
+        return repr(v['runtimeValue']['constant'])
+    return {shown[k]: {name: source(v) for kinds in tasks[k].get('inputs', {}).values() for name, v in kinds.items()} for k in _in_order(tasks)}
+
+# %% ../nbs/09_pipeline.ipynb #e962ba03
+def cache_keys(
+    spec:dict, # a compiled pipeline spec (the YAML `compile_pipeline` writes, loaded)
+    parameter_values:dict|None=None, # the values a run gives the pipeline's parameters (default: the spec's defaults)
+) -> dict:
+    "{task: key} modelling Vertex AI's cache key of each task in `spec`: its component spec, constants and parameter values, and the keys of the tasks whose outputs it takes (an input artifact's URI is unique to the execution that made it)."
+    params = {k: v.get('defaultValue') for k, v in spec['root'].get('inputDefinitions', {}).get('parameters', {}).items()} | (parameter_values or {})
+    whole = lambda v: int(v) if isinstance(v, float) and v.is_integer() else v  # the YAML spec writes 10000 as 10000.0
+    tasks, keys = spec['root']['dag']['tasks'], {}
+    def source(v):
+        if out := v.get('taskOutputArtifact') or v.get('taskOutputParameter'):
+            return ['output', keys[out['producerTask']], out.get('outputArtifactKey') or out.get('outputParameterKey')]
+        if 'componentInputParameter' in v: return ['value', whole(params.get(v['componentInputParameter']))]
+        return ['constant', v['runtimeValue']['constant']]
+    for name in _in_order(tasks):
+        t = tasks[name]
+        comp = spec['components'][t['componentRef']['name']]
+        what = dict(container=spec['deploymentSpec']['executors'][comp['executorLabel']]['container'],
+                    inputs=comp.get('inputDefinitions', {}), outputs=comp.get('outputDefinitions', {}),
+                    given={k: source(v) for kinds in t.get('inputs', {}).values() for k, v in kinds.items()})
+        keys[name] = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return keys
+
 # %% ../nbs/09_pipeline.ipynb #3d2f2ad1
 def pipeline_command(argv:list[str], say=print):
     "`distill-sbs pipeline`: compile the course pipeline (offline), and with `--start` start it on Vertex AI Pipelines."
     p = ArgParser(prog='distill-sbs pipeline', allow_abbrev=False, description='Compile the course as a Vertex AI pipeline (offline); --start starts it.')
-    p.add_argument('--root', required=True, help='gs://bucket/folder for every step\'s folder')
+    p.add_argument('--root', required=True, help='gs://bucket/folder: the pipeline root, where each run\'s outputs go')
     p.add_argument('--image', required=True, help='the training image'); p.add_argument('--serve_image', required=True, help='the serving image (chapter 7)')
     p.add_argument('--project', help='Google Cloud project of the teacher and the deployment; needed by --start and --dry_run '
                    '(compiled without it, the project is a pipeline parameter)')
@@ -130,15 +167,19 @@ def pipeline_command(argv:list[str], say=print):
     p.add_argument('--package', default='distill_sbs_pipeline.yaml', help='where the compiled spec goes (its folder is made if need be)')
     for k, v in dict(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000).items():
         p.add_argument(f'--{k}', default=v, type=type(v), help=f'the pipeline parameter\'s default in the spec (default {v})')
+    p.add_argument('--service_account', help='the service account the started pipeline runs as, name@project.iam.gserviceaccount.com '
+                   '(default: Vertex AI\'s)')
     p.add_argument('--start', action='store_true', help='start the pipeline on Vertex AI Pipelines'); p.add_argument('--dry_run', action='store_true')
     p.add_argument('--run', nargs='?', const=True, help=argparse.SUPPRESS)  # `train`'s seed, not this command's: refused below
     a = p.parse_args(argv)
     if a.run is not None: raise VertexError('--run: the pipeline starts with --start (--run is a seed in distill-sbs train)')
     if (a.start or a.dry_run) and not a.project: raise VertexError(f'--{"start" if a.start else "dry_run"} needs --project, the project the pipeline runs in')
+    if service_account(a.service_account) and not (a.start or a.dry_run):  # checked: an email, NAME@PROJECT.iam.gserviceaccount.com
+        raise VertexError('--service_account is the account a started pipeline runs as: add --start')
     path = compile_pipeline(a.package, root=a.root, image=a.image, serve_image=a.serve_image, project=a.project, region=a.region, accelerator=a.accelerator,
                             dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps)
     say(f'compiled {path}')
     if a.start or a.dry_run:
-        Vertex(a.project, a.region, a.dry_run, say).run_pipeline(path, f'{a.root.rstrip("/")}/pipeline_root', 'distill-sbs-course',
-                                                                 dict(dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps))
+        Vertex(a.project, a.region, a.dry_run, say).run_pipeline(path, a.root, 'distill-sbs-course', dict(dataset=a.dataset, teacher_model=a.teacher_model,
+                                                                 student=a.student, max_steps=a.max_steps), service_account=a.service_account)
     return 0

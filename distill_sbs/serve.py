@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 from .core import UserError, settings_docs, ArgParser
-from .hardware import DTYPES
+from .hardware import DTYPES, device_line
 from .inference import Student, load_run
 from fastcore.basics import patch
 
@@ -260,6 +260,7 @@ def serve_command(argv:list|None=None) -> int:
     s = ServeSettings.from_env(**vars(args))
     where = ('loopback only; --host 0.0.0.0 to listen on every interface' if s.host in ('127.0.0.1', 'localhost', '::1') else
              'every interface' if s.host in ('0.0.0.0', '::') else 'that address only')
+    print(device_line(), flush=True)  # where the model will answer, and why not the GPU if one is attached but unusable
     print(f'serving {s.model_dir} on http://{s.host}:{s.port} ({where}): GET {s.health_route}, POST {s.predict_route}. '
           'It has no authentication of its own: whoever can reach that address can use it.', flush=True)
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level='warning')

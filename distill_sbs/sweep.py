@@ -6,120 +6,28 @@ Docs: https://distill-sbs.github.io/distill_sbs/sweep.html.md"""
 
 # %% ../nbs/08_sweep.ipynb #80e18496
 from __future__ import annotations
-import argparse, contextlib, copy, json, os, re, subprocess, sys, tempfile, time
-from dataclasses import dataclass, field
+import argparse, contextlib, copy, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
-import pandas as pd, torch, yaml
+import pandas as pd, torch
 from tqdm.auto import tqdm
-from fastcore.basics import patch_to
-from .core import ArgParser, UserError, one_of
+from .core import ArgParser
 from .inference import CONFIG_FILE, RECORD_FILE
-from .multitask import ConfigError, TrainConfig
-from .training import refuse_unknown, changed_settings, config_parser, read_yaml, read_yaml_config, trained
+from .training import refuse_unknown, config_parser, read_yaml_config, trained
 from .evaluation import COLORS, evaluate, system_label, t_interval
-from .vertex import fuse_paths, job_parser, submit_job
+from .jobs import job_parser, submit_job
+from .grid import (CELL_FILE, EVENTS_FILE, GRID_FILE, METHODS, Cell, Sweep, SweepError, check_folders,
+                              grid_from, load_grid, save_grid, student_slug)
 
 # %% auto #0
-__all__ = ['METHODS', 'AXES', 'CELL_FILE', 'EVENTS_FILE', 'GRID_FILE', 'SWEEP_WORKER', 'CHAPTER_GRID', 'SweepError',
-           'student_slug', 'Cell', 'Sweep', 'methods_named', 'cell_done', 'run_cell', 'sweep_worker', 'save_grid',
-           'grid_from', 'load_grid', 'check_folders', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table',
-           'method_gaps', 'plot_sweep', 'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command',
-           'submit_sweep']
-
-# %% ../nbs/08_sweep.ipynb #fb945c01
-METHODS = {'standard': dict(model_type='standard'), 'distilled': dict(model_type='task_prefix'), 'cot': dict(model_type='cot')}
-AXES = ('methods', 'fractions', 'students', 'seeds')  # the grid's axes, in the order of a cell's folder
-CELL_FILE, EVENTS_FILE, GRID_FILE = 'cell.json', 'sweep_log.jsonl', 'sweep.yaml'
-
-class SweepError(ConfigError):
-    "A sweep that cannot start, naming the axis, method or cell."
-
-# %% ../nbs/08_sweep.ipynb #7671bf06
-def student_slug(student:str) -> str:
-    "A student's folder name: the last part of its Hub id or path ('google/flan-t5-base' -> 'flan-t5-base')."
-    return re.sub(r'[^A-Za-z0-9._-]+', '_', str(student).rstrip('/').split('/')[-1]) or 'student'
-
-# %% ../nbs/08_sweep.ipynb #3373c572
-@dataclass(frozen=True)
-class Cell:
-    "One run of the grid: its four coordinates and its folder."
-    method:str
-    fraction:float
-    student:str
-    seed:int
-    root:str # the sweep's folder
-    @property
-    def name(self) -> str: return f'{student_slug(self.student)}/{self.method}/{self.fraction:g}/seed{self.seed}'
-    @property
-    def dir(self) -> str: return str(Path(self.root)/self.name)
-
-# %% ../nbs/08_sweep.ipynb #1192288d
-@dataclass
-class Sweep:
-    "A grid of `distill-sbs train` runs: methods × training-data fractions × students × seeds, in `output_dir`."
-    methods:dict = ('standard', 'distilled') # method name -> the train settings that make it (see `METHODS`), or names of `METHODS`
-    fractions:tuple = (0.125, 0.25, 0.5, 1.0) # shares of the training set (`--subsample`), each in (0, 1]
-    students:tuple = ('tiny',) # `--from_pretrained` of each student size
-    seeds:tuple = (0, 1, 2) # `--run`: the seed of the subsample, the initialisation and the data order
-    settings:dict = field(default_factory=dict) # every other `distill-sbs train` setting, shared by all cells
-    output_dir:str = 'runs/sweep' # one folder per cell: STUDENT/METHOD/FRACTION/seedS
-
-    def __post_init__(self):
-        if isinstance(self.methods, (list, tuple, str)): self.methods = methods_named(self.methods)
-        self.fractions, self.students, self.seeds = (tuple(getattr(self, a)) for a in ('fractions', 'students', 'seeds'))
-        self.check()
-
-    def cells(self) -> list[Cell]:
-        "Every cell, the smallest fractions first (they finish first, so a killed sweep has its cheapest cells done)."
-        return [Cell(m, f, st, s, str(self.output_dir))
-                for f in sorted(self.fractions) for st in self.students for m in self.methods for s in self.seeds]
-
-    def config(self, cell:Cell) -> TrainConfig:
-        "The cell's `distill-sbs train` settings: the shared ones, its method's, and its four coordinates."
-        return TrainConfig(**{**self.settings, **self.methods[cell.method], 'from_pretrained': cell.student,
-                              'subsample': cell.fraction, 'run': cell.seed, 'output_dir': cell.dir})
-
-# %% ../nbs/08_sweep.ipynb #c7048fbd
-def methods_named(names) -> dict:
-    "The built-in methods called `names` (a list, or 'standard,distilled')."
-    names = [n.strip() for n in names.split(',')] if isinstance(names, str) else list(names)
-    for n in names: one_of('methods', n, METHODS)
-    return {n: METHODS[n] for n in names}
-
-# %% ../nbs/08_sweep.ipynb #2cc52ae1
-_COORDINATES = {'from_pretrained': 'students', 'subsample': 'fractions', 'run': 'seeds', 'output_dir': 'output_dir'}
-
-def _check_axis(name:str, values:tuple, key:str|None=None):
-    key = key or f'--{name}'
-    if not values: raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
-    dup = sorted({str(v) for v in values if list(values).count(v) > 1})
-    if dup: raise SweepError(f'{key} repeats {", ".join(dup)}: give each value once')
-
-# %% ../nbs/08_sweep.ipynb #555b3ce8
-@patch_to(Sweep)
-def check(self):
-    "Raise a `SweepError` naming the first axis, method or cell that cannot work, before anything runs."
-    for axis in AXES: _check_axis(axis, tuple(getattr(self, axis)))
-    bad = [f for f in self.fractions if not isinstance(f, (int, float)) or not 0 < f <= 1]
-    if bad: raise SweepError(f'--fractions {bad[0]!r}: a fraction of the training set must be in (0, 1]')
-    for key in self.settings:
-        if key in _COORDINATES: raise SweepError(f'{key!r} is set by the grid (--{_COORDINATES[key]}); leave it out of the shared settings')
-    for name, flags in self.methods.items():
-        if not re.fullmatch(r'[A-Za-z0-9_.-]+', name): raise SweepError(f'method {name!r}: a method name is a folder name (letters, digits, _ . -)')
-        clash = set(flags) & set(_COORDINATES)
-        if clash: raise SweepError(f'method {name!r} sets {sorted(clash)[0]!r}, which the grid sets (--{_COORDINATES[sorted(clash)[0]]})')
-    slugs = [student_slug(s) for s in self.students]
-    if len(set(slugs)) < len(slugs): raise SweepError(f'--students {", ".join(self.students)}: two students would share a folder name; '
-                                                      'give them different last path parts')
-    for cell in self.cells():
-        try: self.config(cell)
-        except TypeError as e: raise SweepError(f'{cell.name}: {e}') from None  # an unknown setting
-        except UserError as e: raise SweepError(f'{cell.name}: {e}') from None
+__all__ = ['WAIT_TIMEOUT', 'WAIT_POLL', 'SWEEP_WORKER', 'CHAPTER_GRID', 'cell_done', 'run_cell', 'cell_share', 'sweep_worker',
+           'wait_for_grid', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table', 'method_gaps', 'plot_sweep',
+           'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command', 'submit_sweep']
 
 # %% ../nbs/08_sweep.ipynb #19f2621b
 def _event(out:Path, cell:Cell, event:str, **details):
     "Append one line to the sweep's log: small appends from several processes do not interleave."
-    line = json.dumps(dict(time=round(time.time(), 3), cell=cell.name, event=event, worker=int(os.environ.get('SWEEP_WORKER', 0)), **details))
+    line = json.dumps(dict(time=round(time.time(), 3), cell=cell.name, event=event, node=int(os.environ.get('SWEEP_NODE', 0)),
+                           worker=int(os.environ.get('SWEEP_WORKER', 0)), **details))
     with open(out/EVENTS_FILE, 'a') as f: f.write(line + '\n')
 
 # %% ../nbs/08_sweep.ipynb #ee540339
@@ -148,149 +56,84 @@ def run_cell(sweep:Sweep, cell:Cell, batch_size:int=64) -> dict:
            accuracy=res['systems'][name]['accuracy'])
     return res
 
+# %% ../nbs/08_sweep.ipynb #a7435e35
+def cell_share(cells:list, node:int=0, nodes:int=1, worker:int=0, workers:int=1) -> list:
+    "The cells machine `node` of `nodes` runs (every `nodes`-th), and of those, the ones its worker `worker` of `workers` runs."
+    return list(cells)[node::nodes][worker::workers]
+
 # %% ../nbs/08_sweep.ipynb #5d99bcb8
 _DISTRIBUTED = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_WORLD_SIZE',
                 'GROUP_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID')
 
-def sweep_worker(sweep:Sweep, batch_size:int=64, report:bool=True) -> bool:
-    "Run this worker's share of the cells (all of them outside torchrun); True when every cell is done, and then (with `report`) write the report."
+def sweep_worker(sweep:Sweep, batch_size:int=64, report:bool=True, node:int=0, nodes:int=1) -> bool:
+    "Run this worker's share of machine `node`'s cells (outside torchrun: all of them); True when they are all done, and then (with `report`, on one machine) write the report."
     env = os.environ
     rank, world, local, here = (int(env.get(k, d)) for k, d in (('RANK', 0), ('WORLD_SIZE', 1), ('LOCAL_RANK', 0), ('LOCAL_WORLD_SIZE', 1)))
     if world > 1:  # one GPU each, chosen before CUDA starts: a process that saw them all would train on all of them at once
         gpus = env['CUDA_VISIBLE_DEVICES'].split(',') if env.get('CUDA_VISIBLE_DEVICES') else [str(i) for i in range(here)]
         env['CUDA_VISIBLE_DEVICES'] = gpus[local % len(gpus)]
     for k in _DISTRIBUTED: env.pop(k, None)  # each worker trains alone, on its device
-    env['SWEEP_WORKER'] = str(rank)
-    cells = sweep.cells()
-    bar = tqdm(total=len(cells), initial=sum(map(cell_done, cells)), desc='sweep', unit='cell', disable=rank != 0)
-    for cell in cells[rank::world]:
+    env['SWEEP_WORKER'], env['SWEEP_NODE'] = str(rank), str(node)
+    cells = cell_share(sweep.cells(), node, nodes)  # this machine's (one machine: the whole grid)
+    bar = tqdm(total=len(cells), initial=sum(map(cell_done, cells)), desc='sweep' if nodes == 1 else f'node {node}', unit='cell', disable=rank != 0)
+    for cell in cell_share(cells, worker=rank, workers=world):
         if not cell_done(cell): bar.set_postfix_str(cell.name)
         run_cell(sweep, cell, batch_size)
         done = sum(map(cell_done, cells))
         if done != bar.n: bar.n = done; bar.refresh()
     bar.close()
     if all(map(cell_done, cells)):
-        if report: write_report(sweep.output_dir)
+        if report and nodes == 1: write_report(sweep.output_dir)
         return True
-    print(f'worker {rank}: my cells are done; {sum(not cell_done(c) for c in cells)} still run in other workers, the last one writes the report')
+    print(f'worker {rank}: my cells are done; {sum(not cell_done(c) for c in cells)} still run in other workers'
+          + (', the last one writes the report' if nodes == 1 else ''))
     return False
 
-# %% ../nbs/08_sweep.ipynb #3dce7134
-def save_grid(sweep:Sweep, path:str|Path|None=None, fuse:bool=False) -> Path:
-    "The grid as YAML: the four axes, the methods' settings, the shared settings (`fuse`: gs:// paths as a Vertex AI job sees them)."
-    path = Path(path or Path(sweep.output_dir)/GRID_FILE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mapped = lambda d: {k: fuse_paths([v])[0] if fuse and isinstance(v, str) else v for k, v in d.items()}
-    grid = dict(methods={m: mapped(f) for m, f in sweep.methods.items()}, fractions=list(sweep.fractions), students=list(sweep.students),
-                seeds=list(sweep.seeds), **mapped(dict(output_dir=str(sweep.output_dir), **sweep.settings)))
-    path.write_text(yaml.safe_dump(grid, sort_keys=False))
-    return path
+# %% ../nbs/08_sweep.ipynb #7a6b13a9
+WAIT_TIMEOUT, WAIT_POLL = 6 * 3600.0, 5.0  # seconds: the primary's wait with no cell finishing, and between its looks at the folder
 
-# %% ../nbs/08_sweep.ipynb #d90fe427
-_AXIS_TYPES = dict(fractions=(float, 'numbers in (0, 1]'), students=(str, 'strings (Hub ids or paths)'), seeds=(int, 'integers from 0 to 2**32-1'))
+def _check_nodes(node:int, nodes:int, timeout:float=WAIT_TIMEOUT, poll:float=WAIT_POLL):
+    if nodes < 1: raise SweepError(f'--nodes {nodes}: a job has at least 1 machine')
+    if not 0 <= node < nodes: raise SweepError(f'--node {node} with --nodes {nodes}: a machine is numbered from 0 (the primary) to {nodes - 1}')
+    for flag, v in (('wait_timeout', timeout), ('wait_poll', poll)):
+        if not v > 0: raise SweepError(f'--{flag} must be a positive number of seconds, got {v:g}')
 
-def _shown(v) -> str:
-    "A value as one short line."
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + '...'
-
-def _grid_key(where:str|None, key:str) -> str: return f'{where}: {key}' if where else f'--{key}'
-
-def _axis_values(axis:str, value, where:str|None=None, say=print) -> list:
-    """One axis of a grid as a list of the right type, or a `SweepError` naming `where` (a grid file; None: the flags) and the axis.
-    A scalar becomes a one-item list, and a comma-separated string is read as the flags read it; a line says so."""
-    key, (kind, kinds) = _grid_key(where, axis), _AXIS_TYPES[axis]
-    if value is None or (isinstance(value, (str, list, tuple)) and not len(value)):
-        raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
-    if isinstance(value, str):  # as the flag reads it: comma-separated
-        try: items = [kind(v.strip()) for v in value.split(',') if v.strip()]
-        except ValueError: raise SweepError(f'{key} {_shown(value)}: expected comma-separated {kinds}') from None
-        if not items: raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
-    elif isinstance(value, (list, tuple)): items = list(value)
-    elif isinstance(value, (int, float, str)) and not isinstance(value, bool): items = [value]
-    else: raise SweepError(f'{key}: expected a list of {kinds}, got {_shown(value)}')
-    for v in items:
-        right = isinstance(v, str) if kind is str else isinstance(v, kind if kind is int else (int, float)) and not isinstance(v, bool)
-        if not right or (kind is str and not v.strip()): raise SweepError(f'{key}: expected a list of {kinds}, got {_shown(v)}' + (f' in {_shown(value)}' if v is not value else ''))
-        if axis == 'fractions' and not 0 < v <= 1: raise SweepError(f'{key} {v!r}: a fraction of the training set must be in (0, 1]')
-        if axis == 'seeds' and not 0 <= v < 2**32: raise SweepError(f'{key} {v!r}: a seed must be from 0 to 2**32-1')
-    if kind is float: items = [float(v) for v in items]
-    if where and not isinstance(value, (list, tuple)): say(f'{where}: {axis} {_shown(value)} read as {items}')
-    _check_axis(axis, tuple(items), key)
-    return items
-
-def _grid_methods(value, where:str|None=None, say=print) -> dict:
-    "The methods of a grid: built-in names (a list, or a comma-separated string) or a mapping of name: train settings."
-    key = _grid_key(where, 'methods')
-    if value is None or (isinstance(value, (str, list, tuple, dict)) and not len(value)):
-        raise SweepError(f'{key} is empty: a sweep needs at least one value on every axis')
-    if isinstance(value, dict):
-        for name, flags in value.items():
-            if not isinstance(name, str): raise SweepError(f'{key}: a method name is a string, got {_shown(name)}')
-            if not isinstance(flags, dict): raise SweepError(f'{where or "distill-sbs sweep"}: method {name!r}: expected a mapping of train settings, got {_shown(flags)}')
-            odd = [k for k in flags if not isinstance(k, str)]
-            if odd: raise SweepError(f'{where or "distill-sbs sweep"}: method {name!r}: a setting\'s name is a string, got {_shown(odd[0])}')
-            refuse_unknown(flags, f'{where or "distill-sbs sweep"}: method {name!r}')
-        return dict(value)
-    if isinstance(value, str): names = [n.strip() for n in value.split(',') if n.strip()]
-    elif isinstance(value, (list, tuple)): names = list(value)
-    else: raise SweepError(f'{key}: expected method names ({", ".join(METHODS)}) or a mapping of name: train settings, got {_shown(value)}')
-    bad = [n for n in names if not isinstance(n, str)]
-    if bad or not names: raise SweepError(f'{key}: expected method names ({", ".join(METHODS)}), got {_shown(bad[0] if bad else value)}')
-    if where and isinstance(value, str): say(f'{where}: methods {_shown(value)} read as {names}')
-    try: return methods_named(names)
-    except SweepError: raise
-    except UserError as e: raise SweepError(f'{where}: {e}' if where else str(e)) from None
-
-def grid_from(raw:dict, where:str|None=None, say=print) -> Sweep:
-    """A `Sweep` from a mapping: the four axes (methods as names, or name: settings), `output_dir`, and any `distill-sbs train` setting.
-    Each axis becomes a list of its type (a scalar: a one-item list, and `say` says so); anything else is a `SweepError`
-    naming `where` (a grid file; None: the command's flags) and the key."""
-    raw = dict(raw)
-    odd = [k for k in raw if not isinstance(k, str)]
-    if odd: raise SweepError(f'{where or "distill-sbs sweep"}: a setting\'s name is a string, got {_shown(odd[0])}')
-    grid = {k: raw.pop(k) for k in (*AXES, 'output_dir') if k in raw}
-    methods = _grid_methods(grid.pop('methods'), where, say) if 'methods' in grid else Sweep.methods
-    for axis in ('fractions', 'students', 'seeds'):
-        if axis in grid: grid[axis] = _axis_values(axis, grid[axis], where, say)
-    if 'output_dir' in grid:
-        out = grid['output_dir']
-        if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
-            raise SweepError(f'{_grid_key(where, "output_dir")}: expected a folder (a string), got {_shown(out)}')
-        grid['output_dir'] = str(out)
-    refuse_unknown(raw, where or 'distill-sbs sweep')
-    try: return Sweep(methods, **grid, settings=raw)
-    except UserError as e:
-        if not where: raise
-        raise SweepError(f'{where}: {e}') from None
-
-# %% ../nbs/08_sweep.ipynb #d93233d8
-def load_grid(path:str|Path, say=print) -> Sweep:
-    "The `Sweep` in a YAML file (see `grid_from`): anything it cannot use is a one-line `SweepError` naming the file and the key."
-    return grid_from(read_yaml(path, '--grid'), str(path), say)
-
-# %% ../nbs/08_sweep.ipynb #fe92e7dc
-def check_folders(sweep:Sweep):
-    "Refuse cells whose folder holds a run trained with other settings: the sweep would otherwise stop there, hours in."
-    for cell in sweep.cells():
-        if (Path(cell.dir)/CONFIG_FILE).exists():
-            changed = [k for k, _, _ in changed_settings(sweep.config(cell))]
-            if changed: raise SweepError(f'{cell.dir} holds a run trained with other settings ({", ".join(f"--{k}" for k in changed)}): '
-                                         'another --output_dir, or delete that folder')
+def wait_for_grid(sweep:Sweep, timeout:float=WAIT_TIMEOUT, poll:float=WAIT_POLL):
+    "Wait until every cell is done, by any machine, looking every `poll` seconds; a one-line `SweepError` when none finishes for `timeout` seconds."
+    cells = sweep.cells()
+    left, since = [c for c in cells if not cell_done(c)], time.monotonic()
+    with tqdm(total=len(cells), initial=len(cells) - len(left), desc='grid', unit='cell') as bar:
+        while left:
+            if (idle := time.monotonic() - since) >= timeout:
+                raise SweepError(f'{len(left)} of {len(cells)} cells unfinished after {timeout:g} s with none finishing: {", ".join(c.name for c in left[:3])}'
+                                 f'{", ..." * (len(left) > 3)}; rerun the sweep to train them (done cells are skipped), or give a longer --wait_timeout')
+            time.sleep(min(poll, timeout - idle))
+            now = [c for c in left if not cell_done(c)]
+            if len(now) < len(left): since = time.monotonic(); bar.update(len(left) - len(now))
+            left = now
 
 # %% ../nbs/08_sweep.ipynb #e4e7f914
-def run_sweep(sweep:Sweep, workers:int|None=None, batch_size:int=64) -> pd.DataFrame:
-    "Run every cell not done yet, one worker per GPU (`workers`, default: the GPUs, at least 1), and write the report; the table."
+def run_sweep(sweep:Sweep, workers:int|None=None, batch_size:int=64, node:int=0, nodes:int=1, wait_timeout:float=WAIT_TIMEOUT,
+              poll:float=WAIT_POLL) -> pd.DataFrame|None:
+    """Run every cell not done yet, one worker per GPU (`workers`, default: the GPUs, at least 1), and write the report; the table. As machine
+    `node` of `nodes`: its share (`cell_share`), then on the primary (0) `wait_for_grid` and the report; on the others None."""
+    _check_nodes(node, nodes, wait_timeout, poll)
     check_folders(sweep)
     grid = save_grid(sweep)
     workers = workers or max(1, torch.cuda.device_count())
-    if workers == 1: sweep_worker(sweep, batch_size, report=False)
+    if workers == 1: sweep_worker(sweep, batch_size, report=False, node=node, nodes=nodes)
     else:
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(workers), '--no-python',
-               *SWEEP_WORKER, '--worker', '--grid', str(grid), '--batch_size_eval', str(batch_size)]
+               '--', *SWEEP_WORKER, '--worker', '--grid', str(grid), '--batch_size_eval', str(batch_size),
+               *(['--node', str(node), '--nodes', str(nodes)] if nodes > 1 else [])]  # after '--': not torchrun's (its --node_rank)
         print('+', ' '.join(cmd))
-        subprocess.run(cmd, check=True)  # the worker that finishes last writes the report
-        return sweep_table(sweep.output_dir)
+        subprocess.run(cmd, check=True)  # on one machine, the worker that finishes last writes the report
+        if nodes == 1: return sweep_table(sweep.output_dir)
+    if nodes == 1: return write_report(sweep.output_dir)
+    mine, left = len(cell_share(sweep.cells(), node, nodes)), sum(not cell_done(c) for c in sweep.cells())
+    if node: print(f'node {node}: my {mine} cells are done; node 0, the primary, writes the report once every cell of the grid is done'); return None
+    print(f'node 0: my {mine} cells are done; waiting for {left} cells of the other machines, looking at {sweep.output_dir} every {poll:g} s', flush=True)
+    wait_for_grid(sweep, wait_timeout, poll)
     return write_report(sweep.output_dir)
 
 SWEEP_WORKER = [sys.executable, '-c', 'import sys; from distill_sbs.sweep import sweep_command; sys.exit(sweep_command(sys.argv[1:]))']  # by this Python
@@ -438,6 +281,8 @@ def sweep_parser(train_help:bool=False) -> ArgParser:
     p.add_argument('--batch_size_eval', type=int, default=64, help='test answers generated per forward pass')
     p.add_argument('--report', metavar='DIR', help="only regenerate DIR's table and figures from its cell folders")
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)  # one torchrun process of a sweep: its share of the cells
+    for flag, kind, default in (('node', int, 0), ('nodes', int, 1), ('wait_timeout', float, WAIT_TIMEOUT), ('wait_poll', float, WAIT_POLL)):
+        p.add_argument(f'--{flag}', type=kind, default=default, help=argparse.SUPPRESS)  # one machine of a job of several (`run_sweep`)
     job = p.add_argument_group('on Vertex AI', 'with --submit the sweep runs as one Vertex AI custom job (chapter 7) whose workers share its cells')
     for action in job_parser()._actions:  # shown here; `submit_sweep` parses them off before the grid is read
         if action.option_strings == ['-h', '--help']: continue
@@ -476,22 +321,25 @@ def sweep_command(argv:list[str]):
     if report := sweep_parser(train_help=bool({'-h', '--help'} & set(argv))).parse_known_args(argv)[0].report:
         print(_printable(write_report(report))); return 0
     sweep, a = parse_sweep(argv)
-    if a.worker: sweep_worker(sweep, a.batch_size_eval); return 0
+    _check_nodes(a.node, a.nodes, a.wait_timeout, a.wait_poll)
+    if a.worker: sweep_worker(sweep, a.batch_size_eval, node=a.node, nodes=a.nodes); return 0
     if a.workers is not None and a.workers < 1: raise SweepError(f'--workers must be at least 1, got {a.workers}')
-    table = run_sweep(sweep, a.workers, a.batch_size_eval)
-    print(_printable(table))
+    table = run_sweep(sweep, a.workers, a.batch_size_eval, a.node, a.nodes, a.wait_timeout, a.wait_poll)
+    if table is not None: print(_printable(table))  # on a job of several machines, the primary's
     return 0
 
 # %% ../nbs/08_sweep.ipynb #b637ea4f
 CHAPTER_GRID = dict(methods='standard,distilled', fractions='0.125,0.5,1', seeds='0,1,2', max_steps=100, eval_steps=100, n_test=200, no_log='true')
 
 # %% ../nbs/08_sweep.ipynb #685f719c
-def submit_sweep(argv:list[str], say=print) -> dict:
+def submit_sweep(argv:list[str], say=print):
     "`distill-sbs sweep ... --submit`: check the grid here, then submit it as one Vertex AI custom job whose workers share its cells."
     job, rest = job_parser().parse_known_args(argv[1:])
     sweep, a = parse_sweep(rest)
     out = sweep.output_dir
-    args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *(['--workers', str(a.workers)] if a.workers else [])]
+    args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *(['--workers', str(a.workers)] if a.workers else []),
+            *(['--wait_timeout', f'{a.wait_timeout:g}'] if a.wait_timeout != WAIT_TIMEOUT else [])]  # how long the primary waits for the others
+    _check_nodes(0, 1, a.wait_timeout, WAIT_POLL)  # a wait the machines could not use is refused here
     with tempfile.TemporaryDirectory() as tmp:  # the grid travels with the job, methods of your own included
         grid = save_grid(sweep, Path(tmp)/GRID_FILE, fuse=True).read_text()
     return submit_job(args, out, sweep.config(sweep.cells()[0]), job, uploads={GRID_FILE: ('the grid the job reads', grid)}, say=say)

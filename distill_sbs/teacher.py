@@ -15,13 +15,13 @@ from .sources import PARSERS
 from .core import ArgParser, DataError, UserError, add_flags, flag_values
 from .data import DataSettings, DataSplits, load_data, write_generic
 from .answers import NoAnswer, ParseError, answer_correct
-from .prompts import FewShotPrompt, prompt_for
+from .prompts import PROMPTS, FewShotPrompt, prompt_for
 from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
 from .asking import AskReport, TeacherCache, ask, request_key
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SplitTaught', 'TeachReport', 'teach', 'write_taught', 'teach_parser', 'teach_command']
+__all__ = ['SplitTaught', 'TeachReport', 'teach', 'write_taught', 'teach_parser', 'prepared_as', 'teach_command']
 
 # %% ../nbs/01e_teacher.ipynb #639aa87b
 @dataclass
@@ -205,6 +205,16 @@ def teach_parser() -> ArgParser:
     a.add_argument('--no_progress', action='store_true', help='no progress bar')
     return p
 
+# %% ../nbs/01e_teacher.ipynb #60884648
+def prepared_as(data_dir:str|None) -> str|None:
+    "The task a folder written by `distill-sbs data` was prepared from (its summary.json names it), when that task has a prompt of its own."
+    if not data_dir: return None
+    fs, root = filesystem(str(data_dir).rstrip('/'))
+    try:
+        with fs.open(f'{root}/summary.json') as f: name = json.load(f).get('dataset')
+    except (OSError, ValueError, AttributeError): return None
+    return name if name in PROMPTS else None
+
 # %% ../nbs/01e_teacher.ipynb #90519447
 def teach_command(argv:list|None=None) -> int:
     "`distill-sbs teach`: teach a dataset and write it out; 1 if some rows got no answer."
@@ -214,7 +224,9 @@ def teach_command(argv:list|None=None) -> int:
     if args.limit is not None and args.limit < 1: raise UserError("--limit must be at least 1")
     if args.backend in BACKEND_CLASSES:  # by name, before any key is looked for: a backend that cannot send logprobs is never built
         check_logprobs(args.logprobs, args.backend, BACKEND_CLASSES[args.backend].supports_logprobs)
-    prompt = prompt_for(args.dataset, args.shots, args.instruction)
+    named = prepared_as(args.data_dir) if args.dataset == 'generic' and args.shots is None else None
+    if named: print(f'{args.data_dir}: written by `distill-sbs data --dataset {named}`: its prompt and answer parser are used')
+    prompt = prompt_for(named or args.dataset, args.shots, args.instruction)
     data = load_data(DataSettings.of(args))
     if args.dry_run:
         rows = {s: data[s] for s in (args.splits or data)}

@@ -10,13 +10,13 @@ import difflib, json, os, shutil
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 import torch, yaml
-from transformers import set_seed
+from transformers import AutoConfig, set_seed
 from .core import ArgParser, add_flags
 from .data import load_data
 from .students import TINY, StudentError, load_student, student_kind
 from .cot import CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import tokenize_tasks
-from .hardware import Hardware, pick_hardware
+from .hardware import Hardware, check_precision, device_line, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
 from .kd_align import ApiLogprobs
 from .kd_teachers import LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, online_teacher, tokenizer_fingerprint, write_teacher_logits
@@ -277,11 +277,18 @@ def run_record(cfg:TrainConfig, hw:Hardware, data, tokenized, trainer, result, c
                 train_seconds=round(result.metrics['train_runtime'], 1),
                 train_examples_per_second=round(result.metrics['train_samples_per_second'], 2))
 
+# %% ../nbs/04_training.ipynb #c84c95bc
+def _causal_named(name:str) -> bool|None:
+    "Is the student called `name` (a tiny name, a folder or a Hub id) decoder-only? Read from its config alone, before anything is loaded; None if it cannot be read."
+    if name in TINY: return name == 'tiny-causal'
+    try: return not AutoConfig.from_pretrained(name).is_encoder_decoder
+    except (OSError, ValueError): return None
+
 # %% ../nbs/04_training.ipynb #fa7bb5c8
 def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     "Train a student as `cfg` says; leaves checkpoints, the best model, its tokenizer and `run.json` in `cfg.output_dir`."
-    hw = pick_hardware(cfg.bf16)
-    _say(hw)
+    _say(device_line())
+    check_precision(cfg.bf16, cfg.fp16, causal=_causal_named(cfg.from_pretrained) if cfg.fp16 else None)  # refused before anything is loaded or deleted
     checkpoint = resume_checkpoint(cfg)
     set_seed(cfg.run)
     data = load_data(cfg)  # a run's configuration holds its data settings
@@ -290,6 +297,8 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     if pool is not None: _say(pool)
     texts = vocab_texts(data['train'], recipe)  # a tiny student's vocabulary
     model, tokenizer, kind = run_student(cfg, texts)
+    hw = pick_hardware(cfg.bf16, fp16=cfg.fp16, causal=kind.name == 'causal')  # the precision depends on the student's kind too
+    _say(hw)
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length, cfg.max_label_length,
                                cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
     _say(tokenized.report)
@@ -376,6 +385,7 @@ def teacher_logits(cfg:TrainConfig) -> dict:
     others = [] if cfg.overwrite else [p.name for p in Path(cfg.output_dir).glob('*') if not p.name.startswith((LOGITS_META, 'shard-'))]
     require(not others, f'--output_dir {cfg.output_dir} holds other files ({", ".join(sorted(others)[:3])}{", ..." if len(others) > 3 else ""}), '
                         'not a teacher\'s logits: choose another folder, or add --overwrite to delete it first')
+    print(device_line())
     hw = pick_hardware(cfg.bf16)
     print(hw)
     data = load_data(cfg)

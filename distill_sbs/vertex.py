@@ -1,4 +1,4 @@
-"""Everything that talks to Google Cloud, in one place: `distill-sbs deploy` puts a trained student behind a Vertex AI endpoint, and `train --submit` runs training as a custom job on the machines you name, with `distill-sbs launch` on each.
+"""Everything that talks to Google Cloud, in one place, through its own SDKs: the machines Vertex AI rents, `distill-sbs deploy` (a trained student behind an endpoint), and the door that custom jobs (chapter 7a) and pipelines (chapter 9) go through; `--dry_run` answers the same SDK calls here and prints what would be sent.
 
 Docs: https://distill-sbs.github.io/distill_sbs/vertex.html.md"""
 
@@ -6,342 +6,400 @@ Docs: https://distill-sbs.github.io/distill_sbs/vertex.html.md"""
 
 # %% ../nbs/07_vertex.ipynb #f32ce925
 from __future__ import annotations
-import argparse, json, os, re, shutil, sys, tempfile
+import contextlib, json, re
 from dataclasses import dataclass
 from pathlib import Path
-import torch
-from .core import UserError, ArgParser, add_flags, one_of
-from .multitask import TrainConfig
-from .training import parse_config
+from types import SimpleNamespace
+from .core import UserError, ArgParser, one_of
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['N1_GPUS', 'GPU_FAMILIES', 'ACCELERATORS', 'G2_GPUS', 'DeployPlan', 'Vertex', 'deploy', 'deploy_parser',
-           'deploy_command', 'VertexError', 'machine_gpus', 'JobPlan', 'fuse_paths', 'launch_argv', 'launch_parser',
-           'launch_command', 'job_parser', 'submit_job', 'submit_train']
+__all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'SERVICE_ACCOUNT', 'VertexError',
+           'request_message', 'as_json', 'LocalVertex', 'answered_here', 'Machine', 'machine', 'service_account',
+           'Vertex', 'DeployPlan', 'deploy', 'deploy_parser', 'deploy_command']
 
-# %% ../nbs/07_vertex.ipynb #ce55ad38
+# %% ../nbs/07_vertex.ipynb #785a3bf7
+class VertexError(UserError):
+    "A Vertex AI job, deployment or pipeline that cannot run as asked, refused before anything is sent."
+
+# %% ../nbs/07_vertex.ipynb #2c85f9ec
+def _sdk():
+    "The Vertex AI SDK and Cloud Storage's, or one line naming the extra that installs them."
+    try:
+        from google.cloud import aiplatform, storage
+        return aiplatform, storage
+    except ImportError: raise VertexError("Vertex AI needs the Google Cloud SDKs: pip install 'distill-sbs[deploy]'") from None
+
+def _types():
+    "The Vertex AI API's messages (version 1, the SDK's default)."
+    from google.cloud.aiplatform_v1 import types
+    return types
+
+def request_message(method:str, request=None, **fields):
+    "The request message a service client's `method` (e.g. 'create_custom_job') sends: its `request`, or one built from its fields."
+    kind = getattr(_types(), ''.join(w.title() for w in method.split('_')) + 'Request')
+    if request is not None: return kind(request)
+    req = kind()
+    for k, v in fields.items():  # as the client fills them in
+        if k in ('retry', 'timeout', 'metadata') or v is None: continue
+        if isinstance(v, (list, tuple)): getattr(req, k).extend(v)
+        else: setattr(req, k, v)
+    return req
+
+def as_json(message) -> str:
+    "A message as the JSON the REST API carries (camelCase, default values left out), on one line."
+    from google.protobuf import json_format
+    return json.dumps(json_format.MessageToDict(type(message).pb(message)), separators=(',', ':'))
+
+# %% ../nbs/07_vertex.ipynb #79aafb06
+class _Done:
+    "A long-running operation that has finished, as the SDK reads one: `operation.name` and `result()`."
+    def __init__(self, result, name:str): self._result, self.operation = result, SimpleNamespace(name=name)
+    def result(self, timeout=None): return self._result
+    def done(self): return True
+
+# %% ../nbs/07_vertex.ipynb #47ab55ab
+class LocalVertex:
+    "Vertex AI's side of the SDK's calls, answered on this machine: each request that would change something is printed and kept; reads are answered from what was made here."
+    def __init__(self, say=print): self.say, self.made, self.sent = say, {}, []
+
+    def __call__(self, method:str):
+        "The stand-in for a service client's `method`."
+        def answer(client, request=None, **fields):
+            req = request_message(method, request, **fields)
+            if method.startswith('get_'): return self.made.get(req.name.split('@')[0]) or getattr(_types(), _KINDS[method])(name=req.name)
+            self.sent.append(req); self.say(f'would send {type(req).__name__} {as_json(req)}')
+            return getattr(self, method)(req)
+        return answer
+
+    def _keep(self, thing):
+        self.made[thing.name] = thing
+        return thing
+
+_KINDS = dict(get_custom_job='CustomJob', get_pipeline_job='PipelineJob', get_model='Model', get_endpoint='Endpoint')
+
+# %% ../nbs/07_vertex.ipynb #dc551e03
+@patch
+def create_custom_job(self:LocalVertex, req):
+    return self._keep(_types().CustomJob(req.custom_job, name=f'{req.parent}/customJobs/1', state='JOB_STATE_PENDING'))
+
+@patch
+def create_pipeline_job(self:LocalVertex, req):
+    return self._keep(_types().PipelineJob(req.pipeline_job, name=f'{req.parent}/pipelineJobs/{req.pipeline_job_id or 1}', state='PIPELINE_STATE_PENDING'))
+
+# %% ../nbs/07_vertex.ipynb #d134dd7b
+@patch
+def upload_model(self:LocalVertex, req):
+    t = _types()  # a model with its own serving container is deployed on machines of its own (dedicated resources)
+    model = self._keep(t.Model(req.model, name=f'{req.parent}/models/1', version_id='1',
+                               supported_deployment_resources_types=[t.Model.DeploymentResourcesType.DEDICATED_RESOURCES]))
+    return _Done(t.UploadModelResponse(model=model.name, model_version_id='1'), f'{model.name}/operations/1')
+
+@patch
+def create_endpoint(self:LocalVertex, req):
+    return _Done(self._keep(_types().Endpoint(req.endpoint, name=f'{req.parent}/endpoints/1')), f'{req.parent}/endpoints/1/operations/1')
+
+@patch
+def deploy_model(self:LocalVertex, req):
+    t = _types()
+    deployed, ep = t.DeployedModel(req.deployed_model, id='1'), self.made.setdefault(req.endpoint, t.Endpoint(name=req.endpoint))
+    ep.deployed_models.append(deployed); ep.traffic_split = {'1': 100}
+    return _Done(t.DeployModelResponse(deployed_model=deployed), f'{req.endpoint}/operations/2')
+
+# %% ../nbs/07_vertex.ipynb #15b8fb74
+@patch
+def predict(self:LocalVertex, req): return _types().PredictResponse(deployed_model_id='1')
+@patch
+def undeploy_model(self:LocalVertex, req): return _Done(_types().UndeployModelResponse(), f'{req.endpoint}/operations/3')
+@patch
+def delete_endpoint(self:LocalVertex, req): return _Done(None, f'{req.name}/operations/4')
+@patch
+def delete_model(self:LocalVertex, req): return _Done(None, f'{req.name}/operations/5')
+
+# %% ../nbs/07_vertex.ipynb #e86cab8c
+_SERVICES = dict(job_service=('create_custom_job', 'get_custom_job'), pipeline_service=('create_pipeline_job', 'get_pipeline_job'),
+                 model_service=('upload_model', 'get_model', 'delete_model'),
+                 endpoint_service=('create_endpoint', 'get_endpoint', 'deploy_model', 'undeploy_model', 'delete_endpoint'),
+                 prediction_service=('predict',))
+
+@contextlib.contextmanager
+def answered_here(local:LocalVertex):
+    "While inside, the SDK's Vertex AI clients call `local` instead of the network, and a pipeline's bucket check is a printed line."
+    import importlib
+    from google.cloud.aiplatform.utils import gcs_utils
+    swaps = [(getattr(importlib.import_module(f'google.cloud.aiplatform_v1.services.{s}'), ''.join(w.title() for w in s.split('_')) + 'Client'), m, local(m))
+             for s, methods in _SERVICES.items() for m in methods]
+    swaps.append((gcs_utils, 'create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist',
+                  lambda output_artifacts_gcs_dir=None, **_: local.say(f'would check that the bucket of {output_artifacts_gcs_dir} exists')))
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in swaps]
+    try:
+        for owner, name, stand_in in swaps: setattr(owner, name, stand_in)
+        yield local
+    finally:
+        for owner, name, old in saved: setattr(owner, name, old)
+
+# %% ../nbs/07_vertex.ipynb #b03e0a56
+GPU_MACHINES = {  # machine type -> (the GPU it carries, how many): Compute Engine's accelerator-optimized and G2 shapes
+    **{f'a2-highgpu-{n}g': ('NVIDIA_TESLA_A100', n) for n in (1, 2, 4, 8)}, 'a2-megagpu-16g': ('NVIDIA_TESLA_A100', 16),
+    **{f'a2-ultragpu-{n}g': ('NVIDIA_A100_80GB', n) for n in (1, 2, 4, 8)},
+    **{f'a3-highgpu-{n}g': ('NVIDIA_H100_80GB', n) for n in (1, 2, 4, 8)}, 'a3-megagpu-8g': ('NVIDIA_H100_MEGA_80GB', 8),
+    'a3-ultragpu-8g': ('NVIDIA_H200_141GB', 8), 'a4-highgpu-8g': ('NVIDIA_B200', 8),
+    **{f'g2-standard-{v}': ('NVIDIA_L4', n) for v, n in ((4, 1), (8, 1), (12, 1), (16, 1), (24, 2), (32, 1), (48, 4), (96, 8))}}
+N1_GPUS = {  # the GPUs an n1 machine takes: how many, and the most vCPUs the machine may have with that many
+    'NVIDIA_TESLA_T4': {1: 48, 2: 48, 4: 96}, 'NVIDIA_TESLA_V100': {1: 12, 2: 24, 4: 48, 8: 96},
+    'NVIDIA_TESLA_P100': {1: 16, 2: 32, 4: 96}, 'NVIDIA_TESLA_P4': {1: 24, 2: 48, 4: 96}}
+ACCELERATORS = (*N1_GPUS, *dict.fromkeys(g for g, _ in GPU_MACHINES.values()))
+PASCAL = ('NVIDIA_TESLA_P100', 'NVIDIA_TESLA_P4')  # in the table, but the project's image (PyTorch 2.8, CUDA 12.8) runs Volta and newer only
+HYPERDISK_ONLY = ('a3-ultragpu', 'a4-highgpu')  # families whose boot disk must be Hyperdisk; the others boot from pd-ssd
+_CPU_MACHINE = re.compile(r'(n1|n2|n2d|e2|c2|c2d|c3)-(standard|highmem|highcpu)-(\d+)')
+
+# %% ../nbs/07_vertex.ipynb #db0a061e
+@dataclass(frozen=True)
+class Machine:
+    "One replica's machine as Vertex AI takes it: its type, its GPUs and its boot disk."
+    machine_type:str
+    accelerator_type:str|None = None
+    accelerator_count:int = 0
+    boot_disk_type:str = 'pd-ssd'
+    def spec(self) -> dict:
+        "The `machine_spec` of a worker pool or a deployed model."
+        return dict(machine_type=self.machine_type, **(dict(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
+                                                        if self.accelerator_type else {}))
+
+# %% ../nbs/07_vertex.ipynb #14794bd1
+def _families() -> str:
+    return ', '.join(sorted({m.rsplit('-', 1)[0] + '-*' for m in GPU_MACHINES})) + ', n1-standard-* (with --accelerator_type), or a CPU machine'
+
+def machine(
+    machine_type:str, # e.g. 'g2-standard-8', 'a3-highgpu-8g', 'n1-standard-8'
+    accelerator_type:str|None=None, # default: what the machine carries (n1: none unless named)
+    accelerator_count:int|None=None, # default: what the machine carries (n1 with a GPU: 1)
+) -> Machine:
+    "The machine a replica runs on, checked against Vertex AI's machine table: a wrong pair is a `VertexError` naming the valid choices."
+    if accelerator_type is not None: one_of('accelerator_type', accelerator_type, ACCELERATORS)
+    if machine_type in GPU_MACHINES:
+        gpu, n = GPU_MACHINES[machine_type]
+        if accelerator_type not in (None, gpu): raise VertexError(f'--machine_type {machine_type} carries {n} x {gpu}, not --accelerator_type {accelerator_type}')
+        if accelerator_count not in (None, n): raise VertexError(f'--machine_type {machine_type} carries {n} x {gpu}: --accelerator_count {n}, not {accelerator_count}')
+        return Machine(machine_type, gpu, n, 'hyperdisk-balanced' if machine_type.startswith(HYPERDISK_ONLY) else 'pd-ssd')
+    m = _CPU_MACHINE.fullmatch(machine_type or '')
+    if not m:
+        near = [k for k in GPU_MACHINES if k.rsplit('-', 1)[0] == (machine_type or '').rsplit('-', 1)[0]]
+        raise VertexError(f'--machine_type {machine_type!r}: not a Vertex AI machine type; ' +
+                          (f'that family comes as {", ".join(near)}' if near else f'choose from {_families()}'))
+    if accelerator_type is None:
+        if accelerator_count: raise VertexError(f'--accelerator_count {accelerator_count} without --accelerator_type: name the GPU')
+        return Machine(machine_type)
+    if m[1] != 'n1':
+        takes = next((k for k, (g, _) in GPU_MACHINES.items() if g == accelerator_type), None)
+        raise VertexError(f'--machine_type {machine_type} takes no GPU; {accelerator_type} comes on ' + (takes.rsplit('-', 1)[0] + '-* machines' if takes else 'n1 machines'))
+    if accelerator_type in PASCAL: raise VertexError(f'--accelerator_type {accelerator_type}: a Pascal GPU, which the project\'s image (PyTorch 2.8 built for CUDA 12.8: '
+                                                    'Volta and newer) cannot use; on n1 choose NVIDIA_TESLA_T4 or NVIDIA_TESLA_V100')
+    counts = N1_GPUS.get(accelerator_type)
+    if counts is None: raise VertexError(f'--accelerator_type {accelerator_type} does not go on n1 machines; n1 takes {", ".join(N1_GPUS)}')
+    n = 1 if accelerator_count is None else accelerator_count
+    if n not in counts: raise VertexError(f'--accelerator_count {n}: n1 machines take {" or ".join(map(str, counts))} x {accelerator_type}')
+    if int(m[3]) > counts[n]: raise VertexError(f'--machine_type {machine_type} has {m[3]} vCPUs; with {n} x {accelerator_type} an n1 machine has at most {counts[n]}')
+    return Machine(machine_type, accelerator_type, n)
+
+# %% ../nbs/07_vertex.ipynb #6006dd58
+SERVICE_ACCOUNT = re.compile(r'[^@\s]+@[^@\s]+\.gserviceaccount\.com')  # NAME@PROJECT.iam..., PROJECT_NUMBER-compute@developer...
+
+def service_account(email:str|None) -> str|None:
+    "A service account's email, checked: NAME@PROJECT.iam.gserviceaccount.com (or a default account's address)."
+    if email is not None and not SERVICE_ACCOUNT.fullmatch(email):
+        raise VertexError(f'--service_account {email!r}: not a service account\'s email; expected NAME@PROJECT.iam.gserviceaccount.com')
+    return email
+
+# %% ../nbs/07_vertex.ipynb #7ddc45c4
+class Vertex:
+    "The one place that calls Google Cloud, through its own SDKs (Vertex AI, Cloud Storage); with `dry_run` the same SDK calls are answered here (`LocalVertex`) and printed, and nothing is sent."
+    def __init__(self, project:str, region:str, dry_run:bool=False, say=print):
+        self.aip, storage = _sdk()
+        self.dry_run, self.say, self.local = dry_run, say, LocalVertex(say) if dry_run else None
+        if dry_run:
+            from google.auth.credentials import AnonymousCredentials
+            self.aip.init(project=project, location=region, credentials=AnonymousCredentials())
+            self.storage = None
+            return
+        import google.auth
+        try: google.auth.default()
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise VertexError('no Google Cloud credentials: run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS), '
+                              'or add --dry_run to see what would be sent') from None
+        self.aip.init(project=project, location=region)
+        self.storage = storage.Client(project=project)
+
+    def calls(self):
+        "Where the SDK's calls go: to Vertex AI, or (a dry run) to `self.local`."
+        return answered_here(self.local) if self.dry_run else contextlib.nullcontext()
+
+# %% ../nbs/07_vertex.ipynb #9105186c
+@patch
+def upload_folder(self:Vertex, local:str, gs_uri:str) -> list[str]:
+    "Copy every file of `local` (checkpoints left out) to `gs_uri`; the URIs written."
+    files = sorted(p for p in Path(local).rglob('*') if p.is_file() and 'checkpoint-' not in str(p.relative_to(local)))
+    bucket, _, prefix = gs_uri.removeprefix('gs://').partition('/')
+    out = []
+    for f in files:
+        dest = f"{prefix.rstrip('/')}/{f.relative_to(local)}".lstrip('/')
+        if self.dry_run: self.say(f'would upload {f} to gs://{bucket}/{dest}')
+        else: self.storage.bucket(bucket).blob(dest).upload_from_filename(str(f))
+        out.append(f'gs://{bucket}/{dest}')
+    if not self.dry_run: self.say(f'uploaded {len(out)} files to {gs_uri}')
+    return out
+
+# %% ../nbs/07_vertex.ipynb #38639222
 @dataclass
 class DeployPlan:
-    "Every resource a deployment creates, named before anything is created."
-    model_dir:str # the trained run's folder
+    "Every resource a deployment creates, named and checked before anything is created."
+    model_dir:str # the trained run's folder: local (copied to --bucket), or already in Cloud Storage (gs:// or /gcs/, registered in place)
     project:str # Google Cloud project
     region:str # e.g. 'us-central1'
-    bucket:str # where the model's files go, e.g. 'gs://my-bucket/distill-sbs'
+    bucket:str|None # where a local model's files go, e.g. 'gs://my-bucket/distill-sbs'
     image:str # the serving image in Artifact Registry
     name:str = 'distill-sbs-student' # display name of the model and the endpoint
     machine_type:str = 'n1-standard-4'
-    accelerator_type:str|None = None # e.g. 'NVIDIA_TESLA_T4'
-    accelerator_count:int = 0
+    accelerator_type:str|None = None # default: what the machine carries (n1: no GPU unless named, e.g. NVIDIA_TESLA_T4)
+    accelerator_count:int|None = None # default: what the machine carries (n1 with a GPU: 1)
     min_replicas:int = 1
     max_replicas:int = 1
     port:int = 8080
     health_route:str = '/health'
     predict_route:str = '/predict'
+
+    def __post_init__(self):
+        self.machine = machine(self.machine_type, self.accelerator_type, self.accelerator_count)
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise VertexError(f'--min_replicas {self.min_replicas} and --max_replicas {self.max_replicas}: need 1 <= min <= max')
+        if not self.in_cloud:
+            if not Path(self.model_dir, 'config.json').exists(): raise VertexError(f"--model_dir {self.model_dir}: no config.json; pass a trained run's folder")
+            if not self.bucket: raise VertexError(f'--model_dir {self.model_dir} is on this machine: give --bucket gs://BUCKET/FOLDER to copy it to')
+            if not self.bucket.startswith('gs://'): raise VertexError(f"--bucket must be a gs:// path, got {self.bucket!r}")
+
     @property
-    def artifact_uri(self) -> str: return f"{self.bucket.rstrip('/')}/{self.name}"
+    def in_cloud(self) -> bool: return str(self.model_dir).startswith(('gs://', '/gcs/'))
+    @property
+    def artifact_uri(self) -> str:
+        "Where Vertex AI reads the model's files."
+        if self.in_cloud: return re.sub(r'^/gcs/', 'gs://', str(self.model_dir)).rstrip('/')
+        return f"{self.bucket.rstrip('/')}/{self.name}"
 
-# %% ../nbs/07_vertex.ipynb #e78feae3
-class Vertex:
-    "The one place that calls Google Cloud (Storage and Vertex AI); `dry_run` prints each call instead of making it."
-    def __init__(self, project:str, region:str, dry_run:bool=False, say=print):
-        self.dry_run, self.say = dry_run, say
-        if not dry_run:
-            try:
-                from google.cloud import aiplatform, storage
-            except ImportError: raise UserError("deploying needs the Google Cloud SDKs: pip install 'distill-sbs[deploy]'") from None
-            aiplatform.init(project=project, location=region)
-            self.aip, self.storage = aiplatform, storage.Client(project=project)
-
-    def deploy(self, model, endpoint, plan:DeployPlan):
-        "Deploy `model` to `endpoint` on the plan's machines, all traffic to it."
-        args = dict(machine_type=plan.machine_type, min_replica_count=plan.min_replicas, max_replica_count=plan.max_replicas,
-                    traffic_percentage=100, **({'accelerator_type': plan.accelerator_type, 'accelerator_count': plan.accelerator_count}
-                                               if plan.accelerator_type else {}))
-        self._call('Model.deploy', endpoint=plan.name, **args)
-        if not self.dry_run: model.deploy(endpoint=endpoint, **args)
-
-# %% ../nbs/07_vertex.ipynb #586a2146
-@patch
-def _call(self:Vertex, what:str, **args):
-    self.say(('would call ' if self.dry_run else 'calling ') + what + ' ' + json.dumps(args, default=str))
-
-# %% ../nbs/07_vertex.ipynb #8dabb5d4
-@patch
-def upload_folder(self:Vertex, local:str, gs_uri:str) -> list[str]:
-    "Copy every file of `local` to `gs_uri`; the URIs written."
-    files = sorted(p for p in Path(local).rglob('*') if p.is_file() and 'checkpoint-' not in str(p.relative_to(local)))
-    bucket, _, prefix = gs_uri.removeprefix('gs://').partition('/')
-    out = []
-    for f in files:
-        dest = f"{prefix.rstrip('/')}/{f.relative_to(local)}"
-        self._call('storage.upload', file=str(f), to=f'gs://{bucket}/{dest}')
-        if not self.dry_run: self.storage.bucket(bucket).blob(dest).upload_from_filename(str(f))
-        out.append(f'gs://{bucket}/{dest}')
-    return out
-
-# %% ../nbs/07_vertex.ipynb #1d7f89f3
+# %% ../nbs/07_vertex.ipynb #00e7f90b
 @patch
 def upload_model(self:Vertex, plan:DeployPlan):
     "Register the model with our serving container: `aiplatform.Model.upload`."
-    args = dict(display_name=plan.name, artifact_uri=plan.artifact_uri, serving_container_image_uri=plan.image,
-                serving_container_predict_route=plan.predict_route, serving_container_health_route=plan.health_route,
-                serving_container_ports=[plan.port])
-    self._call('aiplatform.Model.upload', **args)
-    return None if self.dry_run else self.aip.Model.upload(**args)
+    with self.calls():
+        return self.aip.Model.upload(display_name=plan.name, artifact_uri=plan.artifact_uri, serving_container_image_uri=plan.image,
+                                     serving_container_predict_route=plan.predict_route, serving_container_health_route=plan.health_route,
+                                     serving_container_ports=[plan.port])
 
-# %% ../nbs/07_vertex.ipynb #c88eaec1
 @patch
 def create_endpoint(self:Vertex, plan:DeployPlan):
-    self._call('aiplatform.Endpoint.create', display_name=plan.name)
-    return None if self.dry_run else self.aip.Endpoint.create(display_name=plan.name)
+    "An endpoint to deploy to: `aiplatform.Endpoint.create`."
+    with self.calls(): return self.aip.Endpoint.create(display_name=plan.name)
 
-# %% ../nbs/07_vertex.ipynb #0833bc31
+@patch
+def name_of(self:Vertex, resource) -> str:
+    "A resource's full name (read where the SDK's calls go: a dry run's resources are this machine's)."
+    with self.calls(): return resource.resource_name
+
+# %% ../nbs/07_vertex.ipynb #7f56aaa5
+@patch
+def deploy(self:Vertex, model, endpoint, plan:DeployPlan):
+    "Deploy `model` to `endpoint` on the plan's machines, all traffic to it: `Model.deploy`."
+    m = plan.machine
+    with self.calls():
+        model.deploy(endpoint=endpoint, machine_type=m.machine_type, accelerator_type=m.accelerator_type, accelerator_count=m.accelerator_count or None,
+                     min_replica_count=plan.min_replicas, max_replica_count=plan.max_replicas, traffic_percentage=100)
+
 @patch
 def predict(self:Vertex, endpoint, instances:list, parameters:dict|None=None):
-    self._call('Endpoint.predict', instances=instances, parameters=parameters)
-    return None if self.dry_run else endpoint.predict(instances=instances, parameters=parameters).predictions
+    "The endpoint's answers to `instances` (a dry run has none)."
+    with self.calls(): preds = endpoint.predict(instances=instances, parameters=parameters).predictions
+    return None if self.dry_run else preds
 
-# %% ../nbs/07_vertex.ipynb #3efd9510
+# %% ../nbs/07_vertex.ipynb #5a963916
 @patch
 def delete_endpoint(self:Vertex, endpoint_id:str):
     "Undeploy every model from the endpoint, delete it, then delete those models."
-    self._call('Endpoint.undeploy_all + delete, then Model.delete for each model it served', endpoint=endpoint_id)
-    if self.dry_run: return
-    ep = self.aip.Endpoint(endpoint_id)
-    models = [m.model for m in ep.list_models()]
-    ep.undeploy_all(); ep.delete()
-    for m in models: self.aip.Model(m).delete()
+    with self.calls():
+        ep = self.aip.Endpoint(endpoint_id)
+        models = [m.model for m in ep.list_models()]
+        ep.undeploy_all(); ep.delete()
+        for m in models: self.aip.Model(m).delete()
+        self.say(f'deleted {ep.resource_name}' + (f' and {len(models)} models' if models else '') + (' (dry run: nothing was sent)' if self.dry_run else ''))
 
-# %% ../nbs/07_vertex.ipynb #37c33eab
+# %% ../nbs/07_vertex.ipynb #fe43d25a
 @patch
-def submit_custom_job(self:Vertex, spec:dict):
-    "Start a Vertex AI custom training job (`JobPlan.spec()`, below): `aiplatform.CustomJob(**spec).submit()`; the job."
-    self._call('aiplatform.CustomJob(**spec).submit', **spec)
-    if self.dry_run: return None
-    job = self.aip.CustomJob(**spec)
-    job.submit()
-    self.say(f'submitted {job.resource_name}; follow it in the console under Vertex AI > Training > Custom jobs')
+def submit_custom_job(self:Vertex, job, **submit):
+    "Start a Vertex AI custom job built with `custom_job` (below): `job.submit(...)` with the plan's service account, timeout and restart rule."
+    with self.calls():
+        job.submit(**submit)
+        self.say(f'submitted {job.resource_name}; follow it in the console under Vertex AI > Training > Custom jobs' + (' (dry run: nothing was sent)' if self.dry_run else ''))
     return job
 
-# %% ../nbs/07_vertex.ipynb #e40ff3be
 @patch
-def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None):
-    "Start a compiled Kubeflow pipeline (chapter 9) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit()`; the job."
-    args = dict(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
-    self._call('aiplatform.PipelineJob(**args).submit', **args)
-    if self.dry_run: return None
-    job = self.aip.PipelineJob(**args)
-    job.submit()
+def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None, service_account:str|None=None):
+    "Start a compiled Kubeflow pipeline (chapter 9) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit(service_account=...)`; the job."
+    with self.calls():
+        job = self.aip.PipelineJob(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
+        job.submit(service_account=service_account)
+        self.say(f'started {job.resource_name}' + (' (dry run: nothing was sent)' if self.dry_run else ''))
     return job
 
-# %% ../nbs/07_vertex.ipynb #9b0c97c5
+# %% ../nbs/07_vertex.ipynb #91098e74
 def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
-    "Upload, register, deploy and test the model in `plan`; the endpoint (None in a dry run)."
-    if not Path(plan.model_dir, 'config.json').exists(): raise UserError(f"{plan.model_dir}: no config.json; pass a trained run's folder")
-    if not plan.bucket.startswith('gs://'): raise UserError(f"--bucket must be a gs:// path, got {plan.bucket!r}")
+    "Upload (a local model), register, deploy and test the model in `plan`; the endpoint's and the model's resource names (a dry run's are made up here)."
     v = Vertex(plan.project, plan.region, dry_run, say)
-    say(f'1. copy {plan.model_dir} to {plan.artifact_uri}')
-    v.upload_folder(plan.model_dir, plan.artifact_uri)
+    if plan.in_cloud: say(f'1. the model is already in Cloud Storage: {plan.artifact_uri}')
+    else:
+        say(f'1. copy {plan.model_dir} to {plan.artifact_uri}')
+        v.upload_folder(plan.model_dir, plan.artifact_uri)
     say(f'2. register the model: image {plan.image}, port {plan.port}, routes {plan.health_route} and {plan.predict_route}')
     model = v.upload_model(plan)
-    say(f'3. create an endpoint and deploy on {plan.machine_type}' + (f' with {plan.accelerator_count} x {plan.accelerator_type}' if plan.accelerator_type else ''))
+    m = plan.machine
+    say(f'3. create an endpoint and deploy on {m.machine_type}' + (f' with {m.accelerator_count} x {m.accelerator_type}' if m.accelerator_type else ''))
     endpoint = v.create_endpoint(plan)
     v.deploy(model, endpoint, plan)
     say('4. one sample prediction')
     preds = v.predict(endpoint, [sample], {'rationale': True})
     if preds is not None: say(json.dumps(preds, indent=1))
-    if endpoint is not None: say(f'deployed: {endpoint.resource_name}; remove it with distill-sbs deploy --delete {endpoint.name} --project {plan.project} --region {plan.region}')
-    return endpoint
+    names = v.name_of(endpoint), v.name_of(model)
+    if not dry_run: say(f'deployed: {names[0]}; remove it with distill-sbs deploy --delete {names[0].split("/")[-1]} --project {plan.project} --region {plan.region}')
+    return names
 
-# %% ../nbs/07_vertex.ipynb #469c7777
+# %% ../nbs/07_vertex.ipynb #364ae61f
 def deploy_parser() -> ArgParser:
     p = ArgParser(prog='distill-sbs deploy', allow_abbrev=False, description='Deploy a trained student to a Vertex AI endpoint, or delete one.')
-    p.add_argument('--model_dir', help="the trained run's folder")
+    p.add_argument('--model_dir', help="the trained run's folder: local (copied to --bucket) or in Cloud Storage (gs://... or /gcs/..., used in place)")
     p.add_argument('--project', required=True, help='Google Cloud project'); p.add_argument('--region', default='us-central1', help='e.g. us-central1')
-    p.add_argument('--bucket', help='gs:// path for the model files')
+    p.add_argument('--bucket', help='gs:// folder a local model is copied to')
     p.add_argument('--image', help='the serving image, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/serve:latest')
     p.add_argument('--name', default='distill-sbs-student', help='display name of the model and the endpoint')
-    p.add_argument('--machine_type', default='n1-standard-4', help='the serving machine')
-    p.add_argument('--accelerator_type', default=None, help='e.g. NVIDIA_TESLA_T4, NVIDIA_L4')
-    p.add_argument('--accelerator_count', type=int, default=1, help='GPUs per replica, with --accelerator_type')
+    p.add_argument('--machine_type', default='n1-standard-4', help='the serving machine, e.g. n1-standard-4, g2-standard-8 (one L4), a2-highgpu-1g')
+    p.add_argument('--accelerator_type', default=None, help='n1 machines: NVIDIA_TESLA_T4, NVIDIA_TESLA_V100, ...; others carry their own (default)')
+    p.add_argument('--accelerator_count', type=int, default=None, help='GPUs per replica (default: what the machine carries; n1: 1)')
     p.add_argument('--min_replicas', type=int, default=1, help='replicas kept running'); p.add_argument('--max_replicas', type=int, default=1, help='replicas at most, under load')
     p.add_argument('--sample', default='Ana has 3 apples. Ana buys 2 more and then gives away 1. How many apples does Ana have now?',
                    help='the instance sent as a test once deployed')
+    p.add_argument('--endpoint_name_file', help="write the endpoint's resource name to this file (a pipeline step's output)")
+    p.add_argument('--model_name_file', help="write the model's resource name to this file (a pipeline step's output)")
     p.add_argument('--delete', metavar='ENDPOINT', default=None, help='undeploy everything from ENDPOINT, delete it and its models')
-    p.add_argument('--dry_run', action='store_true', help='print every call and its arguments; make none')
+    p.add_argument('--dry_run', action='store_true', help='print every request the SDK would send; send none (no credentials needed)')
     return p
 
-# %% ../nbs/07_vertex.ipynb #8f4fb3a2
+# %% ../nbs/07_vertex.ipynb #d3e5c12b
 def deploy_command(argv:list|None=None) -> int:
     "`distill-sbs deploy`: deploy a trained student to Vertex AI, or `--delete` an endpoint."
     a = deploy_parser().parse_args(argv)
     if a.delete:
         Vertex(a.project, a.region, a.dry_run).delete_endpoint(a.delete); return 0
-    missing = [f'--{k}' for k in ('model_dir', 'bucket', 'image') if not getattr(a, k)]
-    if missing: raise UserError(f"deploying needs {', '.join(missing)}")
+    missing = [f'--{k}' for k in ('model_dir', 'image') if not getattr(a, k)]
+    if missing: raise VertexError(f"deploying needs {', '.join(missing)}")
     plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type,
-                      a.accelerator_count if a.accelerator_type else 0, a.min_replicas, a.max_replicas)
-    deploy(plan, a.sample, a.dry_run)
+                      a.accelerator_count, a.min_replicas, a.max_replicas)  # checked here, before anything is sent
+    names = deploy(plan, a.sample, a.dry_run)
+    for path, name in zip((a.endpoint_name_file, a.model_name_file), names):
+        if path and not a.dry_run: Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text(name)
     return 0
-
-# %% ../nbs/07_vertex.ipynb #4b1e2f0a
-class VertexError(UserError):
-    "A Vertex AI job, deployment or pipeline that cannot run as asked, refused before anything is sent."
-
-# %% ../nbs/07_vertex.ipynb #bbfff57a
-N1_GPUS = ('NVIDIA_TESLA_T4', 'NVIDIA_TESLA_V100', 'NVIDIA_TESLA_P100', 'NVIDIA_TESLA_P4')
-GPU_FAMILIES = {'a2-highgpu': 'NVIDIA_TESLA_A100', 'a2-megagpu': 'NVIDIA_TESLA_A100', 'a2-ultragpu': 'NVIDIA_A100_80GB',
-                'a3-highgpu': 'NVIDIA_H100_80GB', 'a3-megagpu': 'NVIDIA_H100_MEGA_80GB', 'a3-ultragpu': 'NVIDIA_H200_141GB', 'g2-standard': 'NVIDIA_L4'}
-ACCELERATORS = (*N1_GPUS, *dict.fromkeys(GPU_FAMILIES.values()))
-G2_GPUS = {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}  # g2-standard-N: its L4s
-_MACHINE = re.compile(r'(?P<cpu>(n1|n2|n2d|e2|c2|c3)-(standard|highmem|highcpu)-(?P<vcpus>\d+))|(?P<g2>g2-standard-(?P<g2n>\d+))'
-                      r'|(?P<fam>a2-highgpu|a2-megagpu|a2-ultragpu|a3-highgpu|a3-megagpu|a3-ultragpu)-(?P<gpus>\d+)g')
-
-def machine_gpus(machine_type:str) -> tuple[tuple, int|None]:
-    "The accelerator types a machine type takes, and the count its name fixes (None: you choose, n1 only)."
-    m = _MACHINE.fullmatch(machine_type or '')
-    if not m: raise VertexError(f"--machine_type {machine_type!r}: not a Vertex AI machine type (e.g. n1-standard-8, g2-standard-8, a2-highgpu-1g, a3-highgpu-8g)")
-    if m['cpu']: return (N1_GPUS if machine_type.startswith('n1-') else ()), None
-    if m['g2']:
-        if int(m['g2n']) not in G2_GPUS: raise VertexError(f'--machine_type {machine_type!r}: g2-standard comes in {", ".join(map(str, G2_GPUS))} vCPUs')
-        return ('NVIDIA_L4',), G2_GPUS[int(m['g2n'])]
-    return (GPU_FAMILIES[m['fam']],), int(m['gpus'])
-
-# %% ../nbs/07_vertex.ipynb #f70bb696
-@dataclass
-class JobPlan:
-    "A Vertex AI custom job that runs one `distill-sbs train` or `distill-sbs sweep` on one or several machines."
-    command:list # 'train' or 'sweep' and its flags, with gs:// paths
-    project:str # Google Cloud project
-    image:str # the training image (Dockerfile: this project and its GPU PyTorch), e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/train:latest
-    output_dir:str # gs://bucket/folder: the run or sweep folder
-    region:str = 'us-central1'
-    name:str = 'distill-sbs' # the job's display name
-    machine_type:str = 'g2-standard-8' # one L4
-    accelerator_type:str|None = None # default: what the machine type comes with; n1 machines: NVIDIA_TESLA_T4, ...
-    accelerator_count:int|None = None # default: what the machine type comes with; n1 machines: 1
-    replica_count:int = 1 # machines: torchrun spans them all
-    boot_disk_gb:int = 100
-    service_account:str|None = None
-
-    def __post_init__(self):
-        if self.command[0] not in ('train', 'sweep'): raise VertexError(f'a Vertex AI job runs train or sweep, not {self.command[0]!r}')
-        if not self.project: raise VertexError('--project: the Google Cloud project to run the job in')
-        if not self.image: raise VertexError('--image: the training image in Artifact Registry, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/train:latest')
-        if not str(self.output_dir).startswith('gs://') or len(self.output_dir.removeprefix('gs://').strip('/')) == 0:
-            raise VertexError(f'--output_dir {self.output_dir!r}: a cloud job writes to Cloud Storage; give a gs://bucket/folder')
-        if self.replica_count < 1: raise VertexError(f'--replica_count must be at least 1, got {self.replica_count}')
-        takes, fixed = machine_gpus(self.machine_type)
-        if self.accelerator_type is not None: one_of('accelerator_type', self.accelerator_type, ACCELERATORS)
-        if self.accelerator_type is not None and self.accelerator_type not in takes:
-            raise VertexError(f'--machine_type {self.machine_type} takes ' + (f'{fixed or "1, 2, 4 or 8"} x {" or ".join(takes)}' if takes else 'no GPU')
-                             + f', not --accelerator_type {self.accelerator_type}')
-        if fixed is not None:
-            if self.accelerator_count not in (None, fixed):
-                raise VertexError(f'--machine_type {self.machine_type} comes with {fixed} x {takes[0]}: --accelerator_count {fixed}, not {self.accelerator_count}')
-            self.accelerator_type, self.accelerator_count = takes[0], fixed
-        elif self.accelerator_type:
-            self.accelerator_count = self.accelerator_count or 1
-            if self.accelerator_count not in (1, 2, 4, 8): raise VertexError(f'--accelerator_count {self.accelerator_count}: n1 machines take 1, 2, 4 or 8 GPUs')
-        elif self.accelerator_count: raise VertexError(f'--accelerator_count {self.accelerator_count} without --accelerator_type: name the GPU')
-
-# %% ../nbs/07_vertex.ipynb #a1f43d2d
-@patch
-def spec(self:JobPlan) -> dict:
-    "The custom job: `aiplatform.CustomJob`'s arguments."
-    machine = dict(machine_type=self.machine_type, **(dict(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
-                                                       if self.accelerator_type else {}))
-    container = dict(image_uri=self.image, command=['distill-sbs', 'launch'], args=[str(a) for a in fuse_paths(self.command)],
-                     env=[dict(name='PYTHONUNBUFFERED', value='1')])
-    pool = lambda n: dict(machine_spec=machine, replica_count=n, container_spec=container,
-                          disk_spec=dict(boot_disk_type='pd-ssd', boot_disk_size_gb=self.boot_disk_gb))
-    bucket = 'gs://' + self.output_dir.removeprefix('gs://').split('/')[0]
-    return dict(display_name=self.name, worker_pool_specs=[pool(1), *([pool(self.replica_count - 1)] if self.replica_count > 1 else [])],
-                base_output_dir=self.output_dir, staging_bucket=f'{bucket}/staging', labels={'distill-sbs': self.command[0]},
-                **({'service_account': self.service_account} if self.service_account else {}))
-
-# %% ../nbs/07_vertex.ipynb #e72e38d2
-def fuse_paths(args:list) -> list:
-    "Command-line values with `gs://bucket/x` as `/gcs/bucket/x`: where Vertex AI mounts Cloud Storage inside the job."
-    return [re.sub(r'^gs://', '/gcs/', str(a)) if not str(a).startswith('-') else re.sub(r'=gs://', '=/gcs/', str(a)) for a in args]
-
-# %% ../nbs/07_vertex.ipynb #aa3187eb
-def launch_argv(command:list, cluster_spec:str|None, gpus:int) -> list:
-    "What `distill-sbs launch` runs on this machine of a job: `command` itself, or torchrun across the job's machines and GPUs."
-    spec = json.loads(cluster_spec) if cluster_spec else {}
-    cluster, task = spec.get('cluster', {}), spec.get('task', {})
-    hosts = [*cluster.get('workerpool0', []), *cluster.get('workerpool1', [])]
-    nodes, procs = max(1, len(hosts)), max(1, gpus)
-    if nodes == 1 and (procs == 1 or command[0] == 'sweep'): return ['distill-sbs', *command]  # one process; a sweep starts its own workers
-    node_rank = 0 if task.get('type', 'workerpool0') == 'workerpool0' else 1 + int(task.get('index', 0))
-    addr, _, port = (hosts[0] if hosts else 'localhost:29500').partition(':')
-    worker = ['--worker'] if command[0] == 'sweep' else []  # each torchrun process takes its share of the cells
-    return ['torchrun', f'--nnodes={nodes}', f'--node_rank={node_rank}', f'--nproc_per_node={procs}', f'--master_addr={addr}',
-            f'--master_port={port or 29500}', '--no-python', 'distill-sbs', *command, *worker]
-
-# %% ../nbs/07_vertex.ipynb #342f7140
-def launch_parser() -> ArgParser:
-    p = ArgParser(prog='distill-sbs launch', allow_abbrev=False, description="Run a command on this machine of a Vertex AI job (the job's "
-                  "container calls it): torchrun across the machines in $CLUSTER_SPEC and this machine's GPUs, or the command itself on one.")
-    p.add_argument('command', nargs=argparse.REMAINDER, help="'train' or 'sweep' and its flags, e.g. train --max_steps 100")
-    return p
-
-def _found(program:str) -> str:
-    "A program's path: on PATH, or beside this Python (an environment whose bin is not on PATH); one line if neither."
-    if (path := shutil.which(program)) or (path := Path(sys.executable).parent/program).exists(): return str(path)
-    raise VertexError(f'no `{program}` on PATH or beside {sys.executable}: install this project into the environment the job runs in')
-
-def launch_command(argv:list[str]):
-    "`distill-sbs launch COMMAND ...`: run COMMAND on this machine of a Vertex AI job (see `launch_argv`)."
-    if not argv: raise VertexError('distill-sbs launch: give the command to run, e.g. distill-sbs launch train --max_steps 100')
-    if argv[0] in ('-h', '--help'): launch_parser().parse_args(argv)  # prints the help and exits
-    cmd = launch_argv(argv, os.environ.get('CLUSTER_SPEC'), torch.cuda.device_count())
-    cmd = [_found(a) if a in ('distill-sbs', 'torchrun') and (i == 0 or cmd[i - 1] == '--no-python') else a for i, a in enumerate(cmd)]
-    print('+', ' '.join(cmd), flush=True)
-    os.execv(cmd[0], cmd)
-
-# %% ../nbs/07_vertex.ipynb #16177997
-def job_parser() -> ArgParser:
-    p = ArgParser(prog='distill-sbs train|sweep --submit', allow_abbrev=False, description='Run this command as a Vertex AI custom job.')
-    p.add_argument('--submit', action='store_true', help='submit the command as a Vertex AI custom job instead of running it here')
-    add_flags(p, JobPlan, skip=('command', 'output_dir'))  # --output_dir stays the command's own flag
-    p.add_argument('--dry_run', action='store_true', help='print the job and what is uploaded; send nothing (no credentials needed)')
-    return p
-
-# %% ../nbs/07_vertex.ipynb #535d3302
-def _local_inputs(cfg:TrainConfig):
-    for k in ('data_dir', 'teacher_logits', 'teacher_logprobs', 'teacher', 'from_pretrained'):
-        v = getattr(cfg, k, None)
-        if v and not str(v).startswith(('gs://', '/gcs/')) and Path(v).exists():
-            raise VertexError(f'--{k} {v}: a local path the job cannot read; copy it to Cloud Storage and pass its gs:// path')
-
-# %% ../nbs/07_vertex.ipynb #a0f77ed3
-def submit_job(
-    command:list, # 'train' or 'sweep' and its flags, as the job runs them
-    output_dir:str, # gs://bucket/folder: the run or sweep folder
-    cfg, # the command's training settings (a cell's, for a sweep), checked for local paths the job cannot read
-    job:argparse.Namespace, # the job's flags (`job_parser`)
-    uploads:dict|None=None, # {file name: (what it is, its text)}: written into output_dir before the job starts
-    say=print,
-) -> dict:
-    "Check a custom job, upload what it reads, and submit it; the spec as sent (printed with `--dry_run`)."
-    plan = JobPlan(command, output_dir=output_dir, **{k: v for k, v in vars(job).items() if k not in ('submit', 'dry_run')})  # refused here, before anything is sent
-    _local_inputs(cfg)
-    v = Vertex(job.project, job.region, job.dry_run, say)
-    if uploads:
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, (what, text) in uploads.items():
-                (Path(tmp)/name).write_text(text)
-                if job.dry_run: say(f'{what}, {name}:\n' + text)
-            v.upload_folder(tmp, output_dir)
-    spec = plan.spec()
-    v.submit_custom_job(spec)
-    return spec
-
-# %% ../nbs/07_vertex.ipynb #3bf5ff4e
-def submit_train(argv:list[str], say=print) -> dict:
-    "`distill-sbs train ... --submit`: check the run here as it will run there, then submit it as a Vertex AI custom job."
-    job, rest = job_parser().parse_known_args(argv[1:])
-    cfg = parse_config(rest)  # checked as given (gs:// paths are remote); the job gets them as /gcs/ paths
-    return submit_job(['train', *rest], cfg.output_dir, cfg, job, say=say)

@@ -33,7 +33,7 @@ def test_every_colab_cell_installs_this_project():
     assert {colab_extras(nb) for nb in NOTEBOOKS} >= {('course',)}
 
 NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'},
-         'deploy': {'distill_sbs.vertex', 'distill_sbs.sweep', 'distill_sbs.pipeline', 'google.cloud', 'kfp'}}  # what a chapter uses that makes it need the extra
+         'deploy': {'distill_sbs.vertex', 'distill_sbs.jobs', 'distill_sbs.grid', 'distill_sbs.sweep', 'distill_sbs.pipeline', 'google.cloud', 'kfp'}}  # what a chapter uses that makes it need the extra
 
 def test_each_chapter_installs_exactly_the_extras_it_needs():
     for nb in NOTEBOOKS:

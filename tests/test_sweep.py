@@ -1,7 +1,7 @@
 """`distill-sbs sweep` through the command line: killed with SIGKILL mid-cell and rerun, it finishes with every cell trained
 once (its log and run folders show it) and the figure redrawn from the folders is the one it wrote; several workers
-started by torchrun share the cells; a Vertex AI job's spec and the compiled pipeline, field by field; bad grids and
-bad cloud flags get one line before anything starts."""
+started by torchrun share the cells; bad grids get one line before anything starts. (A Vertex AI job's requests are in
+test_vertex.py, a sweep over several machines in test_sweep_nodes.py, the compiled pipeline in test_pipeline.py.)"""
 import json, signal, subprocess, time
 import pytest, yaml
 from conftest import cli, error_line, ok, refused
@@ -65,7 +65,7 @@ def test_a_bad_grid_gets_one_line_before_anything_starts(tmp_path, flags, says):
     assert not (tmp_path/'s').exists()
 
 def test_a_grid_file_with_methods_of_its_own(tmp_path):
-    from distill_sbs.sweep import load_grid
+    from distill_sbs.grid import load_grid
     (tmp_path/'g.yaml').write_text(yaml.safe_dump(dict(methods={'distilled_a3': {'model_type': 'task_prefix', 'alpha': 0.3}}, fractions=[0.5],
                                                       seeds=[0, 1], max_steps=7, output_dir=str(tmp_path/'s'))))
     s = load_grid(tmp_path/'g.yaml')
@@ -76,110 +76,6 @@ def test_a_grid_file_with_methods_of_its_own(tmp_path):
     refused(cli('sweep', '--grid', tmp_path/'bad.yaml'), "bad.yaml: method 'm': unknown setting 'model_typ'", 'sweep')
 
 JOB = ['--submit', '--project', 'my-project', '--image', 'us-docker.pkg.dev/my-project/distill-sbs/train:1', '--dry_run']
-
-def _spec(stdout):
-    line = next(l for l in stdout.splitlines() if l.startswith('would call aiplatform.CustomJob(**spec).submit '))
-    return json.loads(line.split(' ', 3)[3])
-
-def test_a_training_job_dry_run_prints_the_job_field_by_field():
-    res = ok(cli('train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', 'gs://b/data', '--max_steps', 100,
-                 '--output_dir', 'gs://b/runs/cqa', *JOB, '--machine_type', 'a2-highgpu-4g', '--replica_count', 3))
-    spec = _spec(res.stdout)
-    assert spec['display_name'] == 'distill-sbs' and spec['base_output_dir'] == 'gs://b/runs/cqa' and spec['staging_bucket'] == 'gs://b/staging'
-    assert spec['labels'] == {'distill-sbs': 'train'}
-    chief, workers = spec['worker_pool_specs']
-    assert chief['replica_count'] == 1 and workers['replica_count'] == 2
-    for pool in (chief, workers):
-        assert pool['machine_spec'] == {'machine_type': 'a2-highgpu-4g', 'accelerator_type': 'NVIDIA_TESLA_A100', 'accelerator_count': 4}
-        c = pool['container_spec']
-        assert c['image_uri'] == 'us-docker.pkg.dev/my-project/distill-sbs/train:1' and c['command'] == ['distill-sbs', 'launch']
-        assert c['args'] == ['train', '--from_pretrained', 'google/flan-t5-base', '--dataset', 'cqa', '--data_dir', '/gcs/b/data', '--max_steps', '100',
-                             '--output_dir', '/gcs/b/runs/cqa']
-        assert pool['disk_spec'] == {'boot_disk_type': 'pd-ssd', 'boot_disk_size_gb': 100}
-
-def test_a_sweep_job_uploads_its_grid_and_runs_it():
-    res = ok(cli('sweep', '--fractions', '0.25,1', '--students', 'google/flan-t5-small,google/flan-t5-base', '--max_steps', 50,
-                 '--output_dir', 'gs://b/sweeps/one', *JOB, '--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4',
-                 '--accelerator_count', 2))
-    assert 'would call storage.upload' in res.stdout and '"to": "gs://b/sweeps/one/sweep.yaml"' in res.stdout
-    grid = yaml.safe_load(res.stdout.split('sweep.yaml:\n', 1)[1].split('would call')[0])
-    assert grid['output_dir'] == '/gcs/b/sweeps/one' and grid['fractions'] == [0.25, 1.0] and grid['max_steps'] == 50
-    assert list(grid['methods']) == ['standard', 'distilled'] and grid['students'] == ['google/flan-t5-small', 'google/flan-t5-base']
-    (pool,) = _spec(res.stdout)['worker_pool_specs']
-    assert pool['machine_spec'] == {'machine_type': 'n1-standard-8', 'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 2}
-    assert pool['container_spec']['args'] == ['sweep', '--grid', '/gcs/b/sweeps/one/sweep.yaml']
-
-@pytest.mark.parametrize('flags, says', [
-    (['--machine_type', 'n1-supermem-8'], "--machine_type 'n1-supermem-8': not a Vertex AI machine type"),
-    (['--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T5'], "did you mean 'NVIDIA_TESLA_T4'"),
-    (['--machine_type', 'a2-highgpu-1g', '--accelerator_type', 'NVIDIA_L4'], 'takes 1 x NVIDIA_TESLA_A100, not --accelerator_type NVIDIA_L4'),
-    (['--machine_type', 'g2-standard-24', '--accelerator_count', '1'], 'comes with 2 x NVIDIA_L4'),
-    (['--machine_type', 'e2-standard-8', '--accelerator_type', 'NVIDIA_TESLA_T4'], 'takes no GPU'),
-    (['--replica_count', '0'], '--replica_count must be at least 1'),
-])
-def test_bad_cloud_flags_get_one_line(flags, says):
-    res = cli('train', '--output_dir', 'gs://b/r', *JOB, *flags)
-    assert says in error_line(res, 'train') and 'would call' not in res.stdout
-
-def test_a_cloud_job_refuses_local_folders(tmp_path):
-    refused(cli('sweep', '--output_dir', tmp_path/'local', *JOB), 'a cloud job writes to Cloud Storage; give a gs://bucket/folder')
-    res = cli('train', '--dataset', 'generic', '--data_dir', tmp_path, '--output_dir', 'gs://b/r', *JOB)
-    refused(res, 'a local path the job cannot read')
-    assert 'would call' not in res.stdout
-
-def test_launch_reads_the_cluster_of_a_vertex_job():
-    from distill_sbs.vertex import launch_argv
-    spec = lambda kind, i: json.dumps({'cluster': {'workerpool0': ['chief:2222'], 'workerpool1': ['w0:2222', 'w1:2222']}, 'task': {'type': kind, 'index': i}})
-    assert launch_argv(['train', '--max_steps', '9'], spec('workerpool0', 0), 8) == [
-        'torchrun', '--nnodes=3', '--node_rank=0', '--nproc_per_node=8', '--master_addr=chief', '--master_port=2222', '--no-python',
-        'distill-sbs', 'train', '--max_steps', '9']
-    assert launch_argv(['train'], spec('workerpool1', 1), 8)[2] == '--node_rank=2'
-    assert launch_argv(['sweep', '--grid', 'g.yaml'], spec('workerpool1', 0), 2)[-4:] == ['sweep', '--grid', 'g.yaml', '--worker']
-    assert launch_argv(['sweep', '--grid', 'g.yaml'], None, 4) == ['distill-sbs', 'sweep', '--grid', 'g.yaml']  # one machine: the sweep starts its workers
-    assert launch_argv(['train'], None, 1) == ['distill-sbs', 'train']
-
-def test_the_compiled_pipeline_field_by_field(tmp_path):
-    res = ok(cli('pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p', '--region', 'europe-west4',
-                 '--package', tmp_path/'course.yaml'))
-    assert f'compiled {tmp_path/"course.yaml"}' in res.stdout
-    spec = yaml.safe_load((tmp_path/'course.yaml').read_text())
-    assert spec['pipelineInfo']['name'] == 'distill-sbs-course'
-    params = spec['root']['inputDefinitions']['parameters']
-    assert {k: (v['parameterType'], v['defaultValue']) for k, v in params.items()} == {
-        'dataset': ('STRING', 'cqa'), 'teacher_model': ('STRING', 'gemini-2.5-flash'), 'student': ('STRING', 'google/flan-t5-base'),
-        'max_steps': ('NUMBER_INTEGER', 10000)}
-    tasks = {t['taskInfo']['name']: t for t in spec['root']['dag']['tasks'].values()}
-    name_of = {key: t['taskInfo']['name'] for key, t in spec['root']['dag']['tasks'].items()}
-    after = {n: sorted(name_of[d] for d in t.get('dependentTasks', [])) for n, t in tasks.items()}
-    assert after == {'data (chapter 0)': [], 'teacher (chapter 1)': ['data (chapter 0)'],
-                     'distilled student (chapter 4)': ['teacher (chapter 1)'], 'standard student (chapter 4)': ['teacher (chapter 1)'],
-                     'evaluation (chapter 5)': ['distilled student (chapter 4)', 'standard student (chapter 4)'],
-                     'deployment (chapter 7)': ['evaluation (chapter 5)']}
-    def container(name):
-        comp = spec['components'][tasks[name]['componentRef']['name']]
-        return spec['deploymentSpec']['executors'][comp['executorLabel']]['container'], comp['inputDefinitions']['parameters']
-    def inputs(name):
-        return {k: v['runtimeValue'].get('constant', v.get('componentInputParameter')) if 'runtimeValue' in v else '<' + v['componentInputParameter'] + '>'
-                for k, v in tasks[name]['inputs']['parameters'].items()}
-    commands = {n: container(n)[0]['command'] for n in tasks}
-    assert commands == {'data (chapter 0)': ['distill-sbs', 'data'], 'teacher (chapter 1)': ['distill-sbs', 'teach'],
-                        'distilled student (chapter 4)': ['distill-sbs', 'train'], 'standard student (chapter 4)': ['distill-sbs', 'train'],
-                        'evaluation (chapter 5)': ['distill-sbs', 'evaluate'], 'deployment (chapter 7)': ['distill-sbs', 'deploy']}
-    assert {container(n)[0]['image'] for n in tasks} == {'img:1'}
-    assert inputs('data (chapter 0)') == {'dataset': '<dataset>', 'data_dir': '/gcs/b/course/data'}
-    assert inputs('distilled student (chapter 4)') == {'data_dir': '/gcs/b/course/taught', 'student': '<student>', 'model_type': 'task_prefix',
-                                                       'max_steps': '<max_steps>', 'output_dir': '/gcs/b/course/distilled'}
-    assert inputs('standard student (chapter 4)')['model_type'] == 'standard'
-    assert inputs('deployment (chapter 7)') == {'model_dir': '/gcs/b/course/distilled', 'bucket': 'gs://b/course/model'}
-    teach_args = container('teacher (chapter 1)')[0]['args']
-    assert teach_args[teach_args.index('--backend') + 1] == 'vertex' and teach_args[teach_args.index('--location') + 1] == 'europe-west4'
-    deploy_args = container('deployment (chapter 7)')[0]['args']
-    assert deploy_args[deploy_args.index('--image') + 1] == 'serve:1' and deploy_args[deploy_args.index('--project') + 1] == 'p'
-    gpu = container('distilled student (chapter 4)')[0]['resources']['accelerator']
-    assert gpu['resourceType'] == 'NVIDIA_L4' and gpu['resourceCount'] == '1'
-    assert 'resources' not in container('evaluation (chapter 5)')[0]
-    refused(cli('pipeline', '--root', 'runs/local', '--image', 'i', '--serve_image', 's', '--project', 'p', '--package', tmp_path/'x.yaml'),
-            'a pipeline writes to Cloud Storage', 'pipeline')
 
 # ---- grid files are typed: every axis a list of its type, or one line naming the file and the key
 
@@ -207,7 +103,7 @@ def test_the_compiled_pipeline_field_by_field(tmp_path):
     ('seeds: [0, 0]', 'g.yaml: seeds repeats 0'),
 ])
 def test_a_damaged_grid_file_gets_one_line_naming_the_file_and_the_key(tmp_path, text, says):
-    from distill_sbs.sweep import SweepError, load_grid
+    from distill_sbs.grid import SweepError, load_grid
     (tmp_path/'g.yaml').write_text(text + '\n')
     with pytest.raises(SweepError) as e: load_grid(tmp_path/'g.yaml')
     assert says in str(e.value) and '\n' not in str(e.value)
@@ -224,7 +120,7 @@ def test_a_damaged_grid_file_gets_one_line_naming_the_file_and_the_key(tmp_path,
     ('methods: standard', 'methods', {'standard': {'model_type': 'standard'}}, "g.yaml: methods 'standard' read as ['standard']"),
 ])
 def test_a_single_value_is_a_one_item_list_and_a_line_says_so(tmp_path, text, axis, value, says):
-    from distill_sbs.sweep import load_grid
+    from distill_sbs.grid import load_grid
     (tmp_path/'g.yaml').write_text(text + '\n')
     said = []
     assert getattr(load_grid(tmp_path/'g.yaml', say=said.append), axis) == value
@@ -250,7 +146,7 @@ def test_any_damaged_grid_file_is_a_sweep_or_one_line(tmp_path):
     from hypothesis import given, strategies as st
     from conftest import fuzz
     from distill_sbs.core import UserError
-    from distill_sbs.sweep import Sweep, load_grid
+    from distill_sbs.grid import Sweep, load_grid
     keys = ('methods', 'fractions', 'students', 'seeds', 'output_dir')
     path, seen = tmp_path/'g.yaml', {'ok': 0, 'refused': 0}
 
@@ -284,55 +180,6 @@ def test_sweep_help_shows_the_job_flags_and_the_defaults():
         assert flag in res.stdout, flag
     assert '0.125,0.25,0.5,1' in res.stdout
     refused(cli('sweep', '--project', 'p', '--output_dir', 'gs://b/s'), '--project is a flag of a Vertex AI job: add --submit', 'sweep')
-
-# ---- the pipeline's command: its flags are the spec's defaults, and what it cannot use is one line
-
-PIPE = ['pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1']
-
-def test_the_pipeline_carries_its_flags_as_parameter_defaults(tmp_path):
-    res = ok(cli(*PIPE, '--project', 'p', '--dataset', 'svamp', '--student', 'google/flan-t5-small', '--max_steps', 50,
-                 '--teacher_model', 'gemini-2.5-pro', '--package', tmp_path/'c.yaml'))
-    params = yaml.safe_load((tmp_path/'c.yaml').read_text())['root']['inputDefinitions']['parameters']
-    assert {k: v['defaultValue'] for k, v in params.items()} == dict(dataset='svamp', teacher_model='gemini-2.5-pro',
-                                                                     student='google/flan-t5-small', max_steps=50)
-    assert 'would call' not in res.stdout
-
-def test_the_pipeline_compiles_without_a_project_and_into_a_new_folder(tmp_path):
-    package = tmp_path/'new'/'folder'/'course.yaml'
-    res = ok(cli(*PIPE, '--package', package))
-    assert f'compiled {package}' in res.stdout
-    spec = yaml.safe_load(package.read_text())
-    params = spec['root']['inputDefinitions']['parameters']
-    assert params['project'] == {'parameterType': 'STRING'}  # no default: given when it starts
-    tasks = {t['taskInfo']['name']: t for t in spec['root']['dag']['tasks'].values()}
-    for step in ('teacher (chapter 1)', 'deployment (chapter 7)'):
-        assert tasks[step]['inputs']['parameters']['project'] == {'componentInputParameter': 'project'}
-
-@pytest.mark.parametrize('flags, says', [
-    (['--dataset', 'bogus'], "invalid choice: --dataset 'bogus'"),
-    (['--dataset', 'generic'], "invalid choice: --dataset 'generic'"),
-    (['--max_steps', '0'], '--max_steps must be at least 1, got 0'),
-    (['--start'], '--start needs --project'),
-    (['--dry_run'], '--dry_run needs --project'),
-    (['--run'], '--run: the pipeline starts with --start'),
-    (['--project', 'p', '--run'], '--run: the pipeline starts with --start'),
-    (['--package', 'spec.txt'], 'a pipeline spec is a .yaml (or .json) file'),
-])
-def test_bad_pipeline_flags_get_one_line(tmp_path, flags, says):
-    args = [*PIPE, *(['--package', tmp_path/'x'/'p.yaml'] if '--package' not in flags else []), *flags]
-    res = cli(*args, cwd=tmp_path)
-    assert says in error_line(res, 'pipeline') and 'compiled' not in res.stdout
-    assert not (tmp_path/'x').exists() and not (tmp_path/'spec.txt').exists()
-
-def test_a_package_in_a_file_not_a_folder_gets_one_line(tmp_path):
-    (tmp_path/'file').write_text('')
-    refused(cli(*PIPE, '--package', tmp_path/'file'/'c.yaml'), '--package', 'pipeline')
-    (tmp_path/'d.yaml').mkdir()
-    refused(cli(*PIPE, '--package', tmp_path/'d.yaml'), 'a folder', 'pipeline')
-
-def test_the_pipeline_starts_with_start(tmp_path):
-    res = ok(cli(*PIPE, '--project', 'p', '--start', '--dry_run', '--dataset', 'svamp', '--package', tmp_path/'c.yaml'))
-    assert 'would call aiplatform.PipelineJob(**args).submit' in res.stdout and '"dataset": "svamp"' in res.stdout
 
 def test_the_size_panel_and_table_read_plainly_for_students_of_nearly_one_size():
     "Two students 0.1% apart in size (tiny vocabularies): a linear axis with labels told apart, and the printed table keeps the student column."

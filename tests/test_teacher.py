@@ -205,3 +205,13 @@ def test_bad_teach_input_gets_one_line(tmp_path):
         assert msg in error_line(cli('teach', '--model', 'm', '--base_url', 'http://127.0.0.1:9/v1', '--output_dir', tmp_path/'o',
                                      '--n_train', '50', '--n_test', '10', *extra), 'teach'), extra
     refused(cli('teach', '--model', 'gpt-4o-mini', '--output_dir', tmp_path/'o', env={'OPENAI_API_KEY': ''}), 'OPENAI_API_KEY', 'teach')
+
+def test_a_folder_written_by_data_is_taught_with_its_own_prompt(tmp_path):
+    "What the course pipeline's first two steps do (chapter 9): `data --output_dir D`, then `teach --dataset generic --data_dir D`, no --shots."
+    ok(cli('data', '--dataset', 'arith', '--n_train', 12, '--n_test', 4, '--output_dir', tmp_path/'data'))
+    with LoopbackLLM() as llm:
+        res = ok(cli(*teach_args(llm.openai_url, tmp_path/'taught', '--dataset', 'generic', '--data_dir', tmp_path/'data'), env={'OPENAI_API_KEY': SECRET}))
+    assert 'written by `distill-sbs data --dataset arith`: its prompt and answer parser are used' in res.stdout
+    assert (tmp_path/'taught'/'train.jsonl').exists()
+    (tmp_path/'other').mkdir(); (tmp_path/'other'/'train.jsonl').write_text('{"input": "q", "label": "a"}\n')
+    refused(cli(*teach_args('http://127.0.0.1:9', tmp_path/'t2', '--dataset', 'generic', '--data_dir', tmp_path/'other')), 'generic: pass --shots')
