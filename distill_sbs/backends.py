@@ -172,6 +172,17 @@ def gemini_request(messages:list, params:dict) -> dict:
                          for m in messages if m['role'] != 'system'],
             'generationConfig': config}
 
+# %% ../nbs/01b_backends.ipynb #9456f102
+def _transport_errors() -> tuple:
+    "The timeouts and broken connections of the HTTP client `google-genai` uses: `httpx2` in its 3.x, `httpx` in its 2.x (which the Vertex AI SDK's extra holds it to); both, where installed."
+    import importlib
+    found = []
+    for name in ('httpx2', 'httpx'):
+        try: m = importlib.import_module(name)
+        except ImportError: continue
+        found += [m.TimeoutException, m.TransportError]
+    return tuple(found)
+
 # %% ../nbs/01b_backends.ipynb #06758454
 class Gemini:
     "Gemini through the `google-genai` SDK: on Vertex AI (`vertexai=True`) or with a Gemini API key."
@@ -206,13 +217,12 @@ class Gemini:
         check_logprobs(params.get('logprobs') or 0, self.name, self.supports_logprobs)
         errors, body = self._errors, gemini_request(messages, params)  # the dry run prints this same body
         config = {**body['generationConfig'], **({'systemInstruction': body['systemInstruction']} if 'systemInstruction' in body else {})}
-        import httpx2
         try: r = self.client.models.generate_content(model=self.model, contents=body['contents'], config=config)  # the SDK takes REST names
         except errors.APIError as e:
             msg = f'HTTP {e.code}: {e.message or e.status}'
             if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
             raise TeacherError(msg) from None
-        except (httpx2.TimeoutException, httpx2.TransportError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
+        except _transport_errors() as e: raise Retryable(f'{type(e).__name__}: {e}') from None
         except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
         except (ValueError, TypeError, AttributeError, KeyError) as e:  # pydantic's checks, or the SDK reading JSON that is not an object
             raise BadReply(f'HTTP 200 but not a generateContent reply: {_one_line(e) or type(e).__name__}') from None

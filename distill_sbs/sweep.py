@@ -283,7 +283,7 @@ def sweep_parser(train_help:bool=False) -> ArgParser:
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)  # one torchrun process of a sweep: its share of the cells
     for flag, kind, default in (('node', int, 0), ('nodes', int, 1), ('wait_timeout', float, WAIT_TIMEOUT), ('wait_poll', float, WAIT_POLL)):
         p.add_argument(f'--{flag}', type=kind, default=default, help=argparse.SUPPRESS)  # one machine of a job of several (`run_sweep`)
-    job = p.add_argument_group('on Vertex AI', 'with --submit the sweep runs as one Vertex AI custom job (chapter 7) whose workers share its cells')
+    job = p.add_argument_group('on Vertex AI', 'with --submit the sweep runs as one Vertex AI custom job (chapter 7a) whose machines share its cells')
     for action in job_parser()._actions:  # shown here; `submit_sweep` parses them off before the grid is read
         if action.option_strings == ['-h', '--help']: continue
         action = copy.copy(action); action.required, action.default = False, argparse.SUPPRESS  # absent: not in the namespace
