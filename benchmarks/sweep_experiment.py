@@ -10,7 +10,7 @@ the seed-to-seed spread. Any other flag is a `distill-sbs train` flag shared by 
 Writes sweep.png, sweep.csv and sweep.json beside the cells (--output_dir, default runs/sweep_experiment), and what it
 measured to benchmarks/results/NAME.md (--results NAME, default sweep_experiment), which chapter 8 quotes.
 """
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
 from pathlib import Path
 from record import machine, write_result
 
@@ -44,7 +44,7 @@ def main(argv):
     name = argv.pop(argv.index('--results') + 1) if '--results' in argv else 'sweep_experiment'
     argv = [a for a in argv if a != '--results']
     from distill_sbs.hardware import pick_hardware
-    from distill_sbs.sweep import CHAPTER_GRID, cell_rows, parse_sweep, run_sweep, method_gaps
+    from distill_sbs.sweep import CHAPTER_GRID, cell_rows, parse_sweep, run_sweep, method_gaps, sweep_events
     print(f'{machine()}; {pick_hardware()}')  # the machine line its results file names
     given = {a.split('=')[0] for a in argv}
     defaults = [x for k, v in CHAPTER_GRID.items() if f'--{k}' not in given for x in (f'--{k}', str(v))]
@@ -52,8 +52,7 @@ def main(argv):
     t0 = time.time()
     table = run_sweep(sweep, a.workers, a.batch_size_eval)
     wall = time.time() - t0
-    for line in Path(sweep.output_dir, 'sweep_log.jsonl').read_text().splitlines():
-        e = json.loads(line)
+    for e in sweep_events(sweep.output_dir):  # every machine's log, in time order
         if e['event'] == 'finish': print(f"{e['cell']:32s} {e['steps']} steps, {e['train_seconds']:6.1f} s training, test accuracy {e['accuracy']:.1%}")
     print(f'\n{len(sweep.cells())} cells in {wall:.0f} s ({wall / len(sweep.cells()):.1f} s a cell, training and scoring)')
     print(table.drop(columns='student').to_string(index=False, float_format='{:.3f}'.format))

@@ -35,7 +35,8 @@ def default_device() -> str:
 # %% ../nbs/00f_hardware.ipynb #665a8304
 def native_bf16(device:str='cpu') -> bool:
     "Does `device` multiply bf16 matrices in hardware? GPUs of compute capability 8.0 on (not an emulation); CPUs with AVX512-BF16, AMX or Arm BF16."
-    if device.startswith('cuda'): return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.startswith('cuda'):  # what `torch.cuda.is_bf16_supported(including_emulation=False)` checks, read from the device's properties
+        return torch.cuda.is_available() and (bool(torch.version.hip) or torch.cuda.get_device_properties(0).major >= 8)
     return bool(cpu_info()[1] & CPU_BF16_FLAGS)
 
 # %% ../nbs/00f_hardware.ipynb #0bb337e5
@@ -99,7 +100,7 @@ def pick_hardware(
     check_precision(bf16, fp16, device, causal)
     if device.startswith('cuda'):
         props, native = torch.cuda.get_device_properties(0), native_bf16('cuda')
-        tf32 = tuple(torch.cuda.get_device_capability(0)) >= (8, 0)  # TF32 came with Ampere, as bf16 did
+        tf32 = props.major >= 8  # TF32 came with Ampere (compute capability 8.0), as bf16 did
         use_bf16 = (native and not fp16) if bf16 is None else bf16
         use_fp16 = (causal and not native and bf16 is None) if fp16 is None else fp16
         gpu = f'{props.name} (compute capability {props.major}.{props.minor}) has no native bf16'
@@ -126,7 +127,10 @@ def serving_dtype(
 ) -> str:
     "The weights' type to answer in: `auto` is bfloat16 where `device` multiplies it natively, else float32."
     if dtype not in DTYPES: raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (T5 overflows in float16)")
-    return ('bfloat16' if native_bf16(device or default_device()) else 'float32') if dtype == 'auto' else dtype
+    device = device or default_device()
+    if dtype == 'bfloat16' and device.startswith('cuda') and not native_bf16('cuda'):
+        raise UserError(f"dtype bfloat16: {torch.cuda.get_device_properties(0).name} has no native bf16, only an emulation; use auto or float32")
+    return ('bfloat16' if native_bf16(device) else 'float32') if dtype == 'auto' else dtype
 
 # %% ../nbs/00f_hardware.ipynb #5a19bac8
 def nvidia_attached() -> bool:

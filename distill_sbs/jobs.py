@@ -46,6 +46,7 @@ class JobPlan:
             raise VertexError(f'--output_dir {self.output_dir!r}: a cloud job writes to Cloud Storage; give a gs://bucket/folder')
         if self.replica_count < 1: raise VertexError(f'--replica_count must be at least 1, got {self.replica_count}')
         if self.timeout_hours is not None and not self.timeout_hours > 0: raise VertexError(f'--timeout_hours must be above 0, got {self.timeout_hours}')
+        if not 100 <= self.boot_disk_gb <= 64000: raise VertexError(f'--boot_disk_gb {self.boot_disk_gb}: Vertex AI takes 100 to 64000 GB')
         service_account(self.service_account)
         self.machine = machine(self.machine_type, self.accelerator_type, self.accelerator_count)
         if self.restart_job_on_worker_restart is None: self.restart_job_on_worker_restart = self.command[0] == 'train' and self.replica_count > 1
@@ -65,7 +66,7 @@ def spec(self:JobPlan) -> dict:
 @patch
 def submit_args(self:JobPlan) -> dict:
     "`CustomJob.submit`'s arguments: where the service account, the timeout and the restart rule go."
-    return dict(service_account=self.service_account, timeout=round(self.timeout_hours * 3600) if self.timeout_hours else None,
+    return dict(service_account=self.service_account, timeout=max(1, round(self.timeout_hours * 3600)) if self.timeout_hours else None,
                 restart_job_on_worker_restart=self.restart_job_on_worker_restart)
 
 # %% ../nbs/07a_jobs.ipynb #51b7eea7
@@ -120,6 +121,7 @@ def job_parser() -> ArgParser:
 
 # %% ../nbs/07a_jobs.ipynb #1a2759ab
 def _local_inputs(cfg:TrainConfig):
+    "Refuse a path on this machine among a run's inputs: the job cannot read it."
     for k in ('data_dir', 'teacher_logits', 'teacher_logprobs', 'teacher', 'from_pretrained'):
         v = getattr(cfg, k, None)
         if v and not str(v).startswith(('gs://', '/gcs/')) and Path(v).exists():
@@ -129,14 +131,14 @@ def _local_inputs(cfg:TrainConfig):
 def submit_job(
     command:list, # 'train' or 'sweep' and its flags, as the job runs them
     output_dir:str, # gs://bucket/folder: the run or sweep folder
-    cfg, # the command's training settings (a cell's, for a sweep), checked for local paths the job cannot read
+    cfg, # the command's training settings (a list: each cell's, for a sweep), checked for local paths the job cannot read
     job:argparse.Namespace, # the job's flags (`job_parser`)
     uploads:dict|None=None, # {file name: (what it is, its text)}: written into output_dir before the job starts
     say=print,
 ):
     "Check a custom job, build it with the SDK, upload what it reads, and submit it; the SDK's `CustomJob` (a dry run prints each request instead of sending it)."
     plan = JobPlan(command, output_dir=output_dir, **{k: v for k, v in vars(job).items() if k not in ('submit', 'dry_run')})  # refused here, before anything is sent
-    _local_inputs(cfg)
+    for c in (cfg if isinstance(cfg, list) else [cfg]): _local_inputs(c)
     v = Vertex(job.project, job.region, job.dry_run, say)
     with v.calls(): custom_job = v.aip.CustomJob(**plan.spec())  # the SDK checks it too, still before anything is uploaded
     if uploads:
@@ -151,5 +153,8 @@ def submit_job(
 def submit_train(argv:list[str], say=print):
     "`distill-sbs train ... --submit`: check the run here as it will run there, then submit it as a Vertex AI custom job; the SDK's `CustomJob`."
     job, rest = job_parser().parse_known_args(argv[1:])
+    config = next((v for k, v in zip(rest, rest[1:]) if k == '--config'), None) or next((a.split('=', 1)[1] for a in rest if a.startswith('--config=')), None)
+    if config and not config.startswith(('gs://', '/gcs/')):
+        raise VertexError(f'--config {config}: a file on this machine the job cannot read; copy it to Cloud Storage and pass its gs:// path')
     cfg = parse_config(rest)  # checked as given (gs:// paths are remote); the job gets them as /gcs/ paths
     return submit_job(['train', *rest], cfg.output_dir, cfg, job, say=say)

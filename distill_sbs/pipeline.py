@@ -11,16 +11,22 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 from .data import DATASETS
 from .core import ArgParser, one_of
-from .vertex import ACCELERATORS, PASCAL, Vertex, VertexError, service_account
+from .vertex import ACCELERATORS, GPU_MACHINES, N1_GPUS, PASCAL, Vertex, VertexError, service_account
 
 # %% auto #0
-__all__ = ['PIPELINE_DATASETS', 'course_pipeline', 'compile_pipeline', 'step_inputs', 'cache_keys', 'pipeline_command']
+__all__ = ['PIPELINE_DATASETS', 'gpu_counts', 'course_pipeline', 'compile_pipeline', 'step_inputs', 'cache_keys',
+           'pipeline_command']
 
 # %% ../nbs/09_pipeline.ipynb #639e1f60
 def _typed(**types):
     "Give a function real parameter types: kfp reads a step's inputs from its annotations, and this module's are strings (`from __future__ import annotations`)."
     def typed(f): f.__annotations__ = types; return f
     return typed
+
+# %% ../nbs/09_pipeline.ipynb #2814ce13
+def gpu_counts(accelerator:str) -> list[int]:
+    "How many of `accelerator` a Vertex AI machine carries, fewest first: its machine types' (`GPU_MACHINES`) and, on n1, the counts it takes (`N1_GPUS`)."
+    return sorted({n for gpu, n in GPU_MACHINES.values() if gpu == accelerator} | set(N1_GPUS.get(accelerator, {})))
 
 # %% ../nbs/09_pipeline.ipynb #e121aa46
 PIPELINE_DATASETS = [d for d in DATASETS if d != 'generic']  # the data step prepares a task by name; your own files: chapter 0's `generic`, then `train`
@@ -29,24 +35,30 @@ def course_pipeline(
     root:str, # gs://bucket/folder: the pipeline root; each run's outputs go under it, in folders Vertex AI names
     image:str, # the training image (every step runs `distill-sbs`)
     serve_image:str, # the serving image the deployed model runs in (chapter 7)
-    project:str|None=None, # Google Cloud project: the teacher (Gemini on Vertex AI) and the deployment; None: a pipeline parameter, given when it starts
+    project:str|None=None, # the default of the `project` parameter: the teacher's (Gemini on Vertex AI) and the deployment's; None: given when it starts
     region:str='us-central1',
     accelerator:str='NVIDIA_L4', # the GPU of each training step
+    accelerator_count:int|None=None, # how many of them, one of `gpu_counts(accelerator)`; None: the fewest it comes in
     dataset:str='cqa', # the defaults of the pipeline's parameters (a run may give others): the task (chapter 0)
     teacher_model:str='gemini-2.5-flash', # the teacher (chapter 1)
     student:str='google/flan-t5-base', # the students' --from_pretrained (chapter 4)
     max_steps:int=10000, # each student's training steps
     name:str='distill-sbs-student', # the display name of the deployed model and its endpoint
 ):
-    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment, each step taking the outputs of the one before. Its parameters: dataset, teacher_model, student, max_steps (and project, when compiled without one)."
+    "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment, each step taking the outputs of the one before. Its parameters: project, dataset, teacher_model, student, max_steps."
     from kfp import dsl
     one_of('accelerator', accelerator, [a for a in ACCELERATORS if a not in PASCAL])  # the image runs Volta and newer (chapter 7)
+    counts = gpu_counts(accelerator)
+    gpus = counts[0] if accelerator_count is None else accelerator_count
+    if isinstance(gpus, bool) or gpus not in counts:
+        raise VertexError(f'--accelerator_count {gpus}: on Vertex AI {accelerator} comes {" or ".join(filter(None, [", ".join(map(str, counts[:-1])), str(counts[-1])]))} to a machine')
     one_of('dataset', dataset, PIPELINE_DATASETS)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1: raise VertexError(f'--max_steps must be at least 1, got {max_steps}')
-    for k, v in dict(teacher_model=teacher_model, student=student, name=name).items():
+    for k, v in dict(teacher_model=teacher_model, student=student, name=name, **({} if project is None else dict(project=project))).items():
         if not isinstance(v, str) or not v.strip(): raise VertexError(f'--{k} {v!r}: expected a name')
     if not root.startswith('gs://'): raise VertexError(f'--root {root!r}: a pipeline writes to Cloud Storage; give a gs://bucket/folder')
     In, Out = dsl.Input, dsl.Output
+    train = ['distill-sbs', *(['launch'] if gpus > 1 else []), 'train']  # more GPUs than one: chapter 7a's launch runs torchrun, a process per GPU
 
     @dsl.container_component
     @_typed(dataset=str, data=Out[dsl.Dataset])
@@ -61,7 +73,7 @@ def course_pipeline(
     @dsl.container_component
     @_typed(taught=In[dsl.Dataset], student=str, model_type=str, max_steps=int, model=Out[dsl.Model])
     def train_student(taught, student, model_type, max_steps, model):
-        return dsl.ContainerSpec(image=image, command=['distill-sbs', 'train'], args=[
+        return dsl.ContainerSpec(image=image, command=train, args=[
             '--dataset', 'generic', '--data_dir', taught.path, '--label_type', 'llm', '--from_pretrained', student, '--model_type', model_type,
             '--max_steps', max_steps, '--output_dir', model.path])
     @dsl.container_component
@@ -75,30 +87,20 @@ def course_pipeline(
             '--model_dir', model.path, '--project', project, '--region', region, '--image', serve_image, '--name', name,
             '--endpoint_name_file', endpoint, '--model_name_file', model_name])
 
-    def steps(project, dataset, teacher_model, student, max_steps):
+    def course(project, dataset, teacher_model, student, max_steps):
         data = prepare_data(dataset=dataset).set_display_name('data (chapter 0)')
         taught = teach(data=data.outputs['data'], teacher_model=teacher_model, project=project).set_display_name('teacher (chapter 1)')
         models = {}
         for kind, model_type in (('distilled', 'task_prefix'), ('standard', 'standard')):
             t = train_student(taught=taught.outputs['taught'], student=student, model_type=model_type, max_steps=max_steps)
-            models[kind] = t.set_display_name(f'{kind} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(1).outputs['model']
+            models[kind] = t.set_display_name(f'{kind} student (chapter 4)').set_accelerator_type(accelerator).set_accelerator_limit(gpus).outputs['model']
         scored = evaluate_students(distilled=models['distilled'], standard=models['standard']).set_display_name('evaluation (chapter 5)')
-        deployed = deploy_student(model=models['distilled'], project=project).after(scored)  # only a student that was scored
-        deployed.set_display_name('deployment (chapter 7)').set_caching_options(False)  # it creates a model and an endpoint: never skipped
-
-    about = dict(name='distill-sbs-course', pipeline_root=root, description='Distilling step-by-step end to end: data, teacher rationales, '
-                 'a distilled and a standard student, their evaluation, and the distilled student deployed to an endpoint.')
-    if project:  # the parameters' defaults are what `course_pipeline` was given: the spec carries them; the project is written into the steps
-        @dsl.pipeline(**about)
-        @_typed(dataset=str, teacher_model=str, student=str, max_steps=int)
-        def course(dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
-            steps(project, dataset, teacher_model, student, max_steps)
-    else:  # the project is a parameter too, given when it starts
-        @dsl.pipeline(**about)
-        @_typed(project=str, dataset=str, teacher_model=str, student=str, max_steps=int)
-        def course(project, dataset=dataset, teacher_model=teacher_model, student=student, max_steps=max_steps):
-            steps(project, dataset, teacher_model, student, max_steps)
-    return course
+        deploy_student(model=models['distilled'], project=project).after(scored).set_display_name('deployment (chapter 7)')  # only a student that was scored
+    # the parameters' defaults are what `course_pipeline` was given, so the spec carries them; without a project, it has none: given when it starts
+    course.__defaults__ = (*([] if project is None else [project]), dataset, teacher_model, student, max_steps)
+    return dsl.pipeline(name='distill-sbs-course', pipeline_root=root, description='Distilling step-by-step end to end: data, teacher rationales, '
+                        'a distilled and a standard student, their evaluation, and the distilled student deployed to an endpoint.')(
+        _typed(project=str, dataset=str, teacher_model=str, student=str, max_steps=int)(course))
 
 # %% ../nbs/09_pipeline.ipynb #7f641ab3
 def compile_pipeline(path:str|Path, **settings) -> Path:
@@ -160,26 +162,32 @@ def pipeline_command(argv:list[str], say=print):
     p = ArgParser(prog='distill-sbs pipeline', allow_abbrev=False, description='Compile the course as a Vertex AI pipeline (offline); --start starts it.')
     p.add_argument('--root', required=True, help='gs://bucket/folder: the pipeline root, where each run\'s outputs go')
     p.add_argument('--image', required=True, help='the training image'); p.add_argument('--serve_image', required=True, help='the serving image (chapter 7)')
-    p.add_argument('--project', help='Google Cloud project of the teacher and the deployment; needed by --start and --dry_run '
-                   '(compiled without it, the project is a pipeline parameter)')
+    p.add_argument('--project', help='Google Cloud project of the teacher and the deployment: the default of the pipeline\'s project parameter; '
+                   'needed by --start and --dry_run (compiled without it, the project is given when the pipeline starts)')
     p.add_argument('--region', default='us-central1')
     p.add_argument('--accelerator', default='NVIDIA_L4', help='the GPU of each training step')
+    p.add_argument('--accelerator_count', type=int, help='how many GPUs each training step gets (default: the fewest the GPU comes in on Vertex AI); '
+                   'with more than one the step runs `distill-sbs launch train`, torchrun over them')
     p.add_argument('--package', default='distill_sbs_pipeline.yaml', help='where the compiled spec goes (its folder is made if need be)')
     for k, v in dict(dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000).items():
         p.add_argument(f'--{k}', default=v, type=type(v), help=f'the pipeline parameter\'s default in the spec (default {v})')
     p.add_argument('--service_account', help='the service account the started pipeline runs as, name@project.iam.gserviceaccount.com '
                    '(default: Vertex AI\'s)')
     p.add_argument('--start', action='store_true', help='start the pipeline on Vertex AI Pipelines'); p.add_argument('--dry_run', action='store_true')
+    p.add_argument('--no_cache', action='store_true', help='run every step of the started pipeline afresh (default: each step reuses a cached result)')
     p.add_argument('--run', nargs='?', const=True, help=argparse.SUPPRESS)  # `train`'s seed, not this command's: refused below
     a = p.parse_args(argv)
     if a.run is not None: raise VertexError('--run: the pipeline starts with --start (--run is a seed in distill-sbs train)')
     if (a.start or a.dry_run) and not a.project: raise VertexError(f'--{"start" if a.start else "dry_run"} needs --project, the project the pipeline runs in')
     if service_account(a.service_account) and not (a.start or a.dry_run):  # checked: an email, NAME@PROJECT.iam.gserviceaccount.com
         raise VertexError('--service_account is the account a started pipeline runs as: add --start')
+    if a.no_cache and not (a.start or a.dry_run): raise VertexError('--no_cache is how a started pipeline runs (the spec keeps each step\'s caching): add --start')
+    cloud = Vertex(a.project, a.region, a.dry_run, say) if a.start or a.dry_run else None  # the region and credentials checked before the spec is written
     path = compile_pipeline(a.package, root=a.root, image=a.image, serve_image=a.serve_image, project=a.project, region=a.region, accelerator=a.accelerator,
-                            dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps)
+                            accelerator_count=a.accelerator_count, dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps)
     say(f'compiled {path}')
     if a.start or a.dry_run:
-        Vertex(a.project, a.region, a.dry_run, say).run_pipeline(path, a.root, 'distill-sbs-course', dict(dataset=a.dataset, teacher_model=a.teacher_model,
-                                                                 student=a.student, max_steps=a.max_steps), service_account=a.service_account)
+        cloud.run_pipeline(
+            path, a.root, 'distill-sbs-course', dict(project=a.project, dataset=a.dataset, teacher_model=a.teacher_model, student=a.student, max_steps=a.max_steps),
+            service_account=a.service_account, enable_caching=False if a.no_cache else None)  # None: Vertex AI's default, each step's own setting
     return 0

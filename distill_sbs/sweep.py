@@ -19,16 +19,35 @@ from .grid import (CELL_FILE, EVENTS_FILE, GRID_FILE, METHODS, Cell, Sweep, Swee
                               grid_from, load_grid, save_grid, student_slug)
 
 # %% auto #0
-__all__ = ['WAIT_TIMEOUT', 'WAIT_POLL', 'SWEEP_WORKER', 'CHAPTER_GRID', 'cell_done', 'run_cell', 'cell_share', 'sweep_worker',
-           'wait_for_grid', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table', 'method_gaps', 'plot_sweep',
-           'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command', 'submit_sweep']
+__all__ = ['WAIT_TIMEOUT', 'WAIT_POLL', 'SWEEP_WORKER', 'CHAPTER_GRID', 'events_file', 'sweep_events', 'cell_done', 'run_cell',
+           'cell_share', 'sweep_worker', 'wait_for_grid', 'run_sweep', 'model_parameters', 'cell_rows', 'sweep_table',
+           'method_gaps', 'plot_sweep', 'write_report', 'train_flags', 'sweep_parser', 'parse_sweep', 'sweep_command',
+           'submit_sweep']
+
+# %% ../nbs/08_sweep.ipynb #5e0c1a7d
+def events_file(node:int=0, nodes:int=1) -> str:
+    "The event log machine `node` of `nodes` appends to: `EVENTS_FILE` on one machine, `sweep_log.node{node}.jsonl` on one of several."
+    if nodes == 1: return EVENTS_FILE
+    p = Path(EVENTS_FILE)
+    return f'{p.stem}.node{node}{p.suffix}'
 
 # %% ../nbs/08_sweep.ipynb #19f2621b
 def _event(out:Path, cell:Cell, event:str, **details):
-    "Append one line to the sweep's log: small appends from several processes do not interleave."
-    line = json.dumps(dict(time=round(time.time(), 3), cell=cell.name, event=event, node=int(os.environ.get('SWEEP_NODE', 0)),
+    "Append one line to this machine's log (`events_file`): small appends from its processes do not interleave."
+    node, nodes = (int(os.environ.get(k, d)) for k, d in (('SWEEP_NODE', 0), ('SWEEP_NODES', 1)))
+    line = json.dumps(dict(time=round(time.time(), 3), cell=cell.name, event=event, node=node,
                            worker=int(os.environ.get('SWEEP_WORKER', 0)), **details))
-    with open(out/EVENTS_FILE, 'a') as f: f.write(line + '\n')
+    with open(out/events_file(node, nodes), 'a') as f: f.write(line + '\n')
+
+# %% ../nbs/08_sweep.ipynb #7b3d9e21
+def sweep_events(out:str|Path) -> list[dict]:
+    "Every event of the sweep in `out`, from each machine's log (`sweep_log*.jsonl`), in time order; a line a stopped machine left unfinished is left out."
+    p, events = Path(EVENTS_FILE), []
+    for f in sorted(Path(out).glob(f'{p.stem}*{p.suffix}')):
+        for line in f.read_text().splitlines():
+            try: events.append(json.loads(line))
+            except ValueError: continue  # cut short by a kill mid-write
+    return sorted(events, key=lambda e: e['time'])  # stable: one process's events keep their order
 
 # %% ../nbs/08_sweep.ipynb #ee540339
 def cell_done(cell:Cell) -> bool:
@@ -73,7 +92,7 @@ def sweep_worker(sweep:Sweep, batch_size:int=64, report:bool=True, node:int=0, n
         gpus = env['CUDA_VISIBLE_DEVICES'].split(',') if env.get('CUDA_VISIBLE_DEVICES') else [str(i) for i in range(here)]
         env['CUDA_VISIBLE_DEVICES'] = gpus[local % len(gpus)]
     for k in _DISTRIBUTED: env.pop(k, None)  # each worker trains alone, on its device
-    env['SWEEP_WORKER'], env['SWEEP_NODE'] = str(rank), str(node)
+    env['SWEEP_WORKER'], env['SWEEP_NODE'], env['SWEEP_NODES'] = str(rank), str(node), str(nodes)  # for `_event`
     cells = cell_share(sweep.cells(), node, nodes)  # this machine's (one machine: the whole grid)
     bar = tqdm(total=len(cells), initial=sum(map(cell_done, cells)), desc='sweep' if nodes == 1 else f'node {node}', unit='cell', disable=rank != 0)
     for cell in cell_share(cells, worker=rank, workers=world):
@@ -90,13 +109,14 @@ def sweep_worker(sweep:Sweep, batch_size:int=64, report:bool=True, node:int=0, n
     return False
 
 # %% ../nbs/08_sweep.ipynb #7a6b13a9
-WAIT_TIMEOUT, WAIT_POLL = 6 * 3600.0, 5.0  # seconds: the primary's wait with no cell finishing, and between its looks at the folder
+WAIT_TIMEOUT, WAIT_POLL = float('inf'), 5.0  # seconds: the primary's wait with no cell finishing (no limit: the job's --timeout_hours
+                                             # bounds it), and between its looks at the folder
 
 def _check_nodes(node:int, nodes:int, timeout:float=WAIT_TIMEOUT, poll:float=WAIT_POLL):
     if nodes < 1: raise SweepError(f'--nodes {nodes}: a job has at least 1 machine')
     if not 0 <= node < nodes: raise SweepError(f'--node {node} with --nodes {nodes}: a machine is numbered from 0 (the primary) to {nodes - 1}')
-    for flag, v in (('wait_timeout', timeout), ('wait_poll', poll)):
-        if not v > 0: raise SweepError(f'--{flag} must be a positive number of seconds, got {v:g}')
+    if not timeout > 0: raise SweepError(f'--wait_timeout must be a positive number of seconds (inf: no limit), got {timeout:g}')
+    if not 0 < poll <= 86400: raise SweepError(f'--wait_poll must be a positive number of seconds, at most a day (86400), got {poll:g}')
 
 def wait_for_grid(sweep:Sweep, timeout:float=WAIT_TIMEOUT, poll:float=WAIT_POLL):
     "Wait until every cell is done, by any machine, looking every `poll` seconds; a one-line `SweepError` when none finishes for `timeout` seconds."
@@ -316,14 +336,19 @@ def _printable(table:pd.DataFrame) -> str:
     "The table as text: the student column too when the grid has several students."
     return (table if table.student.nunique() > 1 else table.drop(columns='student')).to_string(index=False, float_format='{:.3f}'.format)
 
+def _check_flags(a:argparse.Namespace):
+    "Refuse the sweep's own flags that no machine could use, in one line, before anything starts."
+    _check_nodes(a.node, a.nodes, a.wait_timeout, a.wait_poll)
+    if a.workers is not None and a.workers < 1: raise SweepError(f'--workers must be at least 1, got {a.workers}')
+    if a.batch_size_eval < 1: raise SweepError(f'--batch_size_eval must be at least 1, got {a.batch_size_eval}')
+
 def sweep_command(argv:list[str]):
     "`distill-sbs sweep`: run a grid (or, with `--report DIR`, only redraw its table and figures)."
     if report := sweep_parser(train_help=bool({'-h', '--help'} & set(argv))).parse_known_args(argv)[0].report:
         print(_printable(write_report(report))); return 0
     sweep, a = parse_sweep(argv)
-    _check_nodes(a.node, a.nodes, a.wait_timeout, a.wait_poll)
+    _check_flags(a)
     if a.worker: sweep_worker(sweep, a.batch_size_eval, node=a.node, nodes=a.nodes); return 0
-    if a.workers is not None and a.workers < 1: raise SweepError(f'--workers must be at least 1, got {a.workers}')
     table = run_sweep(sweep, a.workers, a.batch_size_eval, a.node, a.nodes, a.wait_timeout, a.wait_poll)
     if table is not None: print(_printable(table))  # on a job of several machines, the primary's
     return 0
@@ -332,14 +357,17 @@ def sweep_command(argv:list[str]):
 CHAPTER_GRID = dict(methods='standard,distilled', fractions='0.125,0.5,1', seeds='0,1,2', max_steps=100, eval_steps=100, n_test=200, no_log='true')
 
 # %% ../nbs/08_sweep.ipynb #685f719c
+_FORWARDED = ('workers', 'batch_size_eval', 'wait_timeout', 'wait_poll')  # the sweep's own flags its machines use
+
 def submit_sweep(argv:list[str], say=print):
     "`distill-sbs sweep ... --submit`: check the grid here, then submit it as one Vertex AI custom job whose workers share its cells."
     job, rest = job_parser().parse_known_args(argv[1:])
     sweep, a = parse_sweep(rest)
-    out = sweep.output_dir
-    args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *(['--workers', str(a.workers)] if a.workers else []),
-            *(['--wait_timeout', f'{a.wait_timeout:g}'] if a.wait_timeout != WAIT_TIMEOUT else [])]  # how long the primary waits for the others
-    _check_nodes(0, 1, a.wait_timeout, WAIT_POLL)  # a wait the machines could not use is refused here
+    _check_flags(a)  # what the machines could not use is refused here
+    if (a.node, a.nodes) != (0, 1): raise SweepError('--node and --nodes are given to each machine by the job: set the machines with --replica_count')
+    defaults, out = sweep_parser(), sweep.output_dir
+    given = [x for k in _FORWARDED if (v := getattr(a, k)) != defaults.get_default(k) for x in (f'--{k}', str(v))]  # str: exact, and inf reads back
+    args = ['sweep', '--grid', f'{out.rstrip("/")}/{GRID_FILE}', *given]
     with tempfile.TemporaryDirectory() as tmp:  # the grid travels with the job, methods of your own included
         grid = save_grid(sweep, Path(tmp)/GRID_FILE, fuse=True).read_text()
-    return submit_job(args, out, sweep.config(sweep.cells()[0]), job, uploads={GRID_FILE: ('the grid the job reads', grid)}, say=say)
+    return submit_job(args, out, [sweep.config(c) for c in sweep.cells()], job, uploads={GRID_FILE: ('the grid the job reads', grid)}, say=say)

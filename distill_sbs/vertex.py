@@ -14,9 +14,9 @@ from .core import UserError, ArgParser, one_of
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'SERVICE_ACCOUNT', 'VertexError',
-           'request_message', 'as_json', 'LocalVertex', 'answered_here', 'Machine', 'machine', 'service_account',
-           'Vertex', 'DeployPlan', 'deploy', 'deploy_parser', 'deploy_command']
+__all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'CPU_MACHINES', 'SERVICE_ACCOUNT',
+           'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here', 'refused_in_one_line',
+           'Machine', 'machine', 'service_account', 'Vertex', 'DeployPlan', 'deploy', 'deploy_parser', 'deploy_command']
 
 # %% ../nbs/07_vertex.ipynb #785a3bf7
 class VertexError(UserError):
@@ -130,13 +130,24 @@ def answered_here(local:LocalVertex):
     swaps = [(getattr(importlib.import_module(f'google.cloud.aiplatform_v1.services.{s}'), ''.join(w.title() for w in s.split('_')) + 'Client'), m, local(m))
              for s, methods in _SERVICES.items() for m in methods]
     swaps.append((gcs_utils, 'create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist',
-                  lambda output_artifacts_gcs_dir=None, **_: local.say(f'would check that the bucket of {output_artifacts_gcs_dir} exists')))
+                  lambda output_artifacts_gcs_dir=None, **_: local.say(f'would make sure the bucket of {output_artifacts_gcs_dir} exists (the SDK makes it if not)')))
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in swaps]
     try:
         for owner, name, stand_in in swaps: setattr(owner, name, stand_in)
         yield local
     finally:
         for owner, name, old in saved: setattr(owner, name, old)
+
+# %% ../nbs/07_vertex.ipynb #65e481a5
+@contextlib.contextmanager
+def refused_in_one_line():
+    "Google Cloud's refusals and failures (a permission, a quota, an argument the API checks, expired credentials) as one `VertexError` line."
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+    try: yield
+    except (api.GoogleAPIError, auth.GoogleAuthError) as e:
+        first = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        raise VertexError(f'Google Cloud refused: {first}') from None
 
 # %% ../nbs/07_vertex.ipynb #b03e0a56
 GPU_MACHINES = {  # machine type -> (the GPU it carries, how many): Compute Engine's accelerator-optimized and G2 shapes
@@ -151,7 +162,13 @@ N1_GPUS = {  # the GPUs an n1 machine takes: how many, and the most vCPUs the ma
 ACCELERATORS = (*N1_GPUS, *dict.fromkeys(g for g, _ in GPU_MACHINES.values()))
 PASCAL = ('NVIDIA_TESLA_P100', 'NVIDIA_TESLA_P4')  # in the table, but the project's image (PyTorch 2.8, CUDA 12.8) runs Volta and newer only
 HYPERDISK_ONLY = ('a3-ultragpu', 'a4-highgpu')  # families whose boot disk must be Hyperdisk; the others boot from pd-ssd
-_CPU_MACHINE = re.compile(r'(n1|n2|n2d|e2|c2|c2d|c3)-(standard|highmem|highcpu)-(\d+)')
+_EVEN = (2, 4, 8, 16, 32, 48, 64, 80, 96)
+CPU_MACHINES = {  # machine family -> its vCPU counts (Compute Engine's predefined shapes); only n1 takes a GPU you choose
+    'n1-standard': (1, 2, 4, 8, 16, 32, 64, 96), 'n1-highmem': (2, 4, 8, 16, 32, 64, 96), 'n1-highcpu': (2, 4, 8, 16, 32, 64, 96),
+    'n2-standard': (*_EVEN, 128), 'n2-highmem': (*_EVEN, 128), 'n2-highcpu': _EVEN, 'n2d-standard': (*_EVEN, 128, 224), 'n2d-highmem': _EVEN,
+    'n2d-highcpu': (*_EVEN, 128, 224), 'e2-standard': (2, 4, 8, 16, 32), 'e2-highmem': (2, 4, 8, 16), 'e2-highcpu': (2, 4, 8, 16, 32),
+    'c2-standard': (4, 8, 16, 30, 60), **{f'c2d-{k}': (2, 4, 8, 16, 32, 56, 112) for k in ('standard', 'highmem', 'highcpu')},
+    **{f'c3-{k}': (4, 8, 22, 44, 88, 176) for k in ('standard', 'highmem', 'highcpu')}}
 
 # %% ../nbs/07_vertex.ipynb #db0a061e
 @dataclass(frozen=True)
@@ -182,15 +199,15 @@ def machine(
         if accelerator_type not in (None, gpu): raise VertexError(f'--machine_type {machine_type} carries {n} x {gpu}, not --accelerator_type {accelerator_type}')
         if accelerator_count not in (None, n): raise VertexError(f'--machine_type {machine_type} carries {n} x {gpu}: --accelerator_count {n}, not {accelerator_count}')
         return Machine(machine_type, gpu, n, 'hyperdisk-balanced' if machine_type.startswith(HYPERDISK_ONLY) else 'pd-ssd')
-    m = _CPU_MACHINE.fullmatch(machine_type or '')
-    if not m:
-        near = [k for k in GPU_MACHINES if k.rsplit('-', 1)[0] == (machine_type or '').rsplit('-', 1)[0]]
+    family, _, size = (machine_type or '').rpartition('-')
+    if family not in CPU_MACHINES or not size.isdigit() or int(size) not in CPU_MACHINES[family]:
+        near = [k for k in GPU_MACHINES if k.rsplit('-', 1)[0] == family] or [f'{family}-{n}' for n in CPU_MACHINES.get(family, ())]
         raise VertexError(f'--machine_type {machine_type!r}: not a Vertex AI machine type; ' +
                           (f'that family comes as {", ".join(near)}' if near else f'choose from {_families()}'))
     if accelerator_type is None:
         if accelerator_count: raise VertexError(f'--accelerator_count {accelerator_count} without --accelerator_type: name the GPU')
         return Machine(machine_type)
-    if m[1] != 'n1':
+    if not family.startswith('n1-'):
         takes = next((k for k, (g, _) in GPU_MACHINES.items() if g == accelerator_type), None)
         raise VertexError(f'--machine_type {machine_type} takes no GPU; {accelerator_type} comes on ' + (takes.rsplit('-', 1)[0] + '-* machines' if takes else 'n1 machines'))
     if accelerator_type in PASCAL: raise VertexError(f'--accelerator_type {accelerator_type}: a Pascal GPU, which the project\'s image (PyTorch 2.8 built for CUDA 12.8: '
@@ -199,7 +216,7 @@ def machine(
     if counts is None: raise VertexError(f'--accelerator_type {accelerator_type} does not go on n1 machines; n1 takes {", ".join(N1_GPUS)}')
     n = 1 if accelerator_count is None else accelerator_count
     if n not in counts: raise VertexError(f'--accelerator_count {n}: n1 machines take {" or ".join(map(str, counts))} x {accelerator_type}')
-    if int(m[3]) > counts[n]: raise VertexError(f'--machine_type {machine_type} has {m[3]} vCPUs; with {n} x {accelerator_type} an n1 machine has at most {counts[n]}')
+    if int(size) > counts[n]: raise VertexError(f'--machine_type {machine_type} has {size} vCPUs; with {n} x {accelerator_type} an n1 machine has at most {counts[n]}')
     return Machine(machine_type, accelerator_type, n)
 
 # %% ../nbs/07_vertex.ipynb #6006dd58
@@ -217,22 +234,22 @@ class Vertex:
     def __init__(self, project:str, region:str, dry_run:bool=False, say=print):
         self.aip, storage = _sdk()
         self.dry_run, self.say, self.local = dry_run, say, LocalVertex(say) if dry_run else None
+        import google.auth
         if dry_run:
             from google.auth.credentials import AnonymousCredentials
-            self.aip.init(project=project, location=region, credentials=AnonymousCredentials())
-            self.storage = None
-            return
-        import google.auth
-        try: google.auth.default()
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise VertexError('no Google Cloud credentials: run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS), '
-                              'or add --dry_run to see what would be sent') from None
-        self.aip.init(project=project, location=region)
-        self.storage = storage.Client(project=project)
+            credentials = AnonymousCredentials()
+        else:
+            try: credentials, _ = google.auth.default()
+            except google.auth.exceptions.DefaultCredentialsError:
+                raise VertexError('no Google Cloud credentials: run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS), '
+                                  'or add --dry_run to see what would be sent') from None
+        try: self.aip.init(project=project, location=region, credentials=credentials)  # each time: a dry run's credentials never linger
+        except ValueError: raise VertexError(f'--region {region!r}: not a Vertex AI region (e.g. us-central1, europe-west4, asia-southeast1)') from None
+        self.storage = None if dry_run else storage.Client(project=project, credentials=credentials)
 
     def calls(self):
-        "Where the SDK's calls go: to Vertex AI, or (a dry run) to `self.local`."
-        return answered_here(self.local) if self.dry_run else contextlib.nullcontext()
+        "Where the SDK's calls go: to Vertex AI (a refusal or a failure is one line), or (a dry run) to `self.local`."
+        return answered_here(self.local) if self.dry_run else refused_in_one_line()
 
 # %% ../nbs/07_vertex.ipynb #9105186c
 @patch
@@ -267,9 +284,11 @@ class DeployPlan:
     port:int = 8080
     health_route:str = '/health'
     predict_route:str = '/predict'
+    service_account:str|None = None # the deployed model runs as this account; default: Vertex AI's
 
     def __post_init__(self):
         self.machine = machine(self.machine_type, self.accelerator_type, self.accelerator_count)
+        service_account(self.service_account)
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise VertexError(f'--min_replicas {self.min_replicas} and --max_replicas {self.max_replicas}: need 1 <= min <= max')
         if not self.in_cloud:
@@ -311,7 +330,8 @@ def deploy(self:Vertex, model, endpoint, plan:DeployPlan):
     m = plan.machine
     with self.calls():
         model.deploy(endpoint=endpoint, machine_type=m.machine_type, accelerator_type=m.accelerator_type, accelerator_count=m.accelerator_count or None,
-                     min_replica_count=plan.min_replicas, max_replica_count=plan.max_replicas, traffic_percentage=100)
+                     min_replica_count=plan.min_replicas, max_replica_count=plan.max_replicas, traffic_percentage=100,
+                     service_account=plan.service_account)
 
 @patch
 def predict(self:Vertex, endpoint, instances:list, parameters:dict|None=None):
@@ -340,10 +360,12 @@ def submit_custom_job(self:Vertex, job, **submit):
     return job
 
 @patch
-def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None, service_account:str|None=None):
+def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name:str, parameter_values:dict|None=None, service_account:str|None=None,
+                 enable_caching:bool|None=None): # None: each step's own caching; False: every step runs afresh
     "Start a compiled Kubeflow pipeline (chapter 9) on Vertex AI Pipelines: `aiplatform.PipelineJob(...).submit(service_account=...)`; the job."
     with self.calls():
-        job = self.aip.PipelineJob(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {})
+        job = self.aip.PipelineJob(display_name=display_name, template_path=str(template_path), pipeline_root=pipeline_root, parameter_values=parameter_values or {},
+                                   enable_caching=enable_caching)
         job.submit(service_account=service_account)
         self.say(f'started {job.resource_name}' + (' (dry run: nothing was sent)' if self.dry_run else ''))
     return job
@@ -358,12 +380,17 @@ def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
         v.upload_folder(plan.model_dir, plan.artifact_uri)
     say(f'2. register the model: image {plan.image}, port {plan.port}, routes {plan.health_route} and {plan.predict_route}')
     model = v.upload_model(plan)
-    m = plan.machine
+    m, endpoint = plan.machine, None
     say(f'3. create an endpoint and deploy on {m.machine_type}' + (f' with {m.accelerator_count} x {m.accelerator_type}' if m.accelerator_type else ''))
-    endpoint = v.create_endpoint(plan)
-    v.deploy(model, endpoint, plan)
-    say('4. one sample prediction')
-    preds = v.predict(endpoint, [sample], {'rationale': True})
+    try:
+        endpoint = v.create_endpoint(plan)
+        v.deploy(model, endpoint, plan)
+        say('4. one sample prediction')
+        preds = v.predict(endpoint, [sample], {'rationale': True})
+    except VertexError as e:  # what was made stays, and is billed: say what, and how to remove it
+        made = f'the endpoint {v.name_of(endpoint)} (remove it and its models: distill-sbs deploy --delete {v.name_of(endpoint).split("/")[-1]} --project {plan.project} --region {plan.region})' \
+               if endpoint is not None else f'the model {v.name_of(model)} (remove it in the console, Vertex AI > Model Registry)'
+        raise VertexError(f'{e}; already made: {made}') from None
     if preds is not None: say(json.dumps(preds, indent=1))
     names = v.name_of(endpoint), v.name_of(model)
     if not dry_run: say(f'deployed: {names[0]}; remove it with distill-sbs deploy --delete {names[0].split("/")[-1]} --project {plan.project} --region {plan.region}')
@@ -383,6 +410,7 @@ def deploy_parser() -> ArgParser:
     p.add_argument('--min_replicas', type=int, default=1, help='replicas kept running'); p.add_argument('--max_replicas', type=int, default=1, help='replicas at most, under load')
     p.add_argument('--sample', default='Ana has 3 apples. Ana buys 2 more and then gives away 1. How many apples does Ana have now?',
                    help='the instance sent as a test once deployed')
+    p.add_argument('--service_account', help='the account the deployed model runs as, NAME@PROJECT.iam.gserviceaccount.com (default: Vertex AI\'s)')
     p.add_argument('--endpoint_name_file', help="write the endpoint's resource name to this file (a pipeline step's output)")
     p.add_argument('--model_name_file', help="write the model's resource name to this file (a pipeline step's output)")
     p.add_argument('--delete', metavar='ENDPOINT', default=None, help='undeploy everything from ENDPOINT, delete it and its models')
@@ -398,7 +426,7 @@ def deploy_command(argv:list|None=None) -> int:
     missing = [f'--{k}' for k in ('model_dir', 'image') if not getattr(a, k)]
     if missing: raise VertexError(f"deploying needs {', '.join(missing)}")
     plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type,
-                      a.accelerator_count, a.min_replicas, a.max_replicas)  # checked here, before anything is sent
+                      a.accelerator_count, a.min_replicas, a.max_replicas, service_account=a.service_account)  # checked here, before anything is sent
     names = deploy(plan, a.sample, a.dry_run)
     for path, name in zip((a.endpoint_name_file, a.model_name_file), names):
         if path and not a.dry_run: Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text(name)

@@ -42,6 +42,19 @@ def no_gpu(monkeypatch):
         monkeypatch.setattr(hardware, 'nvidia_attached', lambda: attached)
     return fake
 
+@pytest.mark.parametrize('gpu', GPUS)
+def test_the_choice_needs_only_the_devices_properties(monkeypatch, gpu):
+    "Faked as little as a GPU can be (is_available and its properties): the choice is read from the compute capability, never torch's emulation check."
+    name, major, minor, gib = GPUS[gpu]
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda device=0: types.SimpleNamespace(name=name, major=major, minor=minor, total_memory=gib * 2**30))
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # a T4 answers True here: the emulation
+    hw, causal = pick_hardware(), pick_hardware(causal=True)
+    assert (hw.bf16, hw.tf32, causal.fp16) == ((True, True, False) if gpu in AMPERE_ON else (False, False, True))
+    assert hardware.serving_dtype('auto') == ('bfloat16' if gpu in AMPERE_ON else 'float32')
+    if gpu in OLD:
+        with pytest.raises(UserError, match=f'^dtype bfloat16: {name} has no native bf16'): hardware.serving_dtype('bfloat16')
+
 ASKED = {'auto': {}, 'fp32': dict(bf16=False, fp16=False), 'bf16': dict(bf16=True)}
 
 def trains_in(hw): return ('bf16' if hw.bf16 else 'fp16' if hw.fp16 else 'fp32') + ('+tf32' if hw.tf32 else '')

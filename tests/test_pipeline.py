@@ -1,8 +1,9 @@
 """`distill-sbs pipeline` (chapter 9) through the command line: the compiled spec field by field, each step's outputs
-the next step's inputs (no fixed folder anywhere) and each step's arguments ones its command takes, the cache keys that
-follow (a new dataset or teacher runs again everything below it, and nothing above), the deployment never cached, and
-bad flags refused in one line."""
-import re
+the next step's inputs (no fixed folder anywhere, the project a parameter) and each step's arguments ones its command
+takes, the training steps' GPUs as Vertex AI has them, the cache keys that follow (a new dataset or teacher runs again
+everything below it, and nothing above), every step cached (the deployment too) unless a run says --no_cache, and bad
+flags refused in one line."""
+import json, re
 import pytest, yaml
 from conftest import cli, error_line, ok, refused
 from distill_sbs.pipeline import cache_keys, step_inputs
@@ -33,7 +34,7 @@ def test_the_compiled_pipeline_field_by_field(tmp_path):
     assert spec['pipelineInfo']['name'] == 'distill-sbs-course' and spec['defaultPipelineRoot'] == 'gs://b/course'  # --root is the pipeline root
     params = spec['root']['inputDefinitions']['parameters']
     assert {k: (v['parameterType'], v['defaultValue']) for k, v in params.items()} == {
-        'dataset': ('STRING', 'cqa'), 'teacher_model': ('STRING', 'gemini-2.5-flash'), 'student': ('STRING', 'google/flan-t5-base'),
+        'project': ('STRING', 'p'), 'dataset': ('STRING', 'cqa'), 'teacher_model': ('STRING', 'gemini-2.5-flash'), 'student': ('STRING', 'google/flan-t5-base'),
         'max_steps': ('NUMBER_INTEGER', 10000)}
     steps = by_step(spec)
     name_of = {key: t['taskInfo']['name'] for key, t in spec['root']['dag']['tasks'].items()}
@@ -53,7 +54,7 @@ def test_the_compiled_pipeline_field_by_field(tmp_path):
     deploy = steps['deployment (chapter 7)'][2]['args']
     assert (flag(deploy, '--image'), flag(deploy, '--region'), flag(deploy, '--name')) == ('serve:1', 'europe-west4', 'distill-sbs-student')
     assert '--bucket' not in deploy  # registered where it lies
-    assert step_inputs(spec)['deployment (chapter 7)']['project'] == "'p'"  # compiled with a project: a constant of the steps
+    assert step_inputs(spec)['deployment (chapter 7)']['project'] == 'parameter project'  # compiled with a project: the parameter's default
     gpu = steps['distilled student (chapter 4)'][2]['resources']['accelerator']
     assert gpu['resourceType'] == 'NVIDIA_L4' and gpu['resourceCount'] == '1'
     assert 'resources' not in steps['evaluation (chapter 5)'][2]
@@ -63,13 +64,13 @@ def test_each_steps_outputs_are_the_next_steps_inputs(tmp_path):
     spec = compiled(tmp_path, '--project', 'p')
     assert step_inputs(spec) == {
         'data (chapter 0)': {'dataset': 'parameter dataset'},
-        'teacher (chapter 1)': {'data': 'data (chapter 0).data', 'project': "'p'", 'teacher_model': 'parameter teacher_model'},
+        'teacher (chapter 1)': {'data': 'data (chapter 0).data', 'project': 'parameter project', 'teacher_model': 'parameter teacher_model'},
         'distilled student (chapter 4)': {'taught': 'teacher (chapter 1).taught', 'max_steps': 'parameter max_steps', 'model_type': "'task_prefix'",
                                           'student': 'parameter student'},
         'standard student (chapter 4)': {'taught': 'teacher (chapter 1).taught', 'max_steps': 'parameter max_steps', 'model_type': "'standard'",
                                          'student': 'parameter student'},
         'evaluation (chapter 5)': {'distilled': 'distilled student (chapter 4).model', 'standard': 'standard student (chapter 4).model'},
-        'deployment (chapter 7)': {'model': 'distilled student (chapter 4).model', 'project': "'p'"}}
+        'deployment (chapter 7)': {'model': 'distilled student (chapter 4).model', 'project': 'parameter project'}}
     assert list(step_inputs(spec)) == STEPS  # in the order they run
     steps = by_step(spec)
     out = lambda name: "{{$.outputs.artifacts['%s'].path}}" % name
@@ -97,22 +98,77 @@ def test_each_steps_outputs_are_the_next_steps_inputs(tmp_path):
                                                                                       'model_name': {'parameterType': 'STRING'}}
 
 @pytest.mark.parametrize('project', [['--project', 'p'], []], ids=['with a project', 'project as a parameter'])
-def test_no_step_reads_or_writes_a_fixed_folder(tmp_path, project):
-    "Every task input is another task's output, a pipeline parameter or a constant that is no path; no executor argument names a bucket."
+def test_every_input_is_an_output_a_parameter_or_the_model_type(tmp_path, project):
+    "Every task input is another task's output, a pipeline parameter (the project too, with or without a default) or the one constant, the student's model_type; no executor argument names a bucket."
     spec = compiled(tmp_path, *project)
     fixed = re.compile(r'/gcs/|gs://')
+    constants = []
     for name, (task, _, container) in by_step(spec).items():
         for kinds in task['inputs'].values():
             for k, v in kinds.items():
                 (how,) = v  # exactly one way in
                 assert how in ('taskOutputArtifact', 'taskOutputParameter', 'componentInputParameter', 'runtimeValue'), (name, k, v)
-                if how == 'runtimeValue': assert not fixed.search(str(v['runtimeValue']['constant'])), (name, k, v)
+                if how == 'runtimeValue': constants.append((name, k, v['runtimeValue']['constant']))
         assert not [a for a in container['command'] + container['args'] if fixed.search(str(a))], (name, container['args'])
+    assert constants == [('distilled student (chapter 4)', 'model_type', 'task_prefix'), ('standard student (chapter 4)', 'model_type', 'standard')]
+    assert {s: given.get('project') for s, given in step_inputs(spec).items() if 'project' in given} == {
+        'teacher (chapter 1)': 'parameter project', 'deployment (chapter 7)': 'parameter project'}
     assert spec['defaultPipelineRoot'] == 'gs://b/course'  # the only place --root goes
 
-def test_only_the_deployment_is_uncached(tmp_path):
+def test_every_step_is_cached_the_deployment_too(tmp_path):
+    "Its inputs are the distilled model's artifact (unique to the training execution that made it) and the project: a cache hit is that very model's deployment."
     steps = by_step(compiled(tmp_path, '--project', 'p'))
-    assert {n: t['cachingOptions'].get('enableCache', False) for n, (t, _, _) in steps.items()} == {s: s != 'deployment (chapter 7)' for s in STEPS}
+    assert {n: t['cachingOptions'] for n, (t, _, _) in steps.items()} == {s: {'enableCache': True} for s in STEPS}
+
+def sent_caching(res) -> dict:
+    "{step: cachingOptions} of the pipeline job a dry run would send (the JSON of its `CreatePipelineJobRequest`)."
+    (line,) = [l for l in res.stdout.splitlines() if l.startswith('would send CreatePipelineJobRequest ')]
+    job = json.loads(line.split(' ', 3)[3])['pipelineJob']
+    assert job['runtimeConfig']['parameterValues']['project'] == 'p'
+    return {t['taskInfo']['name']: t['cachingOptions'] for t in job['pipelineSpec']['root']['dag']['tasks'].values()}
+
+def test_no_cache_turns_every_steps_cache_off_in_the_job_sent(tmp_path):
+    "The SDK's own doing (`PipelineJob(enable_caching=False)` rewrites every task's cachingOptions), seen in the request a dry run would send."
+    start = [*PIPE, '--project', 'p', '--start', '--dry_run', '--package', tmp_path/'c.yaml']
+    assert sent_caching(ok(cli(*start))) == {s: {'enableCache': True} for s in STEPS}  # without the flag: each step's own setting
+    assert sent_caching(ok(cli(*start, '--no_cache'))) == {s: {'enableCache': False} for s in STEPS}
+
+@pytest.mark.parametrize('flags, enable_caching', [([], None), (['--no_cache'], False)])
+def test_no_cache_reaches_run_pipeline(tmp_path, monkeypatch, flags, enable_caching):
+    calls = []
+    class Recorder:
+        def __init__(self, *args): calls.append(args[:3])
+        def run_pipeline(self, *args, **kw): calls.append((args, kw))
+    monkeypatch.setattr('distill_sbs.pipeline.Vertex', Recorder)
+    ok(cli(*PIPE, '--project', 'p', '--region', 'europe-west4', '--start', *flags, '--package', tmp_path/'c.yaml'))
+    (made, ((path, root, name, values), kw)) = calls
+    assert made == ('p', 'europe-west4', False) and (str(path), root, name) == (str(tmp_path/'c.yaml'), 'gs://b/course', 'distill-sbs-course')
+    assert values == dict(project='p', dataset='cqa', teacher_model='gemini-2.5-flash', student='google/flan-t5-base', max_steps=10000)
+    assert kw == dict(service_account=None, enable_caching=enable_caching)
+
+def trainer(spec) -> tuple:
+    "The training steps' (command, GPU type, GPU count), the same for both students."
+    steps = by_step(spec)
+    ((command, gpu),) = {(tuple(c['command']), (c['resources']['accelerator']['resourceType'], c['resources']['accelerator']['resourceCount']))
+                         for s, (_, _, c) in steps.items() if 'student' in s}
+    assert not [s for s, (_, _, c) in steps.items() if 'student' not in s and 'resources' in c]  # only the students get GPUs
+    return list(command), *gpu
+
+@pytest.mark.parametrize('flags, expected', [
+    ([], (['distill-sbs', 'train'], 'NVIDIA_L4', '1')),
+    (['--accelerator', 'NVIDIA_TESLA_T4'], (['distill-sbs', 'train'], 'NVIDIA_TESLA_T4', '1')),
+    (['--accelerator', 'NVIDIA_TESLA_A100'], (['distill-sbs', 'train'], 'NVIDIA_TESLA_A100', '1')),
+    (['--accelerator', 'NVIDIA_B200'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_B200', '8')),  # only 8 to a machine
+    (['--accelerator', 'NVIDIA_H200_141GB'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_H200_141GB', '8')),
+    (['--accelerator', 'NVIDIA_H100_MEGA_80GB'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_H100_MEGA_80GB', '8')),
+    (['--accelerator', 'NVIDIA_L4', '--accelerator_count', '2'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_L4', '2')),
+    (['--accelerator', 'NVIDIA_TESLA_V100', '--accelerator_count', '8'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_TESLA_V100', '8')),  # n1's
+    (['--accelerator', 'NVIDIA_TESLA_A100', '--accelerator_count', '16'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_TESLA_A100', '16')),
+    (['--accelerator', 'NVIDIA_B200', '--accelerator_count', '8'], (['distill-sbs', 'launch', 'train'], 'NVIDIA_B200', '8')),
+], ids=['L4', 'T4', 'A100', 'B200', 'H200', 'H100 MEGA', '2 L4', '8 V100', '16 A100', '8 B200'])
+def test_the_training_steps_gpus_are_a_count_vertex_ai_has(tmp_path, flags, expected):
+    "The default count is the fewest the GPU comes in; with more than one, the step runs train through launch (torchrun over the machine's GPUs)."
+    assert trainer(compiled(tmp_path, '--project', 'p', *flags)) == expected
 
 def changed(before, after, spec) -> list:
     "The display names of the steps whose cache keys differ between `before` and `after`."
@@ -140,12 +196,15 @@ def test_the_project_as_a_parameter_keys_the_steps_that_read_it(tmp_path):
     spec = compiled(tmp_path)
     a, b = cache_keys(spec, {'project': 'p'}), cache_keys(spec, {'project': 'q'})
     assert changed(a, b, spec) == sorted(STEPS[1:])  # the teacher reads it, and everything after takes the teacher's output
+    with_p, with_q = compiled(tmp_path, '--project', 'p', name='p.yaml'), compiled(tmp_path, '--project', 'q', name='q.yaml')
+    assert cache_keys(with_p) == a and cache_keys(with_q) == b  # a compiled project is only the parameter's default: no step differs
+    assert cache_keys(with_p, {'project': 'q'}) == b
 
 def test_the_pipeline_carries_its_flags_as_parameter_defaults(tmp_path):
     res = ok(cli(*PIPE, '--project', 'p', '--dataset', 'svamp', '--student', 'google/flan-t5-small', '--max_steps', 50,
                  '--teacher_model', 'gemini-2.5-pro', '--package', tmp_path/'c.yaml'))
     params = yaml.safe_load((tmp_path/'c.yaml').read_text())['root']['inputDefinitions']['parameters']
-    assert {k: v['defaultValue'] for k, v in params.items()} == dict(dataset='svamp', teacher_model='gemini-2.5-pro',
+    assert {k: v['defaultValue'] for k, v in params.items()} == dict(project='p', dataset='svamp', teacher_model='gemini-2.5-pro',
                                                                      student='google/flan-t5-small', max_steps=50)
     assert 'PipelineJob' not in res.stdout and 'would' not in res.stdout  # compiled, nothing started
 
@@ -176,6 +235,15 @@ def test_the_pipeline_compiles_without_a_project_and_into_a_new_folder(tmp_path)
     (['--project', 'p', '--start', '--service_account', 'a b@p.iam.gserviceaccount.com'], 'expected NAME@PROJECT.iam.gserviceaccount.com'),
     (['--service_account', 'robot'], "--service_account 'robot': not a service account's email"),  # the shape first, wherever it is given
     (['--service_account', 'sa@p.iam.gserviceaccount.com'], '--service_account is the account a started pipeline runs as: add --start'),
+    (['--no_cache'], '--no_cache is how a started pipeline runs (the spec keeps each step\'s caching): add --start'),
+    (['--project', 'p', '--no_cache'], '--no_cache is how a started pipeline runs'),
+    (['--accelerator', 'NVIDIA_B200', '--accelerator_count', '1'], '--accelerator_count 1: on Vertex AI NVIDIA_B200 comes 8 to a machine'),
+    (['--accelerator', 'NVIDIA_H100_MEGA_80GB', '--accelerator_count', '4'], '--accelerator_count 4: on Vertex AI NVIDIA_H100_MEGA_80GB comes 8 to a machine'),
+    (['--accelerator_count', '3'], '--accelerator_count 3: on Vertex AI NVIDIA_L4 comes 1, 2, 4 or 8 to a machine'),
+    (['--accelerator', 'NVIDIA_TESLA_T4', '--accelerator_count', '8'], 'NVIDIA_TESLA_T4 comes 1, 2 or 4 to a machine'),
+    (['--accelerator_count', '0'], '--accelerator_count 0: on Vertex AI NVIDIA_L4 comes 1, 2, 4 or 8'),
+    (['--accelerator_count', 'two'], "--accelerator_count: invalid int value: 'two'"),
+    (['--accelerator', 'NVIDIA_TESLA_P100'], "invalid choice: --accelerator 'NVIDIA_TESLA_P100'"),  # Pascal: the image cannot use it
 ])
 def test_bad_pipeline_flags_get_one_line(tmp_path, flags, says):
     args = [*PIPE, *(['--package', tmp_path/'x'/'p.yaml'] if '--package' not in flags else []), *flags]
@@ -195,14 +263,16 @@ def test_the_pipeline_starts_with_start(tmp_path, account):
     res = ok(cli(*PIPE, '--project', 'p', '--start', '--dry_run', '--dataset', 'svamp', *account, '--package', tmp_path/'c.yaml'))
     assert f'compiled {tmp_path/"c.yaml"}' in res.stdout and re.search(r'pipeline ?job', res.stdout, re.I), res.stdout[-2000:]
 
-def test_every_steps_command_line_is_one_its_command_takes(tmp_path):
-    "Each step's arguments, its placeholders filled in as Vertex AI would (a folder per output, an input the folder its producer wrote, the parameters' defaults), parse with its own command's flags."
+@pytest.mark.parametrize('gpus', [[], ['--accelerator', 'NVIDIA_B200']], ids=['one L4', 'eight B200 through launch'])
+def test_every_steps_command_line_is_one_its_command_takes(tmp_path, gpus):
+    "Each step's arguments, its placeholders filled in as Vertex AI would (a folder per output, an input the folder its producer wrote, the parameters' defaults), parse with its own command's flags (a `launch` prefix's command: what torchrun runs)."
     from distill_sbs.cli import parser
     from distill_sbs.evaluation import evaluate_parser
+    from distill_sbs.jobs import launch_argv
     from distill_sbs.teacher import teach_parser
     from distill_sbs.training import parse_config
     from distill_sbs.vertex import deploy_parser
-    spec = compiled(tmp_path, '--project', 'p')
+    spec = compiled(tmp_path, '--project', 'p', *gpus)
     defaults = {k: v['defaultValue'] for k, v in spec['root']['inputDefinitions']['parameters'].items()}
     run = tmp_path/'gcs'/'b'/'course'/'123456789'/'distill-sbs-course-20260101000000'  # /gcs/<root>/<project number>/<job id>
     commands = {'data': lambda a: parser().parse_args(['data', *a]), 'teach': teach_parser().parse_args, 'train': parse_config,
@@ -222,7 +292,15 @@ def test_every_steps_command_line_is_one_its_command_takes(tmp_path):
             return re.sub(r"\{\{\$\.outputs\.parameters\['(\w+)'\]\.output_file\}\}", lambda m: str(tmp_path/'outputs'/key/m[1]), arg)
         args = [fill(str(a)) for a in container['args']]
         assert not [a for a in args if '{{' in a], args
-        parsed[task['taskInfo']['name']] = commands[container['command'][1]](args)
+        command = container['command'][1:]
+        if command[0] == 'launch':  # chapter 7a's launch: torchrun over this machine's 8 GPUs, each process `distill-sbs train ARGS`
+            command = command[1:]
+            ran = launch_argv([*command, *args], None, 8)
+            assert ran[0] == 'torchrun' and '--nproc_per_node=8' in ran and ran[ran.index('--no-python') + 1:] == ['distill-sbs', *command, *args], ran
+        assert len(command) == 1, container['command']
+        parsed[task['taskInfo']['name']] = commands[command[0]](args)
+    launched = sorted(n for n, (_, _, c) in by_step(spec).items() if c['command'][1] == 'launch')
+    assert launched == (['distilled student (chapter 4)', 'standard student (chapter 4)'] if gpus else [])
     data, teacher = parsed['data (chapter 0)'], parsed['teacher (chapter 1)']
     assert data.dataset == 'cqa' and data.output_dir == str(run/'prepare-data'/'data')
     assert (teacher.model, teacher.data_dir, teacher.output_dir) == ('gemini-2.5-flash', data.output_dir, str(run/'teach'/'taught'))

@@ -8,7 +8,11 @@ from conftest import cli, error_line, ok, refused
 
 TINY = ['--n_train', 200, '--n_test', 20, '--batch_size', 8, '--no_log', 'true']  # a sweep's --no_log takes a value, like a grid file's
 
-def _events(out): return [json.loads(l) for l in (out/'sweep_log.jsonl').read_text().splitlines()]
+def _events(out):
+    "The sweep's events: one machine, one log."
+    from distill_sbs.sweep import sweep_events
+    assert [f.name for f in out.glob('sweep_log*')] == ['sweep_log.jsonl']
+    return sweep_events(out)
 
 @pytest.mark.slow
 def test_sigkill_mid_cell_then_rerun_trains_every_cell_once(tmp_path):
@@ -192,3 +196,51 @@ def test_the_size_panel_and_table_read_plainly_for_students_of_nearly_one_size()
     assert bx.get_xscale() == 'linear' and [x.get_text() for x in bx.get_xticklabels()] == ['1,400,000', '1,401,500']
     assert plot_sweep(t.assign(params=[1_400_000] * 2 + [77_000_000] * 2)).axes[1].get_xscale() == 'log'
     assert 'student' in _printable(t).splitlines()[0] and 'student' not in _printable(t[t.student == 'a']).splitlines()[0]
+
+def test_the_events_of_every_machine_are_read_in_time_order(tmp_path):
+    "Each machine's log, read together in time order; one process's events keep their order; a line cut short by a kill is left out."
+    from distill_sbs.sweep import events_file, sweep_events
+    assert (events_file(), events_file(0, 2), events_file(3, 4)) == ('sweep_log.jsonl', 'sweep_log.node0.jsonl', 'sweep_log.node3.jsonl')
+    lines = {events_file(0, 2): [(1.0, 'start'), (5.0, 'finish'), (5.0, 'skip')], events_file(1, 2): [(2.0, 'start'), (3.0, 'finish')]}
+    for name, events in lines.items():
+        (tmp_path/name).write_text(''.join(json.dumps(dict(time=t, event=e, node=name[-7])) + '\n' for t, e in events) + '{"time": 6.0, "ev')
+    (tmp_path/'sweep.json').write_text('{}')  # not a log
+    assert [(e['time'], e['event']) for e in sweep_events(tmp_path)] == [(1.0, 'start'), (2.0, 'start'), (3.0, 'finish'), (5.0, 'finish'), (5.0, 'skip')]
+    assert sweep_events(tmp_path/'none') == []
+
+def _job_args(res) -> list[str]:
+    "The container args of the one job a dry run would send."
+    (line,) = [l for l in res.stdout.splitlines() if l.startswith('would send CreateCustomJobRequest ')]
+    return json.loads(line.split(' ', 3)[3])['customJob']['jobSpec']['workerPoolSpecs'][0]['containerSpec']['args']
+
+def test_submit_forwards_the_sweep_flags_its_machines_use():
+    "What the machines of a job run: the sweep's own flags when given, not their defaults, each read back as given."
+    from distill_sbs.sweep import sweep_parser
+    submit = lambda *flags: _job_args(ok(cli('sweep', '--fractions', 1, '--seeds', 0, '--output_dir', 'gs://b/s', *flags, *JOB)))
+    grid = ['sweep', '--grid', '/gcs/b/s/sweep.yaml']
+    assert submit() == grid
+    assert submit('--batch_size_eval', 64, '--wait_timeout', 'inf', '--wait_poll', 5) == grid  # the defaults: nothing to forward
+    flags = ['--workers', '2', '--batch_size_eval', '16', '--wait_timeout', '1234567.5', '--wait_poll', '0.25']
+    args = submit(*flags)
+    assert args == [*grid, *flags[:5], '1234567.5', '--wait_poll', '0.25'], args
+    a = sweep_parser().parse_args(args[1:])  # as a machine reads them
+    assert (a.workers, a.batch_size_eval, a.wait_timeout, a.wait_poll) == (2, 16, 1234567.5, 0.25)
+
+@pytest.mark.parametrize('flags, says', [
+    (['--batch_size_eval', 0], '--batch_size_eval must be at least 1, got 0'),
+    (['--workers', 0], '--workers must be at least 1, got 0'),
+    (['--wait_poll', 'inf'], '--wait_poll must be a positive number of seconds, at most a day (86400), got inf'),
+    (['--nodes', 2], '--node and --nodes are given to each machine by the job: set the machines with --replica_count'),
+])
+def test_submit_refuses_sweep_flags_no_machine_could_use(flags, says):
+    res = cli('sweep', '--output_dir', 'gs://b/s', *map(str, flags), *JOB)
+    refused(res, says, 'sweep')
+    assert 'would send' not in res.stdout and 'would upload' not in res.stdout
+
+def test_submit_checks_every_cell_for_local_paths(tmp_path):
+    "A student on this machine that is not the grid's first: refused in one line naming it, nothing sent."
+    folder = tmp_path/'my-student'
+    folder.mkdir()
+    res = cli('sweep', '--students', f'tiny,{folder}', '--fractions', 1, '--seeds', 0, '--output_dir', 'gs://b/s', *JOB)
+    refused(res, f'--from_pretrained {folder}: a local path the job cannot read', 'sweep')
+    assert 'would send' not in res.stdout and 'would upload' not in res.stdout

@@ -1,9 +1,9 @@
 """`distill-sbs sweep --node R --nodes N`, how each machine of a Vertex AI job runs a sweep, played by real processes on
 one shared folder: each machine runs its own share of the grid (the shares disjoint, together the whole grid, a
-machine's GPUs sharing its share); the primary (node 0) waits for the others' cells, then writes the report; the
-others exit without one; a primary left waiting with no cell finishing fails with one line; bad machine numbers get
-one line before anything starts."""
-import json, signal, subprocess, sys, time
+machine's GPUs sharing its share) and keeps its own event log; the primary (node 0) waits for the others' cells, with
+no limit unless given one, then writes the report; the others exit without one; a primary given a --wait_timeout and
+left waiting with no cell finishing fails with one line; bad machine numbers get one line before anything starts."""
+import json, signal, subprocess, sys, time, types
 import pytest
 from conftest import ROOT, cli, error_line, ok, refused
 
@@ -23,9 +23,10 @@ REPORT = ('sweep.csv', 'sweep.json', 'sweep.png')
 def done(out, names) -> list[str]: return [n for n in names if (out/n/'test'/'results.json').exists()]
 
 def finished_by(out) -> dict:
-    "(node, worker) -> the cells it finished, from the sweep's log."
+    "(node, worker) -> the cells it finished, from the sweep's logs."
+    from distill_sbs.sweep import sweep_events
     by = {}
-    for e in map(json.loads, (out/'sweep_log.jsonl').read_text().splitlines()):
+    for e in sweep_events(out):
         if e['event'] == 'finish': by.setdefault((e['node'], e['worker']), []).append(e['cell'])
     return by
 
@@ -56,6 +57,8 @@ def test_two_machines_share_the_grid_and_the_primary_waits_for_it(tmp_path):
     assert sorted(c['dir'] for c in json.loads((out/'sweep.json').read_text())['cells']) == grid
     by = finished_by(out)
     assert by == {(0, 0): [grid[0], grid[2]], (1, 0): [grid[1]], (1, 1): [grid[3]]}, by  # each cell once, by its machine's workers
+    logs = {f.name: {json.loads(l)['node'] for l in f.read_text().splitlines()} for f in out.glob('sweep_log*')}
+    assert logs == {'sweep_log.node0.jsonl': {0}, 'sweep_log.node1.jsonl': {1}}, logs  # a log per machine: no file two machines append to
 
 @pytest.mark.slow
 def test_a_primary_left_waiting_fails_with_one_line(tmp_path):
@@ -72,8 +75,10 @@ def test_a_primary_left_waiting_fails_with_one_line(tmp_path):
     (['--node', 1], '--node 1 with --nodes 1: a machine is numbered from 0 (the primary) to 0'),
     (['--nodes', 0], '--nodes 0: a job has at least 1 machine'),
     (['--nodes', 'two'], "--nodes: invalid int value: 'two'"),
-    (['--nodes', 2, '--wait_timeout', 0], '--wait_timeout must be a positive number of seconds, got 0'),
-    (['--nodes', 2, '--wait_poll', 'nan'], '--wait_poll must be a positive number of seconds, got nan'),
+    (['--nodes', 2, '--wait_timeout', 0], '--wait_timeout must be a positive number of seconds (inf: no limit), got 0'),
+    (['--nodes', 2, '--wait_timeout', 'nan'], '--wait_timeout must be a positive number of seconds (inf: no limit), got nan'),
+    (['--nodes', 2, '--wait_poll', 'nan'], '--wait_poll must be a positive number of seconds, at most a day (86400), got nan'),
+    (['--nodes', 2, '--wait_poll', 'inf'], '--wait_poll must be a positive number of seconds, at most a day (86400), got inf'),
     (['--worker', '--node', 3, '--nodes', 2], '--node 3 with --nodes 2'),
 ])
 def test_bad_machine_numbers_get_one_line_before_anything_starts(tmp_path, flags, says):
@@ -87,3 +92,26 @@ def test_the_machine_flags_are_hidden_and_a_machine_gets_every_nth_cell():
     assert '--node' not in res.stdout and '--wait_' not in res.stdout and '--workers' in res.stdout
     cells = Sweep(['standard', 'distilled'], fractions=(0.5, 1), seeds=(0, 1, 2), output_dir='s').cells()
     assert [c.name for c in cell_share(cells, 1, 2, 1, 2)] == ['tiny/distilled/0.5/seed0', 'tiny/standard/1/seed1', 'tiny/distilled/1/seed2']
+
+def _slow_cells(monkeypatch, sweep, hours:float) -> list:
+    "A fake clock for `wait_for_grid`: its sleeps pass no real time, and the grid's cells finish one every `hours`; the clock, in seconds."
+    from distill_sbs import sweep as module
+    now = [0.0]
+    def sleep(s): now[0] += s
+    monkeypatch.setattr(module, 'time', types.SimpleNamespace(monotonic=lambda: now[0], sleep=sleep))
+    cells = sweep.cells()
+    monkeypatch.setattr(module, 'cell_done', lambda c: now[0] >= hours * 3600 * (1 + cells.index(c)))
+    return now
+
+def test_the_primary_waits_without_limit_unless_given_one(monkeypatch):
+    "Cells of 7 hours each: the default wait outlasts them (the job's --timeout_hours bounds it); a --wait_timeout of 6 hours still ends it."
+    from distill_sbs.grid import Sweep, SweepError
+    from distill_sbs.sweep import WAIT_TIMEOUT, sweep_parser, wait_for_grid
+    assert WAIT_TIMEOUT == sweep_parser().parse_args([]).wait_timeout == float('inf')
+    s = Sweep(['standard'], fractions=(0.5, 1), seeds=(0, 1), output_dir='s')
+    now = _slow_cells(monkeypatch, s, hours=7)
+    wait_for_grid(s, poll=600)
+    assert 28 * 3600 <= now[0] < 28 * 3600 + 600, now  # all four cells, then no more waiting
+    now = _slow_cells(monkeypatch, s, hours=7)
+    with pytest.raises(SweepError, match=r'^4 of 4 cells unfinished after 21600 s with none finishing'): wait_for_grid(s, timeout=6 * 3600, poll=600)
+    assert now[0] == 6 * 3600

@@ -156,6 +156,10 @@ BAD_JOBS = [
     (['--machine_type', 'n1-standard-16', '--accelerator_type', 'NVIDIA_TESLA_V100'], 'with 1 x NVIDIA_TESLA_V100 an n1 machine has at most 12'),
     (['--machine_type', 'n1-standard-8', '--accelerator_type', 'NVIDIA_TESLA_P100'], 'a Pascal GPU, which the project\'s image'),
     (['--service_account', 'trainer'], "--service_account 'trainer': not a service account's email"),
+    (['--machine_type', 'n1-standard-3', '--accelerator_type', 'NVIDIA_TESLA_T4'], "that family comes as n1-standard-1, n1-standard-2, n1-standard-4"),
+    (['--machine_type', 'e2-standard-64'], "that family comes as e2-standard-2, e2-standard-4"),
+    (['--region', 'us-central'], "--region 'us-central': not a Vertex AI region"),
+    (['--boot_disk_gb', 50], '--boot_disk_gb 50: Vertex AI takes 100 to 64000 GB'),
     (['--replica_count', 0], '--replica_count must be at least 1'),
     (['--timeout_hours', -1], '--timeout_hours must be above 0'),
 ]
@@ -191,6 +195,26 @@ def test_every_gpu_machine_in_the_table_goes_through_the_sdk(network, capsys):
         status, _, err = run(capsys, 'deploy', '--model_dir', 'gs://b/m', '--project', 'my-project', '--image', 'serve:1', '--machine_type', machine_type)
         assert status == 0, (machine_type, err)
         assert network.of('DeployModelRequest')[-1]['deployedModel']['dedicatedResources']['machineSpec']['acceleratorCount'] == n
+
+def test_a_local_config_file_is_refused_before_anything_is_sent(network, capsys, tmp_path):
+    (tmp_path/'c.yaml').write_text('max_steps: 5\n')
+    status, _, err = run(capsys, 'train', '--config', tmp_path/'c.yaml', '--output_dir', 'gs://b/r', *JOB)
+    assert status == 2 and 'a file on this machine the job cannot read' in err and network.sent == []
+
+def test_a_refusal_from_google_cloud_is_one_line(network, capsys, monkeypatch):
+    from google.api_core import exceptions
+    def refuse(self, *a, **k): raise exceptions.PermissionDenied('Permission aiplatform.customJobs.create denied on resource project my-project.\nmore detail')
+    monkeypatch.setattr(JobServiceClient, 'create_custom_job', refuse)
+    status, _, err = run(capsys, 'train', '--output_dir', 'gs://b/r', *JOB)
+    assert status == 2 and err.strip() == 'distill-sbs train: error: Google Cloud refused: 403 Permission aiplatform.customJobs.create denied on resource project my-project.'
+
+def test_a_real_run_after_a_dry_run_uses_the_real_credentials(network, capsys, monkeypatch):
+    "The SDK keeps the credentials it was last given: a dry run's anonymous ones must not carry over to a real run in the same process."
+    real = AnonymousCredentials()
+    monkeypatch.setattr('google.auth.default', lambda *a, **k: (real, 'my-project'))
+    assert run(capsys, 'train', '--output_dir', 'gs://b/r', *JOB, '--dry_run')[0] == 0
+    assert run(capsys, 'train', '--output_dir', 'gs://b/r', *JOB)[0] == 0
+    assert aiplatform.initializer.global_config.credentials is real
 
 def test_no_credentials_is_one_line(monkeypatch, capsys):
     import google.auth
@@ -272,6 +296,22 @@ def test_deploy_needs_a_bucket_only_for_a_local_model(network, capsys, model_dir
     status, _, err = run(capsys, 'deploy', '--model_dir', model_dir, '--project', 'p', '--dry_run')
     assert status == 2 and 'deploying needs --image' in err
 
+def test_deploy_as_a_service_account(network, capsys):
+    status, _, err = run(capsys, 'deploy', '--model_dir', 'gs://b/m', '--project', 'my-project', '--image', 'serve:1', '--service_account', SA)
+    assert status == 0, err
+    assert network.of('DeployModelRequest')[0]['deployedModel']['serviceAccount'] == SA
+    status, _, err = run(capsys, 'deploy', '--model_dir', 'gs://b/m', '--project', 'my-project', '--image', 'serve:1', '--service_account', 'me@example.com')
+    assert status == 2 and "--service_account 'me@example.com': not a service account's email" in err
+
+def test_a_deployment_that_fails_halfway_says_what_it_made(network, capsys, monkeypatch):
+    from google.api_core import exceptions
+    def no_quota(self, *a, **k): raise exceptions.ResourceExhausted('Quota exceeded for NVIDIA_L4 in us-central1')
+    monkeypatch.setattr(EndpointServiceClient, 'deploy_model', no_quota)
+    status, _, err = run(capsys, 'deploy', '--model_dir', 'gs://b/m', '--project', 'my-project', '--image', 'serve:1', '--machine_type', 'g2-standard-8')
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert 'Google Cloud refused: 429 Quota exceeded for NVIDIA_L4' in err
+    assert 'already made: the endpoint projects/my-project/locations/us-central1/endpoints/55 (remove it and its models: distill-sbs deploy --delete 55' in err
+
 def test_delete_undeploys_then_deletes_the_endpoint_and_its_models(network, capsys):
     status, out, err = run(capsys, 'deploy', '--delete', '55', '--project', 'my-project')
     assert status == 0, err
@@ -297,6 +337,11 @@ def test_a_pipeline_starts_as_the_sdk_sends_it(network, capsys, tmp_path):
     (printed_req,) = printed(dry, 'CreatePipelineJobRequest')
     same = lambda r: {**r, 'pipelineJobId': None, 'pipelineJob': {k: v for k, v in r['pipelineJob'].items() if k != 'displayName'}}  # the job id has the time in it
     assert same(printed_req) == same(req)
+
+def test_a_pipeline_refuses_a_region_vertex_ai_does_not_have_before_writing_its_spec(network, capsys, tmp_path):
+    status, _, err = run(capsys, 'pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p',
+                         '--region', 'europe_west4', '--package', tmp_path/'c.yaml', '--start')
+    assert status == 2 and "--region 'europe_west4': not a Vertex AI region" in err and not (tmp_path/'c.yaml').exists()
 
 def test_a_pipeline_refuses_a_service_account_that_is_not_an_email(network, capsys, tmp_path):
     status, _, err = run(capsys, 'pipeline', '--root', 'gs://b/course', '--image', 'img:1', '--serve_image', 'serve:1', '--project', 'p',
