@@ -11,22 +11,16 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 from .data import DATASETS
 from .core import ArgParser, one_of
-from .vertex import ACCELERATORS, GPU_MACHINES, N1_GPUS, PASCAL, Vertex, VertexError, service_account
+from .vertex import Vertex, VertexError, gpu_count, service_account
 
 # %% auto #0
-__all__ = ['PIPELINE_DATASETS', 'gpu_counts', 'course_pipeline', 'compile_pipeline', 'step_inputs', 'cache_keys',
-           'pipeline_command']
+__all__ = ['PIPELINE_DATASETS', 'course_pipeline', 'compile_pipeline', 'step_inputs', 'cache_keys', 'pipeline_command']
 
 # %% ../nbs/09_pipeline.ipynb #639e1f60
 def _typed(**types):
     "Give a function real parameter types: kfp reads a step's inputs from its annotations, and this module's are strings (`from __future__ import annotations`)."
     def typed(f): f.__annotations__ = types; return f
     return typed
-
-# %% ../nbs/09_pipeline.ipynb #2814ce13
-def gpu_counts(accelerator:str) -> list[int]:
-    "How many of `accelerator` a Vertex AI machine carries, fewest first: its machine types' (`GPU_MACHINES`) and, on n1, the counts it takes (`N1_GPUS`)."
-    return sorted({n for gpu, n in GPU_MACHINES.values() if gpu == accelerator} | set(N1_GPUS.get(accelerator, {})))
 
 # %% ../nbs/09_pipeline.ipynb #e121aa46
 PIPELINE_DATASETS = [d for d in DATASETS if d != 'generic']  # the data step prepares a task by name; your own files: chapter 0's `generic`, then `train`
@@ -47,11 +41,7 @@ def course_pipeline(
 ):
     "The course as a Kubeflow pipeline: data, teacher, two students, evaluation, deployment, each step taking the outputs of the one before. Its parameters: project, dataset, teacher_model, student, max_steps."
     from kfp import dsl
-    one_of('accelerator', accelerator, [a for a in ACCELERATORS if a not in PASCAL])  # the image runs Volta and newer (chapter 7)
-    counts = gpu_counts(accelerator)
-    gpus = counts[0] if accelerator_count is None else accelerator_count
-    if isinstance(gpus, bool) or gpus not in counts:
-        raise VertexError(f'--accelerator_count {gpus}: on Vertex AI {accelerator} comes {" or ".join(filter(None, [", ".join(map(str, counts[:-1])), str(counts[-1])]))} to a machine')
+    gpus = gpu_count(accelerator, accelerator_count)  # chapter 7's machine table: a count some machine carries
     one_of('dataset', dataset, PIPELINE_DATASETS)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1: raise VertexError(f'--max_steps must be at least 1, got {max_steps}')
     for k, v in dict(teacher_model=teacher_model, student=student, name=name, **({} if project is None else dict(project=project))).items():

@@ -281,8 +281,8 @@ def run_record(cfg:TrainConfig, hw:Hardware, data, tokenized, trainer, result, c
 def _causal_named(name:str) -> bool|None:
     "Is the student called `name` (a tiny name, a folder or a Hub id) decoder-only? Read from its config alone, before anything is loaded; None if it cannot be read."
     if name in TINY: return name == 'tiny-causal'
-    try: return not AutoConfig.from_pretrained(name).is_encoder_decoder
-    except (OSError, ValueError): return None
+    try: return student_kind(AutoConfig.from_pretrained(name)).name == 'causal'  # chapter 2's one reading of a student's kind
+    except (OSError, ValueError, StudentError): return None
 
 # %% ../nbs/04_training.ipynb #fa7bb5c8
 def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:

@@ -16,7 +16,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'CPU_MACHINES', 'SERVICE_ACCOUNT',
            'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here', 'refused_in_one_line',
-           'Machine', 'machine', 'service_account', 'Vertex', 'DeployPlan', 'deploy', 'deploy_parser', 'deploy_command']
+           'Machine', 'machine', 'gpu_counts', 'gpu_count', 'service_account', 'Vertex', 'DeployPlan', 'deploy',
+           'deploy_parser', 'deploy_command']
 
 # %% ../nbs/07_vertex.ipynb #785a3bf7
 class VertexError(UserError):
@@ -218,6 +219,24 @@ def machine(
     if n not in counts: raise VertexError(f'--accelerator_count {n}: n1 machines take {" or ".join(map(str, counts))} x {accelerator_type}')
     if int(size) > counts[n]: raise VertexError(f'--machine_type {machine_type} has {size} vCPUs; with {n} x {accelerator_type} an n1 machine has at most {counts[n]}')
     return Machine(machine_type, accelerator_type, n)
+
+# %% ../nbs/07_vertex.ipynb #2814ce13
+def gpu_counts(accelerator:str) -> list[int]:
+    "How many of `accelerator` a Vertex AI machine carries, fewest first: its machine types' (`GPU_MACHINES`) and, on n1, the counts it takes (`N1_GPUS`)."
+    return sorted({n for gpu, n in GPU_MACHINES.values() if gpu == accelerator} | set(N1_GPUS.get(accelerator, {})))
+
+def gpu_count(
+    accelerator:str, # a GPU the project's image runs (not Pascal)
+    count:int|None=None, # how many; None: the fewest it comes in
+    flag:str='accelerator', # the flag that named the GPU, for the message
+) -> int:
+    "A count of `accelerator` some machine carries, checked (a `VertexError` naming the counts there are): for a step that asks for GPUs, not a machine type."
+    one_of(flag, accelerator, [a for a in ACCELERATORS if a not in PASCAL])  # the image runs Volta and newer
+    counts = gpu_counts(accelerator)
+    n = counts[0] if count is None else count
+    if isinstance(n, bool) or n not in counts:
+        raise VertexError(f'--accelerator_count {n}: on Vertex AI {accelerator} comes {" or ".join(filter(None, [", ".join(map(str, counts[:-1])), str(counts[-1])]))} to a machine')
+    return n
 
 # %% ../nbs/07_vertex.ipynb #6006dd58
 SERVICE_ACCOUNT = re.compile(r'[^@\s]+@[^@\s]+\.gserviceaccount\.com')  # NAME@PROJECT.iam..., PROJECT_NUMBER-compute@developer...
