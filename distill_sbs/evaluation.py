@@ -228,6 +228,9 @@ def report(self, results:dict, image:str='accuracy.png', n_examples:int=10) -> s
     for name, run in results.get('runs', {}).items():
         out.append(f"- **{system_label(name, self.labels)}**: {run['steps']:,} steps in {run['train_seconds']:.0f} s, "
                    f"best validation {run.get('metric') or 'accuracy'} {_pct(run.get('best_valid_metric', run['best_valid_accuracy']))} ({run['best_checkpoint']}), `{run['dir']}`")
+    if any(v.get('answers_per_second') for v in results['systems'].values()):
+        out += ['', 'Answers per second: each system timed once over the test set after a warm-up batch, one system after another in one '
+                    'process. On a CPU shared with other work that is one measurement, not a comparison; `benchmarks/` times systems interleaved.']
     if 'rationale_metrics' in results:
         r = results['rationale_metrics']
         out += ['', f"Rationales of the distilled student on the test set: token F1 against the teacher's {r['token_f1']:.3f}; "
@@ -383,6 +386,7 @@ def evaluate(
         student.pool = pool
         limit = max_new_tokens or (cfg['gen_max_len'] if cfg['model_type'] == model_type else make_recipe(model_type).gen_max_len(cfg['max_rationale_length']))
         for k in ([0, eval_shots] if eval_shots else [0]):
+            student.generations(inputs[:batch_size], 'predict', min(limit, 2), batch_size, shots=k)  # a warm-up batch, so no system's time holds the first call's set-up
             t0 = time.perf_counter()
             gen = student.generations(inputs, 'predict', limit, batch_size, shots=k)
             cmp.add(name if not k else f'{name}@{k}', gen.answers, f"{cfg['from_pretrained']}" + (f", {run_dir}" if run_dir else ', random weights' if cfg['from_pretrained'] in TINY else ', before finetuning'),

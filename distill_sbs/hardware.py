@@ -13,19 +13,33 @@ import torch
 from .core import UserError
 
 # %% auto #0
-__all__ = ['CPU_BF16_FLAGS', 'DTYPES', 'cpu_info', 'default_device', 'native_bf16', 'Hardware', 'check_precision',
-           'pick_hardware', 'serving_dtype', 'nvidia_attached', 'cuda_failure', 'device_line']
+__all__ = ['CPU_BF16_FLAGS', 'ONEDNN_NO_BF16', 'ONEDNN_NO_AMX', 'DTYPES', 'cpu_info', 'isa_capped', 'default_device',
+           'native_bf16', 'Hardware', 'check_precision', 'pick_hardware', 'serving_dtype', 'nvidia_attached',
+           'cuda_failure', 'device_line']
 
 # %% ../nbs/00f_hardware.ipynb #5b0870d4
 CPU_BF16_FLAGS = frozenset({'avx512_bf16', 'amx_bf16', 'bf16'})  # x86 AVX512-BF16, Intel AMX, Arm BF16
 
 @functools.cache
 def cpu_info() -> tuple[str, frozenset]:
-    "(model name, feature flags) of this machine's CPU, read once from `/proc/cpuinfo` (elsewhere: the platform's name and no flags)."
+    "(model name, feature flags) of this machine's CPU, read once from `/proc/cpuinfo` less the units `ONEDNN_MAX_CPU_ISA` forbids (elsewhere: the platform's name and no flags)."
     try: lines = Path('/proc/cpuinfo').read_text().splitlines()
     except OSError: return platform.processor() or 'CPU', frozenset()
     value = lambda keys: next((l.split(':', 1)[1].strip() for l in lines if l.split(':')[0].strip() in keys), '')
-    return value({'model name', 'Model'}) or platform.processor() or 'CPU', frozenset(value({'flags', 'Features'}).split())
+    return value({'model name', 'Model'}) or platform.processor() or 'CPU', isa_capped(frozenset(value({'flags', 'Features'}).split()))
+
+# %% ../nbs/00f_hardware.ipynb #9d2f4b7e
+ONEDNN_NO_BF16 = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2', 'AVX512_CORE', 'AVX512_CORE_VNNI')  # oneDNN's ISAs without bf16 dot products
+ONEDNN_NO_AMX = (*ONEDNN_NO_BF16, 'AVX512_CORE_BF16', 'AVX10_1_512', 'AVX512_CORE_FP16')  # ... and without AMX
+
+def isa_capped(
+    flags:frozenset, # a CPU's feature flags
+    isa:str|None=None, # a value of `ONEDNN_MAX_CPU_ISA` (default: the environment's; none: no cap)
+) -> frozenset:
+    "`flags` less the units oneDNN may not use under `isa`: below AVX512_CORE_BF16 no bf16 and no AMX, below AVX512_CORE_AMX no AMX."
+    isa = (os.environ.get('ONEDNN_MAX_CPU_ISA', '') if isa is None else isa).upper()
+    amx = {f for f in flags if f.startswith('amx')}
+    return flags - CPU_BF16_FLAGS - amx if isa in ONEDNN_NO_BF16 else flags - amx if isa in ONEDNN_NO_AMX else flags
 
 # %% ../nbs/00f_hardware.ipynb #42bc198b
 def default_device() -> str:

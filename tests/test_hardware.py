@@ -231,3 +231,13 @@ def test_training_args_warns_when_fp16_is_asked_of_a_cpu(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert not training_args(str(tmp_path), hardware=hw).fp16
+
+def test_capping_onednn_below_bf16_takes_the_path_of_a_cpu_without_bf16_units():
+    "`ONEDNN_MAX_CPU_ISA=AVX2` in a fresh process: the flags lose the bf16 units, and the fast settings keep fp32 matrix products exact."
+    import os, subprocess, sys
+    code = ('from distill_sbs.hardware import cpu_info, native_bf16, pick_hardware, CPU_BF16_FLAGS; h = pick_hardware(); '
+            'print(sorted(cpu_info()[1] & CPU_BF16_FLAGS), native_bf16(), h.native_bf16, h.matmul_precision())')
+    env = {k: v for k, v in os.environ.items() if k != 'CUDA_VISIBLE_DEVICES'} | {'ONEDNN_MAX_CPU_ISA': 'AVX2', 'CUDA_VISIBLE_DEVICES': ''}
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ['[]', 'False', 'False', 'highest'], out
+    if native_bf16('cpu'): assert hardware.cpu_info()[1] & hardware.CPU_BF16_FLAGS  # this process, uncapped, still sees its units
