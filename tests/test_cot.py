@@ -18,9 +18,10 @@ THREE_STEPS = ['--n_steps', 3, '--n_train', 120, '--n_test', 12, '--batch_size',
 def runs(tmp_path_factory):
     "A rationale-first tiny T5 (zero-shot and in-context formats) and a standard one, a few steps each."
     d = tmp_path_factory.mktemp('cot')
+    fast = ['--lr', 3e-3]  # six steps: the higher rate, so the students learn when to stop
     ok(cli('train', '--model_type', 'cot', '--cot_formats', 'zs_cot=2,icl_cot', '--cot_shots', 1, '--max_steps', 6, '--eval_steps', 3,
-           *THREE_STEPS, '--output_dir', d/'cot'))
-    ok(cli('train', '--model_type', 'standard', '--max_steps', 6, '--eval_steps', 3, *THREE_STEPS, '--output_dir', d/'standard'))
+           *fast, *THREE_STEPS, '--output_dir', d/'cot'))
+    ok(cli('train', '--model_type', 'standard', '--max_steps', 6, '--eval_steps', 3, *fast, *THREE_STEPS, '--output_dir', d/'standard'))
     return d
 
 def test_cot_run_records_what_it_wrote(runs):

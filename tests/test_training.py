@@ -36,7 +36,7 @@ def _wait_for(path, proc, timeout=240):
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
     out, max_steps, lr, warmup = tmp_path/'run', 40, 3e-3, 5
-    args = ['train', '--max_steps', max_steps, '--eval_steps', 10, '--warmup_steps', warmup, '--logging_steps', 1, *SMALL, '--output_dir', out]
+    args = ['train', '--max_steps', max_steps, '--eval_steps', 10, '--lr', lr, '--warmup_steps', warmup, '--logging_steps', 1, *SMALL, '--output_dir', out]
     proc = subprocess.Popen(['distill-sbs', *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # the program is what gets killed
     try: _wait_for(out/'checkpoint-20'/'trainer_state.json', proc)
     finally: proc.send_signal(signal.SIGKILL); proc.wait()
