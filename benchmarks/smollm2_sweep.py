@@ -42,7 +42,7 @@ def answer_costs(dirs:dict, inputs:list, limits:dict, batch_size:int, rounds:int
     times = {k: [] for k in students}
     for _ in range(rounds):
         for k, s in students.items():
-            t0 = time.perf_counter(); gen = s.generations(inputs, 'predict', limits[k], batch_size); times[k].append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); s.generations(inputs, 'predict', limits[k], batch_size); times[k].append(time.perf_counter() - t0)
     return {k: dict(answers_per_second=len(inputs) / statistics.median(v), seconds=v) for k, v in times.items()}
 
 def main():
@@ -69,15 +69,15 @@ def main():
     os.environ.setdefault('TQDM_DISABLE', '1')
     import torch, pandas as pd
     from distill_sbs.data import smollm2
-    from distill_sbs.evaluation import evaluate, t_interval
+    from distill_sbs.evaluation import evaluate
     from distill_sbs.grid import Sweep, METHODS as ALL
-    from distill_sbs.sweep import run_sweep, cell_rows, method_gaps, sweep_events
+    from distill_sbs.sweep import run_sweep, cell_rows, method_gaps, sweep_table
     from distill_sbs.hardware import pick_hardware
     model = a.model or smollm2(shared=SHARED) or p.error('SmolLM2 is neither on the Hub nor in ../shared (python ../shared/models/smollm2-135m-instruct/to_hf.py needs `gguf`)')
     print(f'{machine()}; {pick_hardware()}' + (f'; GPU: {torch.cuda.get_device_name(0)}' if torch.cuda.is_available() else ''))
     fractions, seeds = [float(f) for f in a.fractions.split(',')], [int(s) for s in a.seeds.split(',')]
     out, t_all = Path(a.output_dir), time.time()
-    rows, gaps, zero, costs, lora = [], [], {}, {}, []
+    rows, tables, gaps, zero, costs = [], [], [], {}, {}
     for ds in a.datasets.split(','):
         data = dict(dataset='arith', n_train=a.n_train, n_test=a.n_test or 500) if ds == 'arith' else \
                dict(dataset=ds, data_dir=cqa_subset(out/'data', a.n_train, a.n_test))
@@ -101,6 +101,7 @@ def main():
             s = next(v for k, v in res['systems'].items() if k in res['runs'])
             r.update(tokens_per_answer=s.get('tokens_per_answer'), no_answer=s.get('no_answer'))
         rows += got
+        tables.append(sweep_table(out/ds, got).assign(dataset=ds))  # chapter 8's mean and t-interval per method and share
         gaps += [dict(g, dataset=ds, method=m) for m in ('distilled', 'cot') for g in method_gaps(got, m).to_dict('records')]
         top = {r['method']: out/ds/r['dir'] for r in got if r['fraction'] == max(fractions) and r['seed'] == seeds[0] and r['method'] in METHODS}
         zdir = out/ds/'zero_shot'
@@ -119,20 +120,19 @@ def main():
             costs[ds] = json.loads(cost_file.read_text())
             print(f'{ds}: answers per second, interleaved: ' + ', '.join(f"{k} {v['answers_per_second']:.1f}" for k, v in costs[ds].items()), flush=True)
     wall = time.time() - t_all
-    cells = pd.DataFrame(rows)
-    body = report(cells, pd.DataFrame(gaps), zero, costs, a, wall)
+    cells, table = pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+    body = report(cells, table, pd.DataFrame(gaps), zero, costs, a, wall)
     print(body)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/f'{a.results}.json').write_text(json.dumps(dict(cells=rows, gaps=gaps, zero_shot=zero, costs=costs), indent=1, default=float) + '\n')
-    plot(cells, zero).savefig(RESULTS/f'{a.results}.png', dpi=110, bbox_inches='tight')
+    plot(table, zero).savefig(RESULTS/f'{a.results}.png', dpi=110, bbox_inches='tight')
     write_result(a.results, 'The paper\'s claim on a real pretrained student: SmolLM2-135M-Instruct', body)
 
 def pct(x): return f'{x:.1%}'
 def pts(x): return f'{x * 100:.1f}'
 
-def report(cells, gaps, zero, costs, a, wall) -> str:
-    "The tables the chapters quote: per dataset, method and share, the mean over seeds ± 95% t-interval; paired gaps; costs; LoRA."
-    from distill_sbs.evaluation import t_interval
+def report(cells, table, gaps, zero, costs, a, wall) -> str:
+    "The tables the chapters quote: per dataset, method and share, the mean over seeds ± 95% t-interval (`table`, from `sweep_table`); paired gaps; costs; LoRA."
     n_cells = len(cells)
     out = [f'{n_cells} cells, {a.max_steps} optimizer steps of {a.batch_size} examples each (every method the same steps), learning rate {a.lr:g} '
            f'(LoRA {a.lora_lr:g}), {a.n_train} training questions before a 10% validation carve, {a.n_test or "all"} test questions; '
@@ -146,10 +146,10 @@ def report(cells, gaps, zero, costs, a, wall) -> str:
                 if z else 'Zero-shot: not measured in this run; ')
         out += [f'## {ds}', '', said + f"the teacher's labels {pct(t.teacher.mean())}; the majority guess {pct(t.majority.mean())} (n = {int(t.n_test.iloc[0])} test questions).", '',
                 '| share of train | method | seeds | mean accuracy ± 95% t | per seed | train s a step | tokens per answer |', '|---|---|---|---|---|---|---|']
-        for (f, m), g in t.groupby(['fraction', 'method'], sort=True):
-            mean, h = t_interval(g.sort_values('seed').accuracy.tolist())
-            spread = f'{pct(mean)} ± {pts(h)}' if len(g) > 1 else f'{pct(mean)} (one seed)'
-            out.append(f"| {f:.0%} | {LABELS[m]} | {len(g)} | {spread} | {' '.join(f'{x:.0%}' for x in g.sort_values('seed').accuracy)} | "
+        for r in table[table.dataset == ds].sort_values(['fraction', 'method']).itertuples():
+            g = t[(t.fraction == r.fraction) & (t.method == r.method)]
+            spread = f'{pct(r.accuracy)} ± {pts(r.interval)}' if r.seeds > 1 else f'{pct(r.accuracy)} (one seed)'
+            out.append(f"| {r.fraction:.0%} | {LABELS[r.method]} | {r.seeds} | {spread} | {' '.join(f'{x:.0%}' for x in g.sort_values('seed').accuracy)} | "
                        f"{(g.train_seconds / g.steps).mean():.1f} | {g.tokens_per_answer.mean():.1f} |")
         out += ['', 'Paired gaps against standard finetuning, seed by seed (points):', '', '| share of train | method | gap ± 95% t | per seed | interval leaves out 0? |', '|---|---|---|---|---|']
         for g in (gaps[gaps.dataset == ds].sort_values(['fraction', 'method']).itertuples() if len(gaps) else []):
@@ -160,22 +160,20 @@ def report(cells, gaps, zero, costs, a, wall) -> str:
                 if c else 'Answers per second: not measured in this run.', '']
     return '\n'.join(out)
 
-def plot(cells, zero):
+def plot(table, zero):
     "Accuracy against the share of the training data per dataset: a line per method (mean over seeds, its interval shaded), the teacher and zero-shot as lines."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from distill_sbs.evaluation import t_interval
-    sets = list(dict.fromkeys(cells.dataset))
+    sets = list(dict.fromkeys(table.dataset))
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     colors = {'standard': '#1f77b4', 'distilled': '#d62728', 'cot': '#2ca02c'}
     for ax, ds in zip(axes[0], sets):
-        t = cells[(cells.dataset == ds) & cells.method.isin(colors)]
+        t = table[(table.dataset == ds) & table.method.isin(colors)]
         for m, c in colors.items():
-            pts_ = [(f, *t_interval(g.accuracy.tolist())) for f, g in t[t.method == m].groupby('fraction')]
-            if not pts_: continue
-            f, mean, h = zip(*pts_)
-            ax.plot(f, mean, 'o-', color=c, label=LABELS[m])
-            ax.fill_between(f, [x - y for x, y in zip(mean, h)], [x + y for x, y in zip(mean, h)], color=c, alpha=0.15, lw=0)
+            line = t[t.method == m].sort_values('fraction')
+            if line.empty: continue
+            ax.plot(line.fraction, line.accuracy, 'o-', color=c, label=LABELS[m])
+            ax.fill_between(line.fraction, line.accuracy - line.interval, line.accuracy + line.interval, color=c, alpha=0.15, lw=0)
         ax.axhline(t.teacher.mean(), color='#7f7f7f', ls='--', lw=1, label='teacher (its labels)')
         if ds in zero: ax.axhline(zero[ds]['base']['accuracy'], color='k', ls=':', lw=1, label='zero-shot')
         fr = sorted(t.fraction.unique())
