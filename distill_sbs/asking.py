@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .backends import BadReply, Reply, Retryable, TeacherError, reply_problem
 
 # %% auto #0
@@ -24,7 +25,9 @@ def request_key(backend_name:str, model:str, messages:list, params:dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 # %% ../nbs/01d_asking.ipynb #384fc71a
-_COLUMNS = ('key', 'backend', 'model', 'request', 'params', 'texts', 'prompt_tokens', 'completion_tokens', 'created', 'logprobs')
+_COLUMNS = ('key', 'backend', 'model', 'request', 'params', 'texts', 'prompt_tokens', 'completion_tokens', 'created', 'logprobs',
+            'reasoning', 'reasoning_tokens')
+_ADDED = {'logprobs': 'TEXT', 'reasoning': 'TEXT', 'reasoning_tokens': 'INTEGER'} # columns later versions added, with their types
 
 class TeacherCache:
     "Every teacher answer in a SQLite file, one row per request, committed as it arrives."
@@ -35,33 +38,44 @@ class TeacherCache:
         self.db.execute('PRAGMA journal_mode=WAL')  # a killed writer leaves every committed answer readable
         self.db.execute('PRAGMA synchronous=NORMAL')  # no fsync per answer; safe against a killed process (not a power cut)
         self.db.execute('CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, backend TEXT, model TEXT, request TEXT, '
-                        'params TEXT, texts TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, logprobs TEXT)')
-        if 'logprobs' not in {r[1] for r in self.db.execute('PRAGMA table_info(answers)')}:  # a file from before logprobs
-            try: self.db.execute('ALTER TABLE answers ADD COLUMN logprobs TEXT')
+                        'params TEXT, texts TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)')
+        have = {r[1] for r in self.db.execute('PRAGMA table_info(answers)')}
+        for col, kind in _ADDED.items():  # a file from before them
+            if col in have: continue
+            try: self.db.execute(f'ALTER TABLE answers ADD COLUMN {col} {kind}')
             except sqlite3.OperationalError as e:  # another process opening it added it first
                 if 'duplicate column' not in str(e): raise
         self.db.commit()
 
-    def get(self, key:str) -> Reply|None:
-        "The stored answer for `key`, or None."
-        row = self.db.execute('SELECT texts, prompt_tokens, completion_tokens, logprobs FROM answers WHERE key=?', (key,)).fetchone()
-        return None if row is None else Reply(json.loads(row[0]), row[1], row[2], None if row[3] is None else json.loads(row[3]))
+# %% ../nbs/01d_asking.ipynb #b1743120
+def _json(x): return None if x is None else json.dumps(x, ensure_ascii=False)
+def _unjson(s): return None if s is None else json.loads(s)
 
-    def put(self, key:str, backend:str, model:str, messages:list, params:dict, reply:Reply):
-        "Store one answer, its logprobs with it, and commit at once."
-        self.db.execute(f'INSERT OR REPLACE INTO answers ({", ".join(_COLUMNS)}) VALUES ({", ".join("?" * len(_COLUMNS))})',
-                        (key, backend, model, json.dumps(messages, ensure_ascii=False), json.dumps(params), json.dumps(reply.texts, ensure_ascii=False),
-                         reply.prompt_tokens, reply.completion_tokens, time.time(),
-                         None if reply.logprobs is None else json.dumps(reply.logprobs, ensure_ascii=False)))
-        self.db.commit()
+@patch
+def get(self:TeacherCache, key:str) -> Reply|None:
+    "The stored answer for `key`, or None."
+    row = self.db.execute('SELECT texts, prompt_tokens, completion_tokens, logprobs, reasoning, reasoning_tokens FROM answers WHERE key=?', (key,)).fetchone()
+    return None if row is None else Reply(json.loads(row[0]), row[1], row[2], _unjson(row[3]), _unjson(row[4]), row[5] or 0)
 
-    def drop(self, key:str):
-        "Forget the answer for `key` (an unusable one an older version stored), so it is asked again."
-        self.db.execute('DELETE FROM answers WHERE key=?', (key,)); self.db.commit()
+@patch
+def put(self:TeacherCache, key:str, backend:str, model:str, messages:list, params:dict, reply:Reply):
+    "Store one answer, its logprobs and its thinking with it, and commit at once."
+    self.db.execute(f'INSERT OR REPLACE INTO answers ({", ".join(_COLUMNS)}) VALUES ({", ".join("?" * len(_COLUMNS))})',
+                    (key, backend, model, _json(messages), json.dumps(params), _json(reply.texts), reply.prompt_tokens, reply.completion_tokens,
+                     time.time(), _json(reply.logprobs), _json(reply.reasoning), reply.reasoning_tokens))
+    self.db.commit()
 
-    def __contains__(self, key): return self.db.execute('SELECT 1 FROM answers WHERE key=?', (key,)).fetchone() is not None
-    def __len__(self): return self.db.execute('SELECT COUNT(*) FROM answers').fetchone()[0]
-    def close(self): self.db.close()
+@patch
+def drop(self:TeacherCache, key:str):
+    "Forget the answer for `key` (an unusable one an older version stored), so it is asked again."
+    self.db.execute('DELETE FROM answers WHERE key=?', (key,)); self.db.commit()
+
+@patch
+def __contains__(self:TeacherCache, key): return self.db.execute('SELECT 1 FROM answers WHERE key=?', (key,)).fetchone() is not None
+@patch
+def __len__(self:TeacherCache): return self.db.execute('SELECT COUNT(*) FROM answers').fetchone()[0]
+@patch
+def close(self:TeacherCache): self.db.close()
 
 # %% ../nbs/01d_asking.ipynb #63257570
 class RateLimiter:
@@ -93,16 +107,24 @@ class AskReport:
     retries:int = 0 # extra attempts after retryable failures
     unusable:int = 0 # replies that came back with nothing usable (not stored, asked again)
     not_asked:int = 0 # requests never sent because the round stopped early
+    pending:int = 0 # requests sent in a batch that has not ended yet (chapter 1d's batch path): a later run collects them
     prompt_tokens:int = 0 # billed in this run
-    completion_tokens:int = 0 # billed in this run
+    completion_tokens:int = 0 # billed in this run (thinking included)
+    reasoning_tokens:int = 0 # of those, the ones spent thinking, where the server says
+    batch_prompt_tokens:int = 0 # of the prompt tokens, those billed at batch prices
+    batch_completion_tokens:int = 0 # of the completion tokens, those billed at batch prices
+    batches:int = 0 # batches submitted in this run
+    notes:list = field(default_factory=list) # one line each for what a batch's results held that no request asked for
     seconds:float = 0. # wall time of the round
     stopped:str|None = None # why the round gave up early, if it did
 
     def __str__(self):
         return (f'{self.requests:,} requests: {self.answered:,} answered, {self.cached:,} from the cache, {len(self.failed):,} failed, '
-                + (f'{self.not_asked:,} not asked, ' if self.not_asked else '') + f'{self.retries:,} ' + ('retry' if self.retries == 1 else 'retries') +
+                + (f'{self.not_asked:,} not asked, ' if self.not_asked else '') + (f'{self.pending:,} pending in a batch, ' if self.pending else '')
+                + f'{self.retries:,} ' + ('retry' if self.retries == 1 else 'retries') +
                 (f' ({self.unusable:,} replies unusable)' if self.unusable else '') +
                 f', {self.seconds:.2f} s; tokens billed {self.prompt_tokens:,} + {self.completion_tokens:,}'
+                + (f' ({self.reasoning_tokens:,} thinking)' if self.reasoning_tokens else '')
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))
 
 # %% ../nbs/01d_asking.ipynb #ebf79ca4
@@ -165,7 +187,7 @@ def ask(
                     continue
                 bad, same_again = [], []  # same_again: empty texts from a model that would write them again
                 for k, r in zip(keys, replies + [None] * (len(keys) - len(replies))):
-                    if isinstance(r, Reply): rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens
+                    if isinstance(r, Reply): rep.prompt_tokens += r.prompt_tokens; rep.completion_tokens += r.completion_tokens; rep.reasoning_tokens += r.reasoning_tokens
                     if problem := reply_problem(r, n, lp):
                         last_error[k] = problem
                         if repeats and problem.startswith(('null', 'empty')):

@@ -1,4 +1,4 @@
-"""Gemini (Vertex AI or the Gemini API), anything that speaks the OpenAI chat API, or a local `transformers` model, behind one small interface that says which failures are worth another try.
+"""Gemini (Vertex AI or the Gemini API), Claude, anything that speaks the OpenAI chat API (or OpenAI's Responses API), or a local `transformers` model, behind one small interface that says which failures are worth another try.
 
 Docs: https://distill-sbs.github.io/distill_sbs/backends.html.md"""
 
@@ -14,34 +14,35 @@ from .prompts import cut_at_stop, flatten_messages
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RETRY_STATUS', 'BACKENDS', 'BACKEND_CLASSES', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem',
-           'check_logprobs', 'openai_request', 'before_stop', 'openai_logprobs', 'OpenAIChat', 'gemini_request',
-           'Gemini', 'LocalModel', 'make_backend', 'request_body']
+__all__ = ['RETRY_STATUS', 'Reply', 'Retryable', 'BadReply', 'TeacherError', 'reply_problem', 'check_logprobs', 'sdk_call',
+           'openai_request', 'before_stop', 'openai_logprobs', 'openai_reply', 'OpenAIChat', 'responses_request',
+           'responses_reply', 'gemini_request', 'Gemini', 'gemini_reply', 'anthropic_request', 'anthropic_reply',
+           'Anthropic', 'LocalModel']
 
 # %% ../nbs/01b_backends.ipynb #a9be1765
 @dataclass
 class Reply:
-    "A teacher's answer to one request: one text per sample, the tokens it was billed for, and each token's log-probabilities if asked."
+    "A teacher's answer to one request: one text per sample, the tokens it was billed for, each token's log-probabilities if asked, and its thinking where the server sent it."
     texts:list # the answers, one per sample (None where the server sent null)
     prompt_tokens:int=0 # tokens in the request, as the server counts them
-    completion_tokens:int=0 # tokens in the answers (thinking tokens included)
+    completion_tokens:int=0 # tokens in the answers (thinking tokens included: they are billed as output)
     logprobs:list|None=None # per sample, its tokens up to the stop: [token, logprob, [[alternative, logprob], ...]]; None when not asked
+    reasoning:list|None=None # per sample, the teacher's thinking as the server sent it (a trace, or a summary of one); None when it sent none
+    reasoning_tokens:int=0 # of `completion_tokens`, those spent thinking, where the server says
 
 # %% ../nbs/01b_backends.ipynb #f861bb72
 class Retryable(Exception):
     "A failure worth another try (HTTP 408/409/429/5xx, a timeout, a dropped connection), with the server's `Retry-After`."
     def __init__(self, msg:str, retry_after:float|None=None): super().__init__(msg); self.retry_after = retry_after
 
-# %% ../nbs/01b_backends.ipynb #568708ac
 class BadReply(Retryable):
     "A 200 that carries nothing usable (not JSON, not the promised shape, no text, no logprobs asked for): retried like a 5xx, never stored."
 
-# %% ../nbs/01b_backends.ipynb #664874e4
 class TeacherError(UserError):
     "A teacher that cannot be asked at all: a missing SDK or credential, a bad backend option."
 
 # %% ../nbs/01b_backends.ipynb #d0de1ab9
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529} # 529: Anthropic's 'overloaded'
 
 def reply_problem(reply:Reply|None, n:int, logprobs:int=0) -> str|None:
     "Why `reply` is no answer to a request for `n` samples (no reply, no choices, too few, an empty or null text, no tokens when `logprobs` were asked), or None if it is one."
@@ -71,7 +72,6 @@ def _retry_after(headers) -> float|None:
     try: return float(headers.get('retry-after')) if headers is not None and headers.get('retry-after') else None
     except (TypeError, ValueError): return None
 
-# %% ../nbs/01b_backends.ipynb #0011a74f
 def _need(module, extra='teacher'):
     raise TeacherError(f"this backend needs the {module} package: pip install 'distill-sbs[{extra}]'")
 
@@ -84,6 +84,22 @@ def _tokens(count) -> int:
     except (TypeError, ValueError): return 0
 
 def _one_line(e:Exception) -> str: return ' '.join(str(e).split())[:300]
+
+def _trace(parts) -> str|None:
+    "The non-empty pieces of a teacher's thinking, joined by blank lines; None when there are none."
+    return '\n\n'.join(t.strip() for t in parts if isinstance(t, str) and t.strip()) or None
+
+def sdk_call(sdk, what:str, fn, *args, **kw):
+    "`fn(*args, **kw)` of an `openai` or `anthropic` client (both SDKs are made by Stainless and raise the same errors), its errors as ours: `Retryable`, `TeacherError` (with the HTTP `status`), `BadReply`."
+    try: return fn(*args, **kw)
+    except (sdk.APITimeoutError, sdk.APIConnectionError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
+    except sdk.APIStatusError as e:
+        msg = f'HTTP {e.status_code}: ' + re.sub(r'^Error code: \d+ - ', '', str(getattr(e, 'message', e)))
+        if e.status_code in RETRY_STATUS: raise Retryable(msg, _retry_after(e.response.headers)) from None
+        err = TeacherError(msg); err.status = e.status_code
+        raise err from None
+    except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+    except ValueError as e: raise BadReply(f'HTTP 200 but not {what}: {_one_line(e)}') from None
 
 # %% ../nbs/01b_backends.ipynb #60d41a4e
 def openai_request(model:str, messages:list, params:dict, official:bool=False) -> dict:
@@ -122,51 +138,94 @@ def openai_logprobs(logprobs, stop:list) -> list:
         tokens.append([token, lp, alts])
     return before_stop(tokens, stop)
 
+# %% ../nbs/01b_backends.ipynb #7f0f2337
+def openai_reply(r, params:dict) -> Reply:
+    "A chat completion (the SDK's object, or its JSON as a batch's results file holds it) as a `Reply`: texts cut at the stop, logprobs if asked, and the thinking a reasoning server sends (`reasoning_content`: vLLM, SGLang, DeepSeek; `reasoning`: newer vLLM)."
+    choices = sorted((r['choices'] if isinstance(r, dict) else r.choices) or [], key=lambda c: _field(c, 'index') or 0)
+    said = [_field(c, 'message') for c in choices]
+    texts = [_cut(_field(m, 'content'), params['stop']) for m in said]
+    lps = [openai_logprobs(_field(c, 'logprobs'), params['stop']) for c in choices] if params.get('logprobs') else None
+    thinking = [_trace([_field(m, 'reasoning_content') or _field(m, 'reasoning')]) for m in said]
+    u = _field(r, 'usage')
+    return Reply(texts, _tokens(_field(u, 'prompt_tokens')), _tokens(_field(u, 'completion_tokens')), lps,
+                 thinking if any(thinking) else None, _tokens(_field(_field(u, 'completion_tokens_details'), 'reasoning_tokens')))
+
 # %% ../nbs/01b_backends.ipynb #baa0ef45
 class OpenAIChat:
-    "Any OpenAI-compatible chat-completions endpoint, through the `openai` SDK."
+    "Any OpenAI-compatible chat-completions endpoint, or OpenAI's Responses API, through the `openai` SDK."
     name, batch_size = 'openai', 1
-    supports_logprobs = True # sends `logprobs`/`top_logprobs`; the server may still refuse a K it does not allow (OpenAI: at most 20)
+    supports_logprobs = True # chat: sends `logprobs`/`top_logprobs`; the server may still refuse a K it does not allow (OpenAI: at most 20)
     def __init__(self,
                  model:str, # the model name the server knows, e.g. 'gpt-4o-mini', 'llama3.1:8b'
                  base_url:str|None=None, # the server, e.g. 'http://localhost:8000/v1'; None: OpenAI itself
                  api_key_env:str='OPENAI_API_KEY', # the environment variable holding the key (local servers need none)
-                 timeout:float=60.): # seconds before a request counts as timed out
+                 timeout:float=60., # seconds before a request counts as timed out
+                 api:str='chat'): # 'chat': chat completions (every compatible server); 'responses': OpenAI's Responses API (reasoning summaries)
+        one_of('openai_api', api, ('chat', 'responses'))
         try: import openai
         except ImportError: _need('openai')
         key = os.environ.get(api_key_env) or None  # unset or empty
         if key is None and base_url is None:
             raise TeacherError(f"set {api_key_env} to your OpenAI key, or pass --base_url for a server that needs none")
-        self.model, self.base_url, self._openai = model, base_url, openai
+        self.model, self.base_url, self.api, self._openai = model, base_url, api, openai
+        if api == 'responses':  # another endpoint, so another name (and cache keys); no `n`; logprobs not wired up here
+            self.name, self.supports_logprobs, self.max_samples = 'openai-responses', False, 1
         self.client = openai.OpenAI(api_key=key or 'not-needed', base_url=base_url, timeout=timeout, max_retries=0)
-
-    def __call__(self, messages:list, params:dict) -> Reply:
-        "One chat completion for `messages` with `params` (temperature, max_tokens, n, stop; logprobs if asked)."
-        oa = self._openai
-        try: r = self.client.chat.completions.create(**openai_request(self.model, messages, params, official=self.base_url is None))
-        except (oa.APITimeoutError, oa.APIConnectionError) as e: raise Retryable(f'{type(e).__name__}: {e}') from None
-        except oa.APIStatusError as e:
-            msg = f'HTTP {e.status_code}: ' + re.sub(r'^Error code: \d+ - ', '', str(getattr(e, 'message', e)))
-            if e.status_code in RETRY_STATUS: raise Retryable(msg, _retry_after(e.response.headers)) from None
-            raise TeacherError(msg) from None
-        except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
-        except ValueError as e: raise BadReply(f'HTTP 200 but not a chat completion: {_one_line(e)}') from None
-        try:  # the SDK builds its objects without checking them: a body of another shape shows up here
-            choices = sorted(r.choices or [], key=lambda c: c.index or 0)
-            texts = [_cut(c.message.content, params['stop']) for c in choices]
-            lps = [openai_logprobs(c.logprobs, params['stop']) for c in choices] if params.get('logprobs') else None
-            u = getattr(r, 'usage', None)
-            return Reply(texts, _tokens(getattr(u, 'prompt_tokens', 0)), _tokens(getattr(u, 'completion_tokens', 0)), lps)
-        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a chat completion ({_one_line(e)})') from None
 
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
+# %% ../nbs/01b_backends.ipynb #054a669d
+@patch
+def body(self:OpenAIChat, messages:list, params:dict) -> dict:
+    "What one request sends: a chat-completions body, or a Responses API one."
+    if self.api == 'responses': return responses_request(self.model, messages, params)
+    return openai_request(self.model, messages, params, official=self.base_url is None)
+
+@patch
+def read(self:OpenAIChat, r, params:dict) -> Reply:
+    "A reply (the SDK's object or its JSON) as a `Reply`; a `BadReply` if it is of another shape."
+    try: return responses_reply(r, params) if self.api == 'responses' else openai_reply(r, params)
+    except (AttributeError, TypeError, KeyError) as e:  # the SDK builds its objects without checking them
+        raise BadReply(f"HTTP 200 but not a {'response' if self.api == 'responses' else 'chat completion'} ({_one_line(e)})") from None
+
+@patch
+def __call__(self:OpenAIChat, messages:list, params:dict) -> Reply:
+    "One chat completion (or response) for `messages` with `params` (temperature, max_tokens, n, stop; logprobs, thoughts if asked)."
+    create = self.client.responses.create if self.api == 'responses' else self.client.chat.completions.create
+    return self.read(sdk_call(self._openai, 'a chat completion', create, **self.body(messages, params)), params)
+
+# %% ../nbs/01b_backends.ipynb #4ade06ff
+def responses_request(model:str, messages:list, params:dict) -> dict:
+    "The Responses API body: the system message as `instructions`, the turns as `input`; a reasoning summary (and no temperature) when thoughts are asked for."
+    system = '\n'.join(m['content'] for m in messages if m['role'] == 'system')
+    body = dict(model=model, input=[{'role': m['role'], 'content': m['content']} for m in messages if m['role'] != 'system'],
+                max_output_tokens=params['max_tokens'] + max(0, int(params.get('thoughts') or 0)))  # thinking counts against it
+    if system: body['instructions'] = system
+    if 'thoughts' in params: body['reasoning'] = {'summary': 'auto'}
+    else: body['temperature'] = params['temperature']
+    return body
+
+# %% ../nbs/01b_backends.ipynb #8a98f6dd
+def responses_reply(r, params:dict) -> Reply:
+    "A Responses API reply (the SDK's object or its JSON) as a one-sample `Reply`: the message's output text cut at the stop, the reasoning items' summaries as the thinking."
+    texts, thinking = [], []
+    for item in (r['output'] if isinstance(r, dict) else r.output) or []:
+        kind = _field(item, 'type')
+        if kind == 'message': texts += [_field(p, 'text') for p in _field(item, 'content') or [] if _field(p, 'type') == 'output_text']
+        elif kind == 'reasoning': thinking += [_field(s, 'text') for s in _field(item, 'summary') or []]
+    u, trace = _field(r, 'usage'), _trace(thinking)
+    text = ''.join(t for t in texts if isinstance(t, str)) if texts else None
+    return Reply([_cut(text, params['stop'])] if texts else [], _tokens(_field(u, 'input_tokens')), _tokens(_field(u, 'output_tokens')), None,
+                 [trace] if trace else None, _tokens(_field(_field(u, 'output_tokens_details'), 'reasoning_tokens')))
+
 # %% ../nbs/01b_backends.ipynb #8d636d61
 def gemini_request(messages:list, params:dict) -> dict:
-    "The `generateContent` body (REST field names): the system message as `systemInstruction`, shots as user/model turns."
+    "The `generateContent` body (REST field names): the system message as `systemInstruction`, shots as user/model turns, thought summaries if thoughts are asked for."
     system = '\n'.join(m['content'] for m in messages if m['role'] == 'system')
     config = {'temperature': params['temperature'], 'candidateCount': params['n'], 'maxOutputTokens': params['max_tokens']}
     if params['stop']: config['stopSequences'] = list(params['stop'])
+    if 'thoughts' in params:  # thought summaries; a budget of 0 leaves the model its own
+        config['thinkingConfig'] = {'includeThoughts': True, **({'thinkingBudget': params['thoughts']} if params['thoughts'] else {})}
     return {**({'systemInstruction': {'parts': [{'text': system}]}} if system else {}),
             'contents': [{'role': 'user' if m['role'] == 'user' else 'model', 'parts': [{'text': m['content']}]}
                          for m in messages if m['role'] != 'system'],
@@ -212,28 +271,103 @@ class Gemini:
             if not key: raise TeacherError(f"set {api_key_env} to your Gemini API key (https://aistudio.google.com/apikey), or use --backend vertex")
             self.client = genai.Client(api_key=key, http_options=http)
 
-    def __call__(self, messages:list, params:dict) -> Reply:
-        "One `generate_content` call for `messages` with `params`."
-        check_logprobs(params.get('logprobs') or 0, self.name, self.supports_logprobs)
-        errors, body = self._errors, gemini_request(messages, params)  # the dry run prints this same body
-        config = {**body['generationConfig'], **({'systemInstruction': body['systemInstruction']} if 'systemInstruction' in body else {})}
-        try: r = self.client.models.generate_content(model=self.model, contents=body['contents'], config=config)  # the SDK takes REST names
-        except errors.APIError as e:
-            msg = f'HTTP {e.code}: {e.message or e.status}'
-            if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
-            raise TeacherError(msg) from None
-        except _transport_errors() as e: raise Retryable(f'{type(e).__name__}: {e}') from None
-        except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
-        except (ValueError, TypeError, AttributeError, KeyError) as e:  # pydantic's checks, or the SDK reading JSON that is not an object
-            raise BadReply(f'HTTP 200 but not a generateContent reply: {_one_line(e) or type(e).__name__}') from None
-        try:  # a candidate without parts, or parts without text, is a null text: `reply_problem` says so
-            texts = [None if not (c.content and c.content.parts) or all(p.text is None for p in c.content.parts)
-                     else ''.join(p.text or '' for p in c.content.parts) for c in (r.candidates or [])]
-            u = r.usage_metadata
-            return Reply([_cut(t, params['stop']) for t in texts], _tokens(getattr(u, 'prompt_token_count', 0)),
-                         _tokens(getattr(u, 'candidates_token_count', 0)) + _tokens(getattr(u, 'thoughts_token_count', 0)))
-        except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a generateContent reply ({_one_line(e)})') from None
+    def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
+# %% ../nbs/01b_backends.ipynb #b2bb3708
+@patch
+def call(self:Gemini, fn, *args, **kw):
+    "`fn(*args, **kw)` of the `google-genai` client, its errors as ours: `Retryable`, `TeacherError` (with the HTTP `status`), `BadReply`."
+    try: return fn(*args, **kw)
+    except self._errors.APIError as e:
+        msg = f'HTTP {e.code}: {e.message or e.status}'
+        if e.code in RETRY_STATUS: raise Retryable(msg, _retry_after(getattr(e.response, 'headers', None))) from None
+        err = TeacherError(msg); err.status = e.code
+        raise err from None
+    except _transport_errors() as e: raise Retryable(f'{type(e).__name__}: {e}') from None
+    except json.JSONDecodeError as e: raise BadReply(f'HTTP 200 but the body is not JSON: {e}') from None
+    except (ValueError, TypeError, AttributeError, KeyError) as e:  # pydantic's checks, or the SDK reading JSON that is not an object
+        raise BadReply(f'HTTP 200 but not a generateContent reply: {_one_line(e) or type(e).__name__}') from None
+
+# %% ../nbs/01b_backends.ipynb #602a8a4a
+def gemini_reply(r, params:dict) -> Reply:
+    "A `generateContent` reply (the SDK's object) as a `Reply`: each candidate's answer parts joined, its thought parts as the thinking, thinking tokens billed."
+    texts, thinking = [], []
+    for c in r.candidates or []:
+        parts = (c.content.parts if c.content else None) or []
+        said = [p.text for p in parts if p.text is not None and not p.thought]
+        texts.append(''.join(said) if said else None)  # no parts, or none with text: a null text, which `reply_problem` names
+        thinking.append(_trace([p.text for p in parts if p.thought]))
+    u = r.usage_metadata
+    think = _tokens(getattr(u, 'thoughts_token_count', 0))
+    return Reply([_cut(t, params['stop']) for t in texts], _tokens(getattr(u, 'prompt_token_count', 0)),
+                 _tokens(getattr(u, 'candidates_token_count', 0)) + think, None, thinking if any(thinking) else None, think)
+
+# %% ../nbs/01b_backends.ipynb #8833e2c3
+@patch
+def body(self:Gemini, messages:list, params:dict) -> dict:
+    "What one request sends (REST names; the SDK takes them too)."
+    check_logprobs(params.get('logprobs') or 0, self.name, self.supports_logprobs)
+    return gemini_request(messages, params)
+
+@patch
+def read(self:Gemini, r, params:dict) -> Reply:
+    try: return gemini_reply(r, params)
+    except (AttributeError, TypeError) as e: raise BadReply(f'HTTP 200 but not a generateContent reply ({_one_line(e)})') from None
+
+@patch
+def __call__(self:Gemini, messages:list, params:dict) -> Reply:
+    "One `generate_content` call for `messages` with `params`."
+    body = self.body(messages, params)  # the dry run prints this same body
+    config = {**body['generationConfig'], **({'systemInstruction': body['systemInstruction']} if 'systemInstruction' in body else {})}
+    return self.read(self.call(self.client.models.generate_content, model=self.model, contents=body['contents'], config=config), params)
+
+# %% ../nbs/01b_backends.ipynb #ffbb8d88
+def anthropic_request(model:str, messages:list, params:dict) -> dict:
+    "The Messages API body: the system message as `system`, stop sequences, and Claude's thinking when thoughts are asked for (adaptive, or a budget of at least 1,024 tokens added to `max_tokens`). No temperature: the API no longer takes one."
+    system = '\n'.join(m['content'] for m in messages if m['role'] == 'system')
+    body = dict(model=model, max_tokens=params['max_tokens'],
+                messages=[{'role': m['role'], 'content': m['content']} for m in messages if m['role'] != 'system'])
+    if system: body['system'] = system
+    if params['stop']: body['stop_sequences'] = list(params['stop'])
+    if 'thoughts' in params and params['thoughts']:
+        budget = max(1024, int(params['thoughts']))
+        body['thinking'] = {'type': 'enabled', 'budget_tokens': budget}; body['max_tokens'] += budget
+    elif 'thoughts' in params: body['thinking'] = {'type': 'adaptive'}  # Claude decides how much to think
+    return body
+
+# %% ../nbs/01b_backends.ipynb #239678da
+def anthropic_reply(m, params:dict) -> Reply:
+    "A Message (the SDK's object or its JSON) as a one-sample `Reply`: the text blocks joined and cut at the stop, the thinking blocks as the thinking."
+    blocks = m['content'] if isinstance(m, dict) else m.content
+    said = [_field(b, 'text') for b in blocks or [] if _field(b, 'type') == 'text']
+    thinking, u = _trace([_field(b, 'thinking') for b in blocks or [] if _field(b, 'type') == 'thinking']), _field(m, 'usage')
+    return Reply([_cut(''.join(t for t in said if isinstance(t, str)), params['stop'])] if said else [],
+                 _tokens(_field(u, 'input_tokens')), _tokens(_field(u, 'output_tokens')), None, [thinking] if thinking else None)
+
+# %% ../nbs/01b_backends.ipynb #4c4b032e
+class Anthropic:
+    "Claude through the `anthropic` SDK's Messages API."
+    name, batch_size = 'anthropic', 1
+    supports_logprobs, max_samples = False, 1 # no log-probabilities, no `n`
+    def __init__(self,
+                 model:str='claude-sonnet-4-5', # the Claude model
+                 base_url:str|None=None, # another address for the API (a proxy, or a test server)
+                 api_key_env:str='ANTHROPIC_API_KEY', # the environment variable holding the key
+                 timeout:float=60.): # seconds before a request counts as timed out
+        try: import anthropic
+        except ImportError: _need('anthropic')
+        key = os.environ.get(api_key_env) or None
+        if key is None and base_url is None: raise TeacherError(f"set {api_key_env} to your Anthropic API key (https://console.anthropic.com/settings/keys)")
+        self.model, self.base_url, self._sdk = model, base_url, anthropic
+        self.client = anthropic.Anthropic(api_key=key or 'not-needed', base_url=base_url, timeout=timeout, max_retries=0)
+
+    def body(self, messages:list, params:dict) -> dict: return anthropic_request(self.model, messages, params)
+    def read(self, m, params:dict) -> Reply:
+        try: return anthropic_reply(m, params)
+        except (AttributeError, TypeError, KeyError) as e: raise BadReply(f'HTTP 200 but not a message ({_one_line(e)})') from None
+    def __call__(self, messages:list, params:dict) -> Reply:
+        "One message for `messages` with `params`."
+        return self.read(sdk_call(self._sdk, 'a message', self.client.messages.create, **self.body(messages, params)), params)
     def batch(self, requests:list, params:dict) -> list[Reply]: return [self(m, params) for m in requests]
 
 # %% ../nbs/01b_backends.ipynb #f9987863
@@ -317,36 +451,3 @@ def prompt(self:LocalModel, messages:list) -> str:
     if getattr(self.tok, 'chat_template', None):
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return self.bos + flatten_messages(messages)  # never an EOS after it: that tells the model the text is over
-
-# %% ../nbs/01b_backends.ipynb #89f3239b
-BACKENDS = ('openai', 'gemini', 'vertex', 'local')
-
-def make_backend(
-    model:str, # e.g. gpt-4o-mini, gemini-2.5-flash, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct
-    backend:str='openai', # who answers: 'openai' (and compatible servers), 'gemini', 'vertex', 'local'
-    base_url:str|None=None, # openai: a compatible server (vLLM, Ollama, LM Studio, OpenRouter); gemini: another address
-    api_key_env:str|None=None, # the environment variable holding the key (default: OPENAI_API_KEY / GEMINI_API_KEY)
-    project:str|None=None, # vertex: the Google Cloud project
-    location:str|None=None, # vertex: the region
-    batch_size:int=8, # local: prompts per generate
-    device:str|None=None, # local: cuda or cpu (default: the GPU if there is one)
-    timeout:float=60., # seconds per request
-):
-    "The backend named `backend`, built with the options that apply to it."
-    one_of('backend', backend, BACKENDS)
-    key = {'api_key_env': api_key_env} if api_key_env else {}
-    if backend == 'openai': return OpenAIChat(model, base_url, timeout=timeout, **key)
-    if backend in ('gemini', 'vertex'):
-        return Gemini(model, vertexai=backend == 'vertex', project=project, location=location, base_url=base_url, timeout=timeout, **key)
-    return LocalModel(model, batch_size=batch_size, device=device)
-
-# %% ../nbs/01b_backends.ipynb #00151042
-BACKEND_CLASSES = {'openai': OpenAIChat, 'gemini': Gemini, 'vertex': Gemini, 'local': LocalModel}
-
-def request_body(backend:str, model:str, messages:list, params:dict, base_url:str|None=None) -> dict:
-    "What `backend` would send for `messages`: the OpenAI or Gemini JSON body, or a local model's prompt text."
-    one_of('backend', backend, BACKENDS)
-    check_logprobs(params.get('logprobs') or 0, backend, BACKEND_CLASSES[backend].supports_logprobs)
-    if backend == 'openai': return openai_request(model, messages, params, official=base_url is None)
-    if backend in ('gemini', 'vertex'): return gemini_request(messages, params)
-    return {'prompt': flatten_messages(messages), **params}

@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 that answers like OpenAI's and Gemini's APIs, with chapter 0c's simulated teacher, and fails on request: what makes the teacher chapter teachable and testable offline.
+"""A real HTTP server on 127.0.0.1 that answers like OpenAI's, Anthropic's and Gemini's APIs, one request at a time or in batches, with chapter 0c's simulated teacher, and fails on request: what makes the teacher chapter teachable and testable offline.
 
 Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 
@@ -6,14 +6,17 @@ Docs: https://distill-sbs.github.io/distill_sbs/loopback.html.md"""
 
 # %% ../nbs/01c_loopback.ipynb #cae8f980
 from __future__ import annotations
-import json, math, random, re, sys, threading, time
+import hashlib, json, math, random, re, sys, threading, time, uuid
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 from .arith import arith_teacher
 from .prompts import cut_at_stop
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['MALFORMED', 'LOGPROB_FAULTS', 'tokenize', 'token_logprobs', 'LoopbackLLM']
+__all__ = ['MALFORMED', 'LOGPROB_FAULTS', 'tokenize', 'token_logprobs', 'LoopbackLLM', 'think_aloud']
 
 # %% ../nbs/01c_loopback.ipynb #81f364ed
 def tokenize(text:str) -> list[str]:
@@ -46,23 +49,70 @@ def token_logprobs(text:str, top:int, seed:str) -> list[dict]:
 MALFORMED = ('invalid_json', 'wrong_shape', 'no_choices', 'null_content', 'empty_content', 'cut_off', 'no_answer_phrase')
 LOGPROB_FAULTS = ('no_logprobs', 'bad_logprobs') # 200s without the logprobs asked for, or with ones of another shape
 
-def _malformed(kind:str, texts:list, gemini:bool, usage:dict, logprobs=None) -> bytes:
-    "The body of a 200 of `kind`: broken JSON, another shape, no choices, null or empty texts, rationales without their answer, no or broken logprobs."
+def _malformed(kind:str, ask:dict, texts:list, traces:list|None, toks:tuple, end:tuple, logprobs=None) -> bytes:
+    "The body of a 200 of `kind` in `ask`'s vendor's shape: broken JSON, another shape, no choices, null or empty texts, rationales without their answer, no or broken logprobs."
     if kind == 'invalid_json': return b'{"choices": [{"index": 0, "message": {"role": "assist'
     if kind == 'wrong_shape': return json.dumps([{'generated_text': t} for t in texts]).encode()
     if kind == 'no_answer_phrase': texts = [t.split('So the answer is')[0].strip() for t in texts]
     elif kind in ('null_content', 'empty_content'): texts = [None if kind == 'null_content' else ''] * len(texts)
     elif kind == 'no_choices': texts = []
-    if gemini:  # Gemini's null text: a candidate with no content, as when it stops for safety
-        cands = [{'content': {'role': 'model', 'parts': [{'text': t}]}, 'finishReason': 'STOP', 'index': i} if t is not None
-                 else {'finishReason': 'SAFETY', 'index': i} for i, t in enumerate(texts)]
-        return json.dumps({'candidates': cands, 'usageMetadata': usage['gemini']}).encode()
     def lp(i, t):  # OpenAI's `logprobs` of a choice: null when not asked (or, as a fault, not sent)
         if logprobs is None or kind == 'no_logprobs' or t is None: return None
         return {'content': [{'token': t, 'logprob': 'likely'}] if kind == 'bad_logprobs' else logprobs(i, t), 'refusal': None}
-    return json.dumps({'id': 'chatcmpl-x', 'object': 'chat.completion', 'created': int(time.time()), 'model': 'stand-in',
-                       'choices': [{'index': i, 'message': {'role': 'assistant', 'content': t}, 'logprobs': lp(i, t), 'finish_reason': 'stop'}
-                                   for i, t in enumerate(texts)], 'usage': usage['openai']}).encode()
+    traces = traces or [None] * len(texts)
+    return json.dumps(_SHAPES[ask['vendor']](ask, texts, traces[:len(texts)], toks, end, lp)).encode()
+
+# %% ../nbs/01c_loopback.ipynb #e389797f
+def _openai_chat(ask, texts, traces, toks, end, lp) -> dict:
+    "A chat completion; each thinking trace as its message's `reasoning_content` (vLLM, SGLang, DeepSeek), counted in `completion_tokens`."
+    (p, c, r), think = toks, any(traces)
+    msg = lambda t, tr: {'role': 'assistant', 'content': t, **({'reasoning_content': tr} if tr is not None else {})}
+    usage = {'prompt_tokens': p, 'completion_tokens': c + r, 'total_tokens': p + c + r, **({'completion_tokens_details': {'reasoning_tokens': r}} if think else {})}
+    return {'id': 'chatcmpl-x', 'object': 'chat.completion', 'created': int(time.time()), 'model': 'stand-in', 'usage': usage,
+            'choices': [{'index': i, 'message': msg(t, tr), 'logprobs': lp(i, t), 'finish_reason': 'stop'} for i, (t, tr) in enumerate(zip(texts, traces))]}
+
+# %% ../nbs/01c_loopback.ipynb #51550790
+def _gemini(ask, texts, traces, toks, end, lp) -> dict:
+    "A `generateContent` reply; a thinking trace as a `thought` part only if `includeThoughts`, but its tokens (`thoughtsTokenCount`) always."
+    (p, c, r), think = toks, any(traces)
+    parts = lambda t, tr: [{'text': tr, 'thought': True}] * bool(ask['show'] and tr) + [{'text': t}]
+    cands = [{'content': {'role': 'model', 'parts': parts(t, tr)}, 'finishReason': 'STOP', 'index': i} if t is not None
+             else {'finishReason': 'SAFETY', 'index': i} for i, (t, tr) in enumerate(zip(texts, traces))]  # null text: stopped for safety
+    usage = {'promptTokenCount': p, 'candidatesTokenCount': c, 'totalTokenCount': p + c + r, **({'thoughtsTokenCount': r} if think else {})}
+    return {'candidates': cands, 'usageMetadata': usage}
+
+# %% ../nbs/01c_loopback.ipynb #7aeb98f3
+def _anthropic(ask, texts, traces, toks, end, lp) -> dict:
+    "An Anthropic Message; the thinking as a `thinking` block first, only when the request turned `thinking` on (enabled or adaptive), and then billed."
+    (p, c, r), (t, tr) = toks, (texts[0], traces[0]) if texts else (None, None)
+    think = [{'type': 'thinking', 'thinking': tr, 'signature': hashlib.sha256(tr.encode()).hexdigest()}] if ask['show'] and tr else []
+    return {'id': f"msg_{ask['rid']}", 'type': 'message', 'role': 'assistant', 'model': ask['model'], 'content': think + [{'type': 'text', 'text': t}] * bool(t),
+            'stop_reason': end[0], 'stop_sequence': end[1], 'usage': {'input_tokens': p, 'output_tokens': c + r * bool(think)}}
+
+# %% ../nbs/01c_loopback.ipynb #268f8a3c
+def _responses(ask, texts, traces, toks, end, lp) -> dict:
+    "A Responses API Response: a `reasoning` item (its summary only if the request asked for one), then the message."
+    (p, c, r), (t, tr), rid = toks, (texts[0], traces[0]) if texts else (None, None), ask['rid']
+    out = [{'type': 'reasoning', 'id': f'rs_{rid}', 'summary': [{'type': 'summary_text', 'text': tr}] * bool(ask['show'])}] * (tr is not None)
+    out += [{'type': 'message', 'id': f'msg_{rid}', 'role': 'assistant', 'status': 'completed',
+             'content': [{'type': 'output_text', 'text': t, 'annotations': []}]}] * (t is not None)
+    cut = end[0] == 'max_tokens'
+    return {'id': f'resp_{rid}', 'object': 'response', 'created_at': int(time.time()), 'model': ask['model'], 'output': out,
+            'status': 'incomplete' if cut else 'completed', 'incomplete_details': {'reason': 'max_output_tokens'} if cut else None,
+            'parallel_tool_calls': True, 'tool_choice': 'auto', 'tools': [], 'usage': {'input_tokens': p, 'input_tokens_details':
+            {'cached_tokens': 0}, 'output_tokens': c + r, 'output_tokens_details': {'reasoning_tokens': r}, 'total_tokens': p + c + r}}
+
+_SHAPES = {'openai': _openai_chat, 'gemini': _gemini, 'anthropic': _anthropic, 'responses': _responses}
+
+# %% ../nbs/01c_loopback.ipynb #fa2ed1fa
+_ANTHROPIC_ERRORS = {400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error',
+                     413: 'request_too_large', 429: 'rate_limit_error', 529: 'overloaded_error'}
+
+def _error(path:str, status:int, message:str) -> bytes:
+    "An error body in the shape of the vendor `path` belongs to: Anthropic's typed one, else OpenAI's and Gemini's `error` object."
+    if path.startswith('/v1/messages'):
+        return json.dumps({'type': 'error', 'error': {'type': _ANTHROPIC_ERRORS.get(status, 'api_error'), 'message': message}}).encode()
+    return json.dumps({'error': {'code': status, 'message': message, 'status': 'NOT_FOUND' if status == 404 else 'UNAVAILABLE'}}).encode()
 
 # %% ../nbs/01c_loopback.ipynb #d86594d4
 class _Server(ThreadingHTTPServer):
@@ -74,7 +124,7 @@ class _Server(ThreadingHTTPServer):
 
 # %% ../nbs/01c_loopback.ipynb #02d597a1
 class LoopbackLLM:
-    "A real HTTP server on 127.0.0.1 speaking the OpenAI chat API and Gemini's `generateContent`, for offline runs and tests."
+    "A real HTTP server on 127.0.0.1 speaking OpenAI's chat, Responses and Batch APIs, Anthropic's Messages and Message Batches, and Gemini's `generateContent` and batch mode, for offline runs and tests."
     def __init__(self,
                  answer=arith_teacher, # (question, sample) -> answer text
                  latency:float=0., # seconds each request takes
@@ -84,14 +134,21 @@ class LoopbackLLM:
                  fault=None, # (request number from 1, question) -> None, an HTTP status, a `MALFORMED` or `LOGPROB_FAULTS` kind, or the bytes of a 200's body
                  retry_after:float|None=None, # the Retry-After header a 429 carries
                  max_top_logprobs:int=20, # a chat request asking for more `top_logprobs` gets a 400, as from OpenAI
+                 reasoning=None, # (question, sample) -> a thinking trace each answer carries, in each vendor's field (`think_aloud`)
+                 batch_polls:int|None=1, # GETs of a batch that find it still in progress before it ends; None: it never ends
+                 batch_fault=None, # (batch number from 1, line number from 1, custom_id) -> None, an HTTP status, 'expired', 'malformed' or 'unknown_id'
+                 expire_batches=(), # batch numbers (from 1, all vendors) that expire with only their first half answered
                  port:int=0): # 0: any free port
         self.answer, self.latency, self.retry_after, self.max_top_logprobs = answer, latency, retry_after, max_top_logprobs
         self.fail_first, self.fail_always, self.malformed_first, self.fault = fail_first, fail_always, malformed_first, fault
+        self.reasoning, self.batch_polls, self.batch_fault, self.expire_batches = reasoning, batch_polls, batch_fault, tuple(expire_batches)
         self.log, self.lock, self.seen = [], threading.Lock(), 0
+        self.batches, self.files, self.batch_log = {}, {}, []  # id -> a batch's state, id -> an uploaded or written file, what was done to them
         self.active = self.peak = 0  # requests being answered now, and the most at once
         self.server = _Server(('127.0.0.1', port), self._handler())
         self.port = self.server.server_address[1]
         self.openai_url, self.gemini_url = f'http://127.0.0.1:{self.port}/v1', f'http://127.0.0.1:{self.port}'
+        self.anthropic_url = self.gemini_url
 
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
@@ -99,7 +156,7 @@ class LoopbackLLM:
 # %% ../nbs/01c_loopback.ipynb #66580e5a
 @patch
 def start(self:LoopbackLLM):
-    threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()  # looks for `stop` every 50 ms, not 500
     return self
 
 # %% ../nbs/01c_loopback.ipynb #acad29d1
@@ -117,41 +174,270 @@ def _fault(self:LoopbackLLM, question:str):
     if i <= self.fail_first + self.malformed_first: return MALFORMED[(i - self.fail_first - 1) % len(MALFORMED)]
     return None
 
+# %% ../nbs/01c_loopback.ipynb #64fffd7f
+def _text(content) -> str:
+    "A message's text: the string, or its text blocks joined."
+    return content if isinstance(content, str) else ''.join(b.get('text', '') for b in content or [] if isinstance(b, dict))
+
+# %% ../nbs/01c_loopback.ipynb #7c05a05f
+def _ask(path:str, body:dict) -> dict|None:
+    "What a request asks, whatever its vendor: the question, samples, stop sequences, top logprobs, token limit, whether to show thinking; None: no such route."
+    cfg, rid = body.get('generationConfig') or {}, hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    ask = dict(n=1, stop=[], top=None, max=None, model=body.get('model', 'stand-in'), rid=rid)
+    if ':generateContent' in path:
+        return {**ask, 'vendor': 'gemini', 'turns': body.get('contents', []), 'question': _text(body['contents'][-1]['parts']),
+                'n': cfg.get('candidateCount') or 1, 'stop': cfg.get('stopSequences') or [], 'show': any(map((cfg.get('thinkingConfig') or {}).get, ('includeThoughts', 'include_thoughts')))}  # the SDK sends snake_case
+    if path.endswith('/chat/completions'):
+        return {**ask, 'vendor': 'openai', 'turns': body['messages'], 'question': _text(body['messages'][-1]['content']), 'n': body.get('n') or 1,
+                'stop': body.get('stop') or [], 'top': (body.get('top_logprobs') or 0) if body.get('logprobs') else None, 'show': True}
+    if path.endswith('/v1/messages'):
+        user = [m for m in body['messages'] if m['role'] == 'user']
+        return {**ask, 'vendor': 'anthropic', 'turns': [body.get('system'), body['messages']], 'question': _text(user[-1]['content']),
+                'stop': body.get('stop_sequences') or [], 'max': body.get('max_tokens'), 'show': (body.get('thinking') or {}).get('type') in ('enabled', 'adaptive')}
+    if path.endswith('/v1/responses'):
+        inp = body.get('input', '')
+        user = [m for m in inp if m.get('role', 'user') == 'user'] if isinstance(inp, list) else [{'content': inp}]
+        return {**ask, 'vendor': 'responses', 'turns': [body.get('instructions'), inp], 'question': _text(user[-1]['content']),
+                'max': body.get('max_output_tokens'), 'show': bool((body.get('reasoning') or {}).get('summary'))}
+
 # %% ../nbs/01c_loopback.ipynb #1251ff22
 @patch
 def _reply(self:LoopbackLLM, path, body) -> tuple[int, bytes, str|None]:
-    "(status, body, fault) for one request; logs the question asked."
-    gemini = ':generateContent' in path
-    if gemini:
-        turns = body.get('contents', [])
-        question, n = turns[-1]['parts'][0]['text'], body.get('generationConfig', {}).get('candidateCount') or 1
-        stop, top = body.get('generationConfig', {}).get('stopSequences') or [], None
-    elif path.endswith('/chat/completions'):
-        turns = body['messages']
-        question, n, stop = turns[-1]['content'], body.get('n') or 1, body.get('stop') or []
-        top = (body.get('top_logprobs') or 0) if body.get('logprobs') else None
-        if isinstance(top, int) and top > self.max_top_logprobs:  # refused before anything is generated, like OpenAI
-            with self.lock: self.log.append({'question': question, 'status': 400, 'fault': None, 'time': time.time()})
-            return 400, json.dumps({'error': {'message': f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
-                                                         f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
-                                              'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
-    else: return 404, json.dumps({'error': {'message': f'no route {path}'}}).encode(), None
-    with self.lock: self.active += 1; self.peak = max(self.peak, self.active)
-    time.sleep(self.latency)
-    with self.lock: self.active -= 1
-    fault = self._fault(question)
+    "(status, body, fault) for one synchronous request, its fault picked by the fault switches; logs the question asked."
+    return self._answer(path, body)
+
+# %% ../nbs/01c_loopback.ipynb #2923c545
+@patch
+def _answer(self:LoopbackLLM, path, body, fault=False) -> tuple[int, bytes, str|None]:
+    "(status, body, fault) for one request; `fault`: False for a synchronous one (the switches pick), else a batch line's (None or a status)."
+    ask = _ask(path, body)
+    if ask is None: return 404, _error(path, 404, f'no route {path}'), None
+    question, top = ask['question'], ask['top']
+    if isinstance(top, int) and top > self.max_top_logprobs:  # refused before anything is generated, like OpenAI
+        with self.lock: self.log.append({'question': question, 'status': 400, 'fault': None, 'time': time.time()})
+        return 400, json.dumps({'error': {'message': f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
+                                                     f"{self.max_top_logprobs}, but got {top} instead.", 'type': 'invalid_request_error',
+                                          'param': 'top_logprobs', 'code': 'integer_above_max_value'}}).encode(), None
+    if fault is False:
+        with self.lock: self.active += 1; self.peak = max(self.peak, self.active)
+        time.sleep(self.latency)
+        with self.lock: self.active -= 1
+        fault = self._fault(question)
     status, raw = (fault if isinstance(fault, int) else 200), isinstance(fault, bytes)
     with self.lock: self.log.append({'question': question, 'status': status, 'fault': 'body' if raw else fault, 'time': time.time()})
     if raw: return 200, fault, 'body'
-    if status != 200:
-        return status, json.dumps({'error': {'code': status, 'message': 'the stand-in is failing on purpose', 'status': 'UNAVAILABLE'}}).encode(), fault
-    texts = [cut_at_stop(self.answer(question.removeprefix('Q: '), s), stop) for s in range(n)]
-    p_tok = len(json.dumps(turns)) // 4  # about four characters a token
-    c_tok = sum(len(t) // 4 for t in texts)
-    usage = {'gemini': {'promptTokenCount': p_tok, 'candidatesTokenCount': c_tok, 'totalTokenCount': p_tok + c_tok},
-             'openai': {'prompt_tokens': p_tok, 'completion_tokens': c_tok, 'total_tokens': p_tok + c_tok}}
-    logprobs = None if top is None else lambda s, t: token_logprobs(t, top, f'{question}\0{s}')
-    return 200, _malformed(fault or 'healthy', texts, gemini, usage, logprobs), fault
+    if status != 200: return status, _error(path, status, 'the stand-in is failing on purpose'), fault
+    return 200, self._generate(ask, fault), fault
+
+# %% ../nbs/01c_loopback.ipynb #dddae02d
+@patch
+def _generate(self:LoopbackLLM, ask:dict, fault=None) -> bytes:
+    "The body of a 200 for `ask`: its answers (and thinking) cut at its stop sequences and token limit, counted, in its vendor's shape."
+    q = ask['question'].removeprefix('Q: ')
+    answers = [self.answer(q, s) for s in range(ask['n'])]
+    texts = [cut_at_stop(a, ask['stop']) for a in answers]
+    traces = [self.reasoning(q, s) for s in range(ask['n'])] if self.reasoning else None
+    end = next((('stop_sequence', s) for s in ask['stop'] if s in answers[0]), ('end_turn', None))
+    if ask['max'] and len(texts[0]) // 4 > ask['max']: texts[0], end = texts[0][:ask['max'] * 4], ('max_tokens', None)
+    toks = (len(json.dumps(ask['turns'])) // 4, sum(len(t) // 4 for t in texts), sum(len(t) // 4 for t in traces or []))  # about four characters a token
+    logprobs = None if ask['top'] is None else lambda s, t: token_logprobs(t, ask['top'], f"{ask['question']}\0{s}")
+    return _malformed(fault or 'healthy', ask, texts, traces, toks, end, logprobs)
+
+# %% ../nbs/01c_loopback.ipynb #ee709bde
+def _iso(t):
+    "A Unix time as Anthropic and Gemini write times: RFC 3339, UTC."
+    return None if t is None else time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))
+
+# %% ../nbs/01c_loopback.ipynb #224d5e85
+@patch
+def _new_batch(self:LoopbackLLM, vendor:str, id:str, lines:list, **meta) -> dict:
+    "Start a batch of `lines` (custom_id, path, body): numbered from 1 across vendors, in progress until polled `batch_polls` times."
+    with self.lock:
+        b = dict(vendor=vendor, id=id, number=len(self.batches) + 1, lines=lines, polls=0,
+                 state='in_progress', results=None, created=time.time(), ended=None, cancelled=None, **meta)
+        b['expired'] = b['number'] in self.expire_batches
+        self.batches[id] = b
+    if b.get('errors'): b.update(state='failed', ended=time.time())  # a file that failed validation never runs
+    return b
+
+# %% ../nbs/01c_loopback.ipynb #a555e047
+@patch
+def _run_batch(self:LoopbackLLM, b:dict) -> list:
+    "Answer batch `b`'s lines as the synchronous endpoints would, `batch_fault` and `expire_batches` applied: (custom_id, outcome, status, body) each."
+    out, half = [], (len(b['lines']) + 1) // 2
+    for i, (cid, path, body) in enumerate(b['lines'], 1):
+        f = 'expired' if b['expired'] and i > half else self.batch_fault(b['number'], i, cid) if self.batch_fault else None
+        if f == 'expired': out.append((cid, 'expired', None, None)); continue
+        status, data, _ = self._answer(path, body, f if isinstance(f, int) else None)
+        out.append((cid, 'malformed' if f == 'malformed' else 'ok' if status == 200 else 'error', status, data))
+        if f == 'unknown_id': out.append((f'unknown-{uuid.uuid4().hex[:8]}', 'unknown', status, data))
+    return out
+
+# %% ../nbs/01c_loopback.ipynb #660efc15
+@patch
+def _poll(self:LoopbackLLM, b:dict, look=True) -> dict:
+    "Batch `b` after one more look at it (`look`): in progress for its first `batch_polls` looks, then ended with its results."
+    b['polls'] += look
+    if b['state'] == 'in_progress' and self.batch_polls is not None and b['polls'] > self.batch_polls:
+        b.update(results=self._run_batch(b), state='ended', ended=time.time())
+        if b['vendor'] == 'openai': self._openai_files(b)
+    return b
+
+# %% ../nbs/01c_loopback.ipynb #fe36aa34
+@patch
+def _cancel(self:LoopbackLLM, b:dict) -> dict:
+    "Cancel batch `b` if it is still in progress: none of its lines run."
+    if b['state'] == 'in_progress': b.update(state='cancelled', ended=time.time(), cancelled=time.time(), results=[(c, 'canceled', None, None) for c, _, _ in b['lines']])
+    return b
+
+# %% ../nbs/01c_loopback.ipynb #b12353ea
+@patch
+def _add_file(self:LoopbackLLM, data:bytes, filename:str, purpose:str) -> dict:
+    "Keep `data` as an OpenAI File; its File object."
+    f = {'id': f'file-{uuid.uuid4().hex[:24]}', 'object': 'file', 'bytes': len(data), 'created_at': int(time.time()), 'filename': filename,
+         'purpose': purpose, 'status': 'processed', 'expires_at': None, 'status_details': None}
+    self.files[f['id']] = (f, data)
+    return f
+
+# %% ../nbs/01c_loopback.ipynb #400d586b
+def _openai_line(cid, outcome, status, data) -> str:
+    "One line of an OpenAI batch's output or error file."
+    line = {'id': f'batch_req_{uuid.uuid4().hex[:24]}', 'custom_id': cid, 'response': None, 'error': None}
+    if outcome == 'expired': line['error'] = {'code': 'batch_expired', 'message': 'This request could not be executed before the completion window expired.'}
+    else: line['response'] = {'status_code': status, 'request_id': uuid.uuid4().hex, 'body': json.loads(data)}
+    return json.dumps(line)[:40 if outcome == 'malformed' else None]
+
+# %% ../nbs/01c_loopback.ipynb #31419c4e
+@patch
+def _openai_files(self:LoopbackLLM, b:dict):
+    "Write an ended OpenAI batch's output file (its 200s) and error file (the rest)."
+    for key, want in (('output_file_id', True), ('error_file_id', False)):
+        lines = [_openai_line(*r) for r in b['results'] if (r[1] in ('ok', 'malformed', 'unknown')) == want]
+        b[key] = self._add_file(''.join(l + '\n' for l in lines).encode(), f"{b['id']}_{key[:-8]}.jsonl", f'batch_{key[:-8]}')['id'] if lines else None
+
+# %% ../nbs/01c_loopback.ipynb #f9393cf8
+@patch
+def _openai_create(self:LoopbackLLM, body:dict) -> dict:
+    "An OpenAI batch of the lines of the file `input_file_id`, or one that `failed` validation: a line not JSON, a custom_id twice."
+    lines, errors, seen = [], [], set()
+    for i, raw in enumerate(self.files[body['input_file_id']][1].decode().splitlines(), 1):
+        if not raw.strip(): continue
+        try: line = json.loads(raw)
+        except ValueError: errors.append({'code': 'invalid_json_line', 'message': f'Line {i} is not valid JSON.', 'line': i, 'param': None}); continue
+        if line.get('custom_id') in seen: errors.append({'code': 'duplicate_custom_id', 'message': f"The custom_id {line['custom_id']!r} on line {i} is a duplicate.", 'line': i, 'param': 'custom_id'})
+        seen.add(line.get('custom_id')); lines.append((line.get('custom_id'), '/v1' + line['url'].removeprefix('/v1'), line.get('body', {})))
+    return self._new_batch('openai', f'batch_{uuid.uuid4().hex[:24]}', lines, errors=errors, endpoint=body['endpoint'], input_file_id=body['input_file_id'],
+                           metadata=body.get('metadata'), window=body.get('completion_window', '24h'), output_file_id=None, error_file_id=None)
+
+# %% ../nbs/01c_loopback.ipynb #e3c8c6cc
+def _openai_batch(b:dict, url:str) -> dict:
+    "An OpenAI Batch object."
+    res, t = b['results'] or [], lambda k: int(b[k]) if b[k] else None
+    status = 'in_progress' if b['state'] == 'in_progress' else 'expired' if b['expired'] and b['state'] == 'ended' else b['state'].replace('ended', 'completed')
+    done = sum(r[1] in ('ok', 'malformed') for r in res)
+    return {'id': b['id'], 'object': 'batch', 'endpoint': b['endpoint'], 'input_file_id': b['input_file_id'], 'completion_window': b['window'],
+            'status': status, 'output_file_id': b['output_file_id'], 'error_file_id': b['error_file_id'], 'created_at': t('created'),
+            'in_progress_at': t('created'), 'expires_at': t('created') + 86400, 'completed_at': t('ended') if status == 'completed' else None,
+            'failed_at': t('ended') if status == 'failed' else None, 'expired_at': t('ended') if status == 'expired' else None,
+            'cancelled_at': t('cancelled'), 'metadata': b['metadata'], 'errors': {'object': 'list', 'data': b['errors']} if b['errors'] else None,
+            'request_counts': {'total': len(b['lines']), 'completed': done, 'failed': sum(r[1] in ('error', 'expired') for r in res)}}
+
+# %% ../nbs/01c_loopback.ipynb #4765cc8a
+def _anthropic_batch(b:dict, url:str) -> dict:
+    "An Anthropic MessageBatch; its `results_url` once it has ended."
+    res, ended = b['results'] or [], b['state'] != 'in_progress'
+    counts = {k: sum(r[1] == o for r in res) for k, o in (('succeeded', 'ok'), ('errored', 'error'), ('canceled', 'canceled'), ('expired', 'expired'))}
+    return {'id': b['id'], 'type': 'message_batch', 'processing_status': 'ended' if ended else 'in_progress', 'request_counts':
+            {'processing': 0 if ended else len(b['lines']), **counts}, 'created_at': _iso(b['created']), 'expires_at': _iso(b['created'] + 86400),
+            'ended_at': _iso(b['ended']), 'archived_at': None, 'cancel_initiated_at': _iso(b['cancelled']),
+            'results_url': f"{url}/v1/messages/batches/{b['id']}/results" if ended else None}
+
+# %% ../nbs/01c_loopback.ipynb #ac60007a
+def _anthropic_result(cid, outcome, status, data) -> str:
+    "One line of an Anthropic batch's results."
+    result = {'ok': {'type': 'succeeded', 'message': data and json.loads(data)}, 'error': {'type': 'errored', 'error': data and json.loads(data)}}
+    line = json.dumps({'custom_id': cid, 'result': result.get(outcome) or result['ok'] if outcome in ('ok', 'error', 'malformed', 'unknown') else {'type': outcome}})
+    return line[:40] if outcome == 'malformed' else line
+
+# %% ../nbs/01c_loopback.ipynb #8eb8b81b
+_GEMINI_STATES = {'in_progress': 'BATCH_STATE_RUNNING', 'ended': 'BATCH_STATE_SUCCEEDED', 'cancelled': 'BATCH_STATE_CANCELLED', 'failed': 'BATCH_STATE_FAILED'}
+
+def _gemini_batch(b:dict, url:str) -> dict:
+    "A Gemini batch operation: its state, and once it has succeeded each request's `response` or `error`, with the request's `metadata`."
+    state = 'BATCH_STATE_EXPIRED' if b['expired'] and b['state'] == 'ended' else 'BATCH_STATE_PENDING' if b['polls'] == 0 and b['state'] == 'in_progress' else _GEMINI_STATES[b['state']]
+    def entry(cid, outcome, status, data):
+        md = b['metadata'].get(cid, {'key': cid})
+        if outcome == 'expired': return {'error': {'code': 4, 'message': 'DEADLINE_EXCEEDED: the batch window closed before this request ran'}, 'metadata': md}
+        return {'metadata': md} if outcome == 'malformed' else {'error': json.loads(data)['error'], 'metadata': md} if outcome == 'error' else {'response': json.loads(data), 'metadata': md}
+    meta = {'@type': 'type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch', 'model': b['model'], 'displayName': b['display_name'],
+            'createTime': _iso(b['created']), 'updateTime': _iso(b['ended'] or b['created']), 'endTime': _iso(b['ended']), 'state': state,
+            'batchStats': {'requestCount': str(len(b['lines'])), 'successfulRequestCount': str(sum(r[1] == 'ok' for r in b['results'] or []))}}
+    if state == 'BATCH_STATE_SUCCEEDED': meta['output'] = {'inlinedResponses': {'inlinedResponses': [entry(*r) for r in b['results']]}}
+    return {'name': b['id'], 'metadata': meta, 'done': b['state'] != 'in_progress'}
+
+# %% ../nbs/01c_loopback.ipynb #674c54b2
+@patch
+def _create(self:LoopbackLLM, vendor:str, body:dict, model:str|None) -> dict:
+    "A new batch from a create request's body, in any vendor's shape."
+    if vendor == 'openai': return self._openai_create(body)
+    if vendor == 'anthropic':
+        return self._new_batch('anthropic', f'msgbatch_{uuid.uuid4().hex[:24]}', [(r['custom_id'], '/v1/messages', r['params']) for r in body['requests']])
+    reqs = body['batch']['inputConfig']['requests']['requests']
+    cids = [str((r.get('metadata') or {}).get('key', i)) for i, r in enumerate(reqs, 1)]
+    return self._new_batch('gemini', f'batches/{uuid.uuid4().hex[:24]}', [(c, f'/v1beta/{model}:generateContent', r['request']) for c, r in zip(cids, reqs)],
+                           model=model, display_name=body['batch'].get('displayName'), metadata={c: r.get('metadata') for c, r in zip(cids, reqs)})
+
+# %% ../nbs/01c_loopback.ipynb #2aeecd63
+_ROUTES = [(m, re.compile(p), v, op) for m, p, v, op in [
+    ('POST', r'/v1/files', 'openai', 'upload'), ('GET', r'/v1/files/(?P<id>[^/]+)/content', 'openai', 'content'),
+    ('POST', r'/v1/batches', 'openai', 'create'), ('GET', r'/v1/batches', 'openai', 'list'), ('GET', r'/v1/batches/(?P<id>[^/]+)', 'openai', 'poll'),
+    ('POST', r'/v1/batches/(?P<id>[^/]+)/cancel', 'openai', 'cancel'), ('POST', r'/v1/messages/batches', 'anthropic', 'create'),
+    ('GET', r'/v1/messages/batches', 'anthropic', 'list'), ('GET', r'/v1/messages/batches/(?P<id>[^/]+)', 'anthropic', 'poll'),
+    ('POST', r'/v1/messages/batches/(?P<id>[^/]+)/cancel', 'anthropic', 'cancel'), ('GET', r'/v1/messages/batches/(?P<id>[^/]+)/results', 'anthropic', 'results'),
+    ('POST', r'/v1beta/(?P<model>models/[^/:]+):batchGenerateContent', 'gemini', 'create'), ('GET', r'/v1beta/batches', 'gemini', 'list'),
+    ('GET', r'/v1beta/(?P<id>batches/[^/:]+)', 'gemini', 'poll'), ('POST', r'/v1beta/(?P<id>batches/[^/:]+):cancel', 'gemini', 'cancel')]]
+_VIEWS = {'openai': _openai_batch, 'anthropic': _anthropic_batch, 'gemini': _gemini_batch}
+
+def _page(vendor:str, items:list, q:dict) -> dict:
+    "One page of a list, newest first, in the vendor's envelope: `limit`/`after` (OpenAI), `limit`/`after_id` (Anthropic), `pageSize`/`pageToken` (Gemini)."
+    ids = [i['id' if vendor != 'gemini' else 'name'] for i in items]
+    after, limit = q.get('after') or q.get('after_id') or q.get('pageToken'), int(q.get('limit') or q.get('pageSize') or 20)
+    start = ids.index(after) + 1 if after in ids else 0
+    page, more = items[start:start + limit], start + limit < len(items)
+    if vendor == 'gemini': return {'operations': page, **({'nextPageToken': ids[start + limit - 1]} if more else {})}
+    ends = {'first_id': page[0]['id'] if page else None, 'last_id': page[-1]['id'] if page else None}
+    return {**({'object': 'list'} if vendor == 'openai' else {}), 'data': page, 'has_more': more, **ends}
+
+# %% ../nbs/01c_loopback.ipynb #839d675c
+@patch
+def _batch_op(self:LoopbackLLM, method:str, path:str, body) -> tuple[int, bytes, str]|None:
+    "(status, body, content type) for a batch or file endpoint of any vendor, logged in `batch_log`; None: not one of them."
+    url = urlsplit(path)
+    hit = next(((v, op, m.groupdict()) for meth, rx, v, op in _ROUTES if meth == method and (m := rx.fullmatch(url.path))), None)
+    if hit is None: return None
+    (vendor, op, g), q, n = hit, {k: v[0] for k, v in parse_qs(url.query).items()}, None
+    found = self.files if op == 'content' else self.batches
+    if 'id' in g and g['id'] not in found or op == 'create' and vendor == 'openai' and body.get('input_file_id') not in self.files:
+        return 404, _error(url.path, 404, f"No such {'file' if op == 'content' else 'batch'}: {g.get('id') or body.get('input_file_id')}"), 'application/json'
+    view, b = _VIEWS[vendor], self.batches.get(g.get('id'))
+    if op == 'upload': out = self._add_file(body['file'][1], body['file'][0], body.get('purpose', 'batch')); n = len(body['file'][1].splitlines())
+    elif op == 'content':  # reading a batch's output or error file: its results
+        out, op = self.files[g['id']][1], 'results'
+        b, n = next((b for b in self.batches.values() if g['id'] in (b.get('output_file_id'), b.get('error_file_id'))), None), len(out.splitlines())
+    elif op == 'create': b = self._create(vendor, body, g.get('model')); out, n = view(b, self.gemini_url), len(b['lines'])
+    elif op == 'list': out = _page(vendor, [view(b, self.gemini_url) for b in reversed(self.batches.values()) if b['vendor'] == vendor], q)
+    elif op == 'cancel': out = (view if vendor != 'gemini' else lambda b, url: {})(self._cancel(b), self.gemini_url)  # Gemini's: an empty body
+    elif op == 'poll': out = view(self._poll(b), self.gemini_url)
+    else: lines = [_anthropic_result(*r) for r in b['results'] or []]; out, n = ''.join(l + '\n' for l in lines).encode(), len(lines)
+    with self.lock: self.batch_log.append({'vendor': vendor, 'op': op, 'batch': b and b['id'], 'lines': n, 'time': time.time()})
+    return 200, out if isinstance(out, bytes) else json.dumps(out).encode(), 'application/jsonl' if isinstance(out, bytes) else 'application/json'
+
+# %% ../nbs/01c_loopback.ipynb #fc2d45bf
+def _form(raw:bytes, ctype:str) -> dict:
+    "A multipart/form-data body's fields: text, or (filename, bytes) for a file."
+    msg = BytesParser(policy=HTTP).parsebytes(f'content-type: {ctype}\r\n\r\n'.encode() + raw)
+    return {p.get_param('name', header='content-disposition'): (p.get_filename(), p.get_payload(decode=True)) if p.get_filename()
+            else p.get_payload(decode=True).decode() for p in msg.iter_parts()}
 
 # %% ../nbs/01c_loopback.ipynb #62ed12bc
 @patch
@@ -159,14 +445,39 @@ def _handler(self:LoopbackLLM):
     outer = self
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args): pass
+        def do_GET(self):
+            status, data, ctype = outer._batch_op('GET', self.path, None) or (404, _error(self.path, 404, f'no route {self.path}'), 'application/json')
+            self.send((status, data, None), ctype)
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers.get('content-length', 0))) or b'{}')
-            status, data, fault = outer._reply(self.path, body)
+            raw, ctype = self.rfile.read(int(self.headers.get('content-length', 0))), self.headers.get('content-type', '')
+            body = _form(raw, ctype) if ctype.startswith('multipart/') else json.loads(raw or b'{}')
+            batch = outer._batch_op('POST', self.path, body)
+            self.send((*batch[:2], None), batch[2]) if batch else self.send(outer._reply(self.path, body))
+        def send(self, reply, ctype='application/json'):
+            status, data, fault = reply
             self.send_response(status)
-            self.send_header('content-type', 'application/json'); self.send_header('content-length', str(len(data)))
+            self.send_header('content-type', ctype); self.send_header('content-length', str(len(data)))
             if status == 429 and outer.retry_after is not None: self.send_header('retry-after', str(outer.retry_after))
             self.end_headers()
             if fault == 'cut_off':  # half the body it promised, then the connection closes
                 self.wfile.write(data[:len(data) // 2]); self.wfile.flush(); self.close_connection = True
             else: self.wfile.write(data)
     return Handler
+
+# %% ../nbs/01c_loopback.ipynb #819b9404
+def think_aloud(question:str, # the question asked
+                sample:int=0, # which sample: the same (question, sample) always thinks the same
+                answer=arith_teacher # (question, sample) -> the answer the thinking leads to
+               ) -> str:
+    "A reasoning model's thinking before `answer`'s text: the question restated, each step worked and checked, a re-check now and then, the result."
+    text, rng = answer(question, sample), random.Random(f'{question}\0{sample}\0think')
+    steps = [s for s in re.split(r'(?<=\.)\s+', text) if s and not s.startswith('So the answer')]
+    out = [f'Let me read the question again: {question.strip()} I will work it out one step at a time.']
+    for s in steps:
+        out.append(f'{s[0].upper()}{s[1:]}')
+        if m := re.search(r'(\d+) ([-+*/x×]) (\d+) = (\d+)', s):
+            out.append(f'Check: {m[1]} {m[2]} {m[3]} is {m[4]}, so that step holds.')
+            if rng.random() < 0.4: out.append(f'Wait, let me re-check that: {m[1]} {m[2]} {m[3]}... yes, {m[4]}.')
+    result = re.search(r'answer is (-?[\d.,]*\d)', text)
+    out.append(f'So the total is {result[1]}.' if result else 'That is all the steps, so I can write the answer.')
+    return ' '.join(out)

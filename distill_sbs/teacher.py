@@ -6,22 +6,25 @@ Docs: https://distill-sbs.github.io/distill_sbs/teacher.html.md"""
 
 # %% ../nbs/01e_teacher.ipynb #9e1c70df
 from __future__ import annotations
-import json, sys
-from dataclasses import asdict, dataclass, field
+import inspect, json, re, shlex, sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from datasets import Dataset
 from .records import FEATURES, filesystem
 from .sources import PARSERS
-from .core import ArgParser, DataError, UserError, add_flags, flag_values
+from .core import ArgParser, DataError, UserError, add_flags, flag_values, one_of
 from .data import DataSettings, DataSplits, load_data, write_generic
 from .answers import NoAnswer, ParseError, answer_correct
-from .prompts import PROMPTS, FewShotPrompt, prompt_for
-from .backends import BACKEND_CLASSES, TeacherError, check_logprobs, make_backend, request_body
+from .prompts import PROMPTS, FewShotPrompt, flatten_messages, prompt_for
+from .backends import (Anthropic, Gemini, LocalModel, OpenAIChat, TeacherError, anthropic_request, check_logprobs,
+                                  gemini_request, openai_request, responses_request)
 from .asking import AskReport, TeacherCache, ask, request_key
+from .batch import ask_batch
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SplitTaught', 'TeachReport', 'teach', 'write_taught', 'teach_parser', 'prepared_as', 'teach_command']
+__all__ = ['BACKENDS', 'BACKEND_CLASSES', 'SplitTaught', 'TeachReport', 'trace_length', 'cut_trace', 'teach', 'write_taught',
+           'write_report', 'make_backend', 'request_body', 'teach_parser', 'prepared_as', 'teach_command']
 
 # %% ../nbs/01e_teacher.ipynb #639aa87b
 @dataclass
@@ -37,6 +40,10 @@ class SplitTaught:
     removed:int = 0 # wrong training rationales removed by keep_correct
     dropped:int = 0 # extra wrong samples dropped by keep_correct
     logprobs:int = 0 # rows written with the teacher's token log-probabilities
+    pending:int = 0 # answers in a batch still running (collected by the next run)
+    traces:int = 0 # answers that came with the teacher's thinking
+    no_trace:int = 0 # answers without it, when the rationale was to be made of it
+    cut:int = 0 # thinking cut to `trace_tokens` by `cut_trace`'s rule
     @property
     def accuracy(self) -> float: return self.correct / max(1, self.samples)
 
@@ -48,21 +55,31 @@ class TeachReport:
     model:str
     splits:dict # split -> SplitTaught
     ask:AskReport
-    cost:float|None = None # in your currency, from the prices per million tokens you gave
+    cost:float|None = None # in your currency, from the prices per million tokens you gave (batch discount applied)
     failures:list = field(default_factory=list) # (split, id, error) for rows whose request never succeeded
+    sync_cost:float|None = None # what the same tokens would have cost asked one at a time
+    batch_discount:float = 0.5 # the share off that the batch tokens got
 
     def __str__(self):
         a = self.ask
         lines = [f'teacher: {self.backend} {self.model}: {a.requests:,} requests, {a.cached:,} from the cache, {a.answered:,} answered, '
-                 f'{len(a.failed):,} failed, ' + (f'{a.not_asked:,} not asked, ' if a.not_asked else '') + f'{a.retries:,} ' + ('retry' if a.retries == 1 else 'retries') + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s',
+                 f'{len(a.failed):,} failed, ' + (f'{a.not_asked:,} not asked, ' if a.not_asked else '') + (f'{a.pending:,} pending in a batch, ' if a.pending else '')
+                 + f'{a.retries:,} ' + ('retry' if a.retries == 1 else 'retries') + (f' ({a.unusable:,} replies unusable)' if a.unusable else '') + f', {a.seconds:.1f} s'
+                 + (f'; {a.batches:,} batch' + ('es' if a.batches > 1 else '') + ' sent' if a.batches else ''),
                  f'tokens billed this run: {a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion'
-                 + (f' = {self.cost:.4f} at the prices given' if self.cost is not None else '')]
+                 + (f' ({a.reasoning_tokens:,} of them thinking)' if a.reasoning_tokens else '')
+                 + (f' = {self.cost:.4f} at the prices given' if self.cost is not None else '')
+                 + (f', {a.batch_prompt_tokens + a.batch_completion_tokens:,} tokens of it in batches at {self.batch_discount:.0%} off; asked one at a time: {self.sync_cost:.4f}'
+                    if self.cost is not None and a.batch_prompt_tokens + a.batch_completion_tokens else '')]
         for s, t in self.splits.items():
             lines.append(f'{s:5}: {t.rows:,} rows, {t.samples:,} answers: {t.parsed:,} parsed, {t.no_answer:,} without an answer, '
-                         f'{t.unparsable:,} unparsable, {t.failed:,} failed; teacher right {t.correct:,} ({t.accuracy:.1%})'
+                         f'{t.unparsable:,} unparsable, {t.failed:,} failed' + (f', {t.pending:,} pending' if t.pending else '') + f'; teacher right {t.correct:,} ({t.accuracy:.1%})'
                          + (f'; keep_correct removed {t.removed:,} rationales, dropped {t.dropped:,} extra samples' if t.removed or t.dropped else '')
-                         + (f'; {t.logprobs:,} with logprobs' if t.logprobs else ''))
+                         + (f'; {t.logprobs:,} with logprobs' if t.logprobs else '')
+                         + (f'; {t.traces:,} with thinking' + (f' ({t.cut:,} cut)' if t.cut else '') if t.traces else '')
+                         + (f'; {t.no_trace:,} without thinking (no rationale)' if t.no_trace else ''))
         if a.stopped: lines.append(f'stopped early: {a.stopped}')
+        lines += a.notes[:5]
         if self.failures:
             lines.append(f'{len(self.failures):,} rows got no answer (run again to retry them), e.g. '
                          + '; '.join(f'{s} {i}: {e}' for s, i, e in self.failures[:3]))
@@ -71,7 +88,8 @@ class TeachReport:
 # %% ../nbs/01e_teacher.ipynb #17f74aa6
 @patch
 def to_dict(self:TeachReport) -> dict:
-    return dict(backend=self.backend, model=self.model, cost=self.cost, failures=[list(f) for f in self.failures],
+    return dict(backend=self.backend, model=self.model, cost=self.cost, sync_cost=self.sync_cost, batch_discount=self.batch_discount,
+                failures=[list(f) for f in self.failures],
                 ask={k: v for k, v in asdict(self.ask).items() if k not in ('failed', 'refused')},
                 splits={s: {**asdict(t), 'accuracy': t.accuracy} for s, t in self.splits.items()})
 
@@ -94,10 +112,45 @@ def _forget(store:TeacherCache, made:list):
         try: d.rmdir()
         except OSError: break  # something else was written there since: leave it
 
+# %% ../nbs/01e_teacher.ipynb #4d55130f
+def trace_length(text:str) -> int:
+    "A trace's length in tokens as `cut_trace` counts them: words, numbers and punctuation marks."
+    return len(re.findall(r'\w+|[^\w\s]', text))
+
+def cut_trace(trace:str, budget:int|None) -> str:
+    "`trace`, or, when it runs over `budget` tokens, its opening sentences that fit beside its last one, and the last one, which says where the thinking ended."
+    if not budget or trace_length(trace) <= budget: return trace
+    sentences = re.split(r'(?<=[.!?])\s+', trace.strip())
+    room, head = budget - trace_length(sentences[-1]), []
+    for s in sentences[:-1]:
+        if trace_length(s) > room: break
+        head.append(s); room -= trace_length(s)
+    return ' '.join(head + sentences[-1:])
+
+# %% ../nbs/01e_teacher.ipynb #bdf30869
+def _sum(total:AskReport, r:AskReport):
+    "Add round `r` into `total`: counts and tokens summed, failures and notes gathered, the first reason to stop kept."
+    for f in fields(AskReport):
+        a, b = getattr(total, f.name), getattr(r, f.name)
+        if isinstance(a, dict): a.update(b)
+        elif isinstance(a, list): a += b
+        elif f.name == 'stopped': total.stopped = a or b
+        elif f.name != 'requests': setattr(total, f.name, a + b)
+    total.requests += r.requests
+
+def _options(batch:bool, kw:dict) -> dict:
+    "The options in `kw` that the asker (`ask_batch` with `batch`, else `ask`) takes; one line for one set away from its default that only the other takes."
+    mine, other = (inspect.signature(f).parameters for f in ((ask_batch, ask) if batch else (ask, ask_batch)))
+    for k, v in kw.items():
+        if k not in mine and k in other and v != other[k].default:
+            raise UserError(f"--{k} is an option of {'ask (without --batch)' if batch else 'the batch path: add --batch'}")
+        if k not in mine and k not in other: raise UserError(f"teach has no option {k!r}")
+    return {k: v for k, v in kw.items() if k in mine}
+
 # %% ../nbs/01e_teacher.ipynb #3c8cc13a
 def teach(
     data:dict, # split -> Dataset (or list of rows) in the record schema, e.g. `load_data(...)`
-    backend, # the teacher: `OpenAIChat`, `Gemini`, `LocalModel`
+    backend, # the teacher: `OpenAIChat`, `Gemini`, `Anthropic`, `LocalModel`
     prompt:FewShotPrompt, # the few-shot prompt; its task decides the parser
     cache:str|Path|TeacherCache, # the SQLite cache file
     splits:list|None=None, # which splits to teach (default: all)
@@ -105,22 +158,34 @@ def teach(
     temperature:float=0., # sampling temperature (above 0 for several samples)
     max_tokens:int=256, # longest answer
     logprobs:int=0, # keep the top this-many log-probabilities of every token the teacher writes, in {split}_logprobs.jsonl (openai and local backends; 0: none)
+    rationale_from:str='answer', # the rationale: 'answer' (what the teacher wrote), 'reasoning' (its thinking, where the server sends it), 'both' (the thinking, then what it wrote)
+    thinking_budget:int=0, # with rationale_from reasoning or both: tokens the teacher may think (Gemini's thinkingBudget; Anthropic's budget_tokens, at least 1,024); 0: the model's own
+    trace_tokens:int|None=None, # cut thinking longer than this many tokens by `cut_trace`'s rule (None: keep it whole)
     keep_correct:bool=False, # remove training rationales whose answer is not the gold label
     limit:int|None=None, # only the first `limit` rows of each split (to try a teacher cheaply)
     price_in:float|None=None, # price per million prompt tokens, for the cost line
-    price_out:float|None=None, # price per million completion tokens
-    **ask_kw, # `ask`'s options: in_flight, rpm, retries, backoff, max_backoff, abort_after, progress
+    price_out:float|None=None, # price per million completion tokens (thinking included)
+    batch:bool=False, # ask through the vendor's batch API (`ask_batch`): half the price, answers within a day
+    batch_discount:float=0.5, # the share a batch takes off the price (OpenAI, Anthropic, Gemini: half), for the cost line
+    **ask_kw, # `ask`'s options (in_flight, rpm, retries, backoff, max_backoff, abort_after) or, with `batch`, `ask_batch`'s (no_wait, poll_every, resubmit, retry_sync, batch_max_lines, forget_batches); progress
 ) -> tuple[DataSplits, TeachReport]:
     "Ask `backend` for a rationale and label for every row of `splits`; the rows with the teacher's answers, and a report."
     if n_samples < 1: raise UserError(f"n_samples must be at least 1, got {n_samples}")
     if n_samples > 1 and temperature <= 0: raise UserError(f"{n_samples} samples at temperature {temperature} would be identical; pass a temperature above 0")
     check_logprobs(logprobs, backend.name, getattr(backend, 'supports_logprobs', False))  # before anything is sent
+    one_of('rationale_from', rationale_from, ('answer', 'reasoning', 'both'))
+    if logprobs and rationale_from != 'answer':
+        raise UserError(f"--logprobs with --rationale_from {rationale_from}: the log-probabilities are of the answer's tokens, not of the thinking")
+    if n_samples > getattr(backend, 'max_samples', n_samples):
+        raise TeacherError(f"--n_samples {n_samples}: the {backend.name} backend answers one sample a request; use 1, or another backend")
+    opts = _options(batch, ask_kw)
     splits = list(data) if splits is None else splits
     for s in splits:
         if s not in data: raise DataError(f"no {s} split; the data has {', '.join(data)}")
     made = [] if isinstance(cache, TeacherCache) else [p for p in (Path(cache), *Path(cache).parents) if not p.exists()]  # what opening it creates
     store = cache if isinstance(cache, TeacherCache) else TeacherCache(cache)
-    base = dict(temperature=temperature, max_tokens=max_tokens, stop=list(prompt.stop), **({'logprobs': logprobs} if logprobs else {}))
+    base = dict(temperature=temperature, max_tokens=max_tokens, stop=list(prompt.stop), **({'logprobs': logprobs} if logprobs else {}),
+                **({'thoughts': thinking_budget} if rationale_from != 'answer' else {}))  # asked for only when used: plain requests keep their keys
     params = {s: {**base, 'n': n_samples if s == 'train' else 1} for s in splits}
     rows = {s: (data[s].to_list() if hasattr(data[s], 'to_list') else list(data[s]))[:limit] for s in splits}
     keys, requests = {}, {}
@@ -130,15 +195,12 @@ def teach(
             k = keys[s, r['id']] = request_key(backend.name, backend.model, msgs, params[s])
             requests.setdefault(params[s]['n'], {})[k] = msgs
     # logprobs: the first request not yet answered goes alone, so a K the server does not allow stops the run at once
-    first = next((k for reqs in requests.values() for k in reqs if store.get(k) is None), None) if logprobs else None
+    first = next((k for reqs in requests.values() for k in reqs if store.get(k) is None), None) if logprobs and not batch else None
     report = AskReport()
-    def add(r):
-        report.requests += r.requests; report.cached += r.cached; report.answered += r.answered; report.retries += r.retries; report.unusable += r.unusable; report.not_asked += r.not_asked
-        report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens; report.seconds += r.seconds
-        report.failed.update(r.failed); report.refused += r.refused; report.stopped = report.stopped or r.stopped
+    add = lambda r: _sum(report, r)
     for n, reqs in requests.items():  # one round per sample count (train may ask for more)
         if first in reqs:  # the probe: alone and once, so a server that cannot give logprobs costs one request
-            r = ask(backend, {first: reqs[first]}, {**base, 'n': n}, store, **{**ask_kw, 'retries': 0})
+            r = ask(backend, {first: reqs[first]}, {**base, 'n': n}, store, **{**opts, 'retries': 0})
             why = r.failed.get(first)
             if why is not None and (first in r.refused or 'logprobs' in why):
                 if made and not len(store): _forget(store, made)  # nothing written
@@ -146,21 +208,33 @@ def teach(
                 raise TeacherError(f"--logprobs {logprobs}: the {backend.name} server {said} ({why}); nothing else was asked")
             if why is None: add(r); reqs = {k: m for k, m in reqs.items() if k != first}
             else: report.prompt_tokens += r.prompt_tokens; report.completion_tokens += r.completion_tokens  # a passing fault: asked again below
-        add(ask(backend, reqs, {**base, 'n': n}, store, **ask_kw))
-    out, counts, failures, tokens = {}, {}, [], {}
+        add((ask_batch if batch else ask)(backend, reqs, {**base, 'n': n}, store, **opts))
+    out, counts, failures, tokens, thoughts = {}, {}, [], {}, {}
     for s in splits:
-        c, kept, lines = SplitTaught(rows=len(rows[s])), [], []
+        c, kept, lines, traced = SplitTaught(rows=len(rows[s])), [], [], []
         for r in rows[s]:
-            reply = store.get(keys[s, r['id']])
+            key = keys[s, r['id']]
+            reply = store.get(key)
             base_row = {**r, 'rationale': None, 'teacher_label': None}
             if reply is None:
-                c.samples += params[s]['n']; c.failed += params[s]['n']
-                failures.append((s, r['id'], report.failed.get(keys[s, r['id']], 'not asked: the run stopped early')))
+                c.samples += params[s]['n']
+                if key in report.failed or not batch:
+                    c.failed += params[s]['n']; failures.append((s, r['id'], report.failed.get(key, 'not asked: the run stopped early')))
+                else: c.pending += params[s]['n']  # in a batch still running
                 kept.append(base_row); continue
+            thinking = reply.reasoning or []
             for j, text in enumerate(reply.texts[:params[s]['n']]):  # part 1d stores only replies with all n texts
                 c.samples += 1
                 rationale, label, right = _read(prompt.dataset, text, r, c)
-                row = {**base_row, 'id': r['id'] if j == 0 else f"{r['id']}~{j}", 'rationale': rationale, 'teacher_label': label}
+                row = {**base_row, 'id': r['id'] if j == 0 else f"{r['id']}~{j}", 'teacher_label': label}
+                trace = thinking[j] if j < len(thinking) else None
+                if trace: c.traces += 1; traced.append({'id': row['id'], 'text': text, 'reasoning': trace})
+                if rationale_from != 'answer':
+                    if not trace: c.no_trace += 1; rationale = rationale if rationale_from == 'both' else None
+                    else:
+                        short = cut_trace(trace, trace_tokens); c.cut += short != trace
+                        rationale = short if rationale_from == 'reasoning' or not rationale else f'{short}\n{rationale}'
+                row['rationale'] = rationale
                 if keep_correct and s == 'train' and rationale is not None and not right:
                     if j > 0: c.dropped += 1; continue
                     row['rationale'] = None; c.removed += 1
@@ -170,25 +244,74 @@ def teach(
         counts[s] = c
         out[s] = Dataset.from_list([{k: row.get(k) for k in FEATURES} for row in kept], features=FEATURES)
         if lines: tokens[s] = lines
-    cost = None if price_in is None and price_out is None else \
-        (report.prompt_tokens * (price_in or 0) + report.completion_tokens * (price_out or 0)) / 1e6
+        if traced: thoughts[s] = traced
+    price = lambda p, c: (p * (price_in or 0) + c * (price_out or 0)) / 1e6
+    priced = price_in is not None or price_out is not None
+    sync_cost = price(report.prompt_tokens, report.completion_tokens) if priced else None
+    cost = sync_cost - batch_discount * price(report.batch_prompt_tokens, report.batch_completion_tokens) if priced else None
     taught = DataSplits(out)
-    taught.logprobs = tokens  # split -> [{id, text, tokens}], for `write_taught`
-    return taught, TeachReport(backend.name, backend.model, counts, report, cost, failures)
+    taught.logprobs, taught.reasoning = tokens, thoughts  # split -> [{id, text, tokens}] and [{id, text, reasoning}], for `write_taught`
+    return taught, TeachReport(backend.name, backend.model, counts, report, cost, failures, sync_cost, batch_discount)
 
 # %% ../nbs/01e_teacher.ipynb #335818a3
 def write_taught(taught:DataSplits, report:TeachReport, out_dir:str|Path) -> list[str]:
-    "Write the taught splits in the generic format, the teacher's token log-probabilities (if asked) as `{split}_logprobs.jsonl`, and `teacher_report.json`; the files written."
+    "Write the taught splits in the generic format, the teacher's token log-probabilities (if asked) as `{split}_logprobs.jsonl`, its thinking (if it sent any) as `{split}_reasoning.jsonl`, and `teacher_report.json`; the files written."
     files, out = write_generic(taught, out_dir), str(out_dir).rstrip('/')
     fs, root = filesystem(out)
     for s in taught:
-        path = f'{root}/{s}_logprobs.jsonl'
-        if lines := (getattr(taught, 'logprobs', None) or {}).get(s):
-            with fs.open(path, 'wt', encoding='utf-8') as f: f.write(''.join(json.dumps(l, ensure_ascii=False) + '\n' for l in lines))
-            files.append(f'{out}/{s}_logprobs.jsonl')
-        elif fs.exists(path): fs.rm(path)  # an earlier run's, which these rows no longer match
+        for what in ('logprobs', 'reasoning'):  # beside the rows: the teacher's tokens, its thinking
+            path = f'{root}/{s}_{what}.jsonl'
+            if lines := (getattr(taught, what, None) or {}).get(s):
+                with fs.open(path, 'wt', encoding='utf-8') as f: f.write(''.join(json.dumps(l, ensure_ascii=False) + '\n' for l in lines))
+                files.append(f'{out}/{s}_{what}.jsonl')
+            elif fs.exists(path): fs.rm(path)  # an earlier run's, which these rows no longer match
+    return files + [write_report(report, out_dir)]
+
+# %% ../nbs/01e_teacher.ipynb #2827b128
+def write_report(report:TeachReport, out_dir:str|Path) -> str:
+    "Write `teacher_report.json` into `out_dir`; its path."
+    out = str(out_dir).rstrip('/')
+    fs, root = filesystem(out)
+    fs.makedirs(root, exist_ok=True)
     with fs.open(f'{root}/teacher_report.json', 'wt') as f: json.dump(report.to_dict(), f, indent=1)
-    return files + [f'{out}/teacher_report.json']
+    return f'{out}/teacher_report.json'
+
+# %% ../nbs/01e_teacher.ipynb #89f3239b
+BACKENDS = ('openai', 'gemini', 'vertex', 'anthropic', 'local')
+
+def make_backend(
+    model:str, # e.g. gpt-4o-mini, gemini-2.5-flash, claude-sonnet-4-5, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct
+    backend:str='openai', # who answers: 'openai' (and compatible servers), 'gemini', 'vertex', 'anthropic', 'local'
+    base_url:str|None=None, # openai: a compatible server (vLLM, Ollama, LM Studio, OpenRouter); gemini, anthropic: another address
+    openai_api:str='chat', # openai: 'chat' (chat completions) or 'responses' (OpenAI's Responses API: reasoning summaries)
+    api_key_env:str|None=None, # the environment variable holding the key (default: OPENAI_API_KEY / GEMINI_API_KEY / ANTHROPIC_API_KEY)
+    project:str|None=None, # vertex: the Google Cloud project
+    location:str|None=None, # vertex: the region
+    batch_size:int=8, # local: prompts per generate
+    device:str|None=None, # local: cuda or cpu (default: the GPU if there is one)
+    timeout:float=60., # seconds per request
+):
+    "The backend named `backend`, built with the options that apply to it."
+    one_of('backend', backend, BACKENDS)
+    key = {'api_key_env': api_key_env} if api_key_env else {}
+    if backend == 'openai': return OpenAIChat(model, base_url, timeout=timeout, api=openai_api, **key)
+    if backend == 'anthropic': return Anthropic(model, base_url, timeout=timeout, **key)
+    if backend in ('gemini', 'vertex'):
+        return Gemini(model, vertexai=backend == 'vertex', project=project, location=location, base_url=base_url, timeout=timeout, **key)
+    return LocalModel(model, batch_size=batch_size, device=device)
+
+# %% ../nbs/01e_teacher.ipynb #00151042
+BACKEND_CLASSES = {'openai': OpenAIChat, 'gemini': Gemini, 'vertex': Gemini, 'anthropic': Anthropic, 'local': LocalModel}
+
+def request_body(backend:str, model:str, messages:list, params:dict, base_url:str|None=None, openai_api:str='chat') -> dict:
+    "What `backend` would send for `messages`: the OpenAI (chat or Responses), Gemini or Anthropic JSON body, or a local model's prompt text."
+    one_of('backend', backend, BACKENDS)
+    check_logprobs(params.get('logprobs') or 0, backend, BACKEND_CLASSES[backend].supports_logprobs)
+    if backend == 'openai' and openai_api == 'responses': return responses_request(model, messages, params)
+    if backend == 'openai': return openai_request(model, messages, params, official=base_url is None)
+    if backend == 'anthropic': return anthropic_request(model, messages, params)
+    if backend in ('gemini', 'vertex'): return gemini_request(messages, params)
+    return {'prompt': flatten_messages(messages), **params}
 
 # %% ../nbs/01e_teacher.ipynb #635ee5ed
 def teach_parser() -> ArgParser:
@@ -200,6 +323,7 @@ def teach_parser() -> ArgParser:
     add_flags(p.add_argument_group('prompt (prompt_for)'), prompt_for, skip=('dataset',))
     add_flags(p.add_argument_group('sampling (teach)'), teach, skip=('data', 'backend', 'prompt', 'cache'))
     a = add_flags(p.add_argument_group('asking (ask)'), ask, skip=('backend', 'requests', 'params', 'cache', 'progress'))
+    add_flags(p.add_argument_group('batch APIs, with --batch (ask_batch)'), ask_batch, skip=('backend', 'requests', 'params', 'cache', 'progress'))
     a.add_argument('--cache', default=None, help='the SQLite cache (default: OUTPUT_DIR/teacher_cache.sqlite)')
     a.add_argument('--dry_run', action='store_true', help='print what would be sent, and send nothing')
     a.add_argument('--no_progress', action='store_true', help='no progress bar')
@@ -224,6 +348,8 @@ def teach_command(argv:list|None=None) -> int:
     if args.limit is not None and args.limit < 1: raise UserError("--limit must be at least 1")
     if args.backend in BACKEND_CLASSES:  # by name, before any key is looked for: a backend that cannot send logprobs is never built
         check_logprobs(args.logprobs, args.backend, BACKEND_CLASSES[args.backend].supports_logprobs)
+    if args.batch and args.backend in ('local', 'vertex'):  # by name too: a local model is never loaded for it
+        raise TeacherError(f"--batch: the {args.backend} backend has no batch path here; use --batch with --backend openai, gemini or anthropic")
     named = prepared_as(args.data_dir) if args.dataset == 'generic' and args.shots is None else None
     if named: print(f'{args.data_dir}: written by `distill-sbs data --dataset {named}`: its prompt and answer parser are used')
     prompt = prompt_for(named or args.dataset, args.shots, args.instruction)
@@ -233,19 +359,27 @@ def teach_command(argv:list|None=None) -> int:
         n = sum(min(len(d), args.limit or len(d)) for d in rows.values())
         first = next(iter(rows.values()))[0]
         params = dict(temperature=args.temperature, max_tokens=args.max_tokens, n=args.n_samples if 'train' in rows else 1, stop=prompt.stop,
-                      **({'logprobs': args.logprobs} if args.logprobs else {}))
-        body = request_body(args.backend, args.model, prompt.messages(first['input']), params, args.base_url)
+                      **({'logprobs': args.logprobs} if args.logprobs else {}), **({'thoughts': args.thinking_budget} if args.rationale_from != 'answer' else {}))
+        body = request_body(args.backend, args.model, prompt.messages(first['input']), params, args.base_url, args.openai_api)
         print(f"dry run: {args.backend} {args.model}" + (f" at {args.base_url}" if args.base_url else '') +
-              f": would send {n:,} requests (rows of {', '.join(rows)}; identical inputs share one), {args.in_flight} at a time"
-              + (f"; each asks for the top {args.logprobs} logprobs of every token, and the first goes alone" if args.logprobs else '') + "; the first:")
+              f": would send {n:,} requests (rows of {', '.join(rows)}; identical inputs share one), "
+              + ("in the vendor's batch API at half price" if args.batch else f"{args.in_flight} at a time")
+              + (f"; each asks for the top {args.logprobs} logprobs of every token, and the first goes alone" if args.logprobs else '') + "; the first body:")
         print(json.dumps(body, indent=1, ensure_ascii=False))
         return 0
     cache = args.cache or f"{args.output_dir.rstrip('/')}/teacher_cache.sqlite"
     taught, report = teach(data, make_backend(**flag_values(args, make_backend)), prompt, cache,
                            **flag_values(args, teach, skip=('data', 'backend', 'prompt', 'cache')),
-                           **flag_values(args, ask, skip=('backend', 'requests', 'params', 'cache', 'progress')),
+                           **flag_values(args, ask, skip=('backend', 'requests', 'params', 'cache', 'progress')),  # `teach` says which apply
+                           **flag_values(args, ask_batch, skip=('backend', 'requests', 'params', 'cache', 'progress')),
                            progress=not args.no_progress)
     print(report)
+    if report.ask.pending:  # some batches still running: write nothing a training run could mistake for the whole
+        again = shlex.join(['distill-sbs', 'teach', *(a for a in (sys.argv[2:] if argv is None else argv) if a != '--no_wait')])
+        print(f"distill-sbs teach: {report.ask.pending:,} requests are in batches still running; nothing but the report is written until "
+              f"they are collected. Collect them (it waits for them; add --no_wait to only look) with:\n  {again}", file=sys.stderr)
+        write_report(report, args.output_dir)
+        return 0
     for f in write_taught(taught, report, args.output_dir): print('wrote', f)
     if report.failures:
         print(f"distill-sbs teach: {len(report.failures):,} rows got no answer; run the same command again to retry them "
