@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 # %% auto #0
-__all__ = ['DIVERGENCES', 'KD_TARGETS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'KDSettings']
+__all__ = ['DIVERGENCES', 'KD_TARGETS', 'kl', 'mix', 'divergence', 'TeacherTokens', 'topk_buckets', 'kd_loss', 'fused_losses',
+           'KDSettings']
 
 # %% ../nbs/02c_kd.ipynb #f7e34472
 def kl(p:torch.Tensor, q:torch.Tensor) -> torch.Tensor:
@@ -50,18 +51,27 @@ def divergence(
 # %% ../nbs/02c_kd.ipynb #586c7d65
 @dataclass
 class TeacherTokens:
-    "The teacher's distribution at each target token of a batch (in the order of `targets != -100`): whole logits, or its top k with the rest in a tail."
+    "The teacher's distribution at each target token of a batch (in the order of `targets != -100`): whole logits (or the hidden states they come from), or its top k with the rest in a tail."
     logits:torch.Tensor|None = None # [tokens, vocabulary]: raw logits (an online teacher)
     ids:torch.Tensor|None = None # [tokens, k]: the top-k token ids (offline)
     logp:torch.Tensor|None = None # [tokens, k]: their log-probabilities at `temperature`
     tail:torch.Tensor|None = None # [tokens]: log of the probability left over, the tail bucket
     temperature:float = 1.0 # the temperature `logp` and `tail` were computed at
     forward_only:bool = False # a teacher that scores its top k and lumps the rest, across tokenizers (an API's): only the forward KL is defined
-    def __len__(self): return len(self.logits if self.logits is not None else self.ids)
+    hidden:torch.Tensor|None = None # [tokens, H]: an online teacher's last hidden states, its logits made from them a chunk at a time
+    head:torch.nn.Module|None = None # the teacher's output layer, for `hidden`
+    def __len__(self): return len(next(x for x in (self.logits, self.hidden, self.ids) if x is not None))
     def to(self, device) -> TeacherTokens:
         "The same distributions on `device` (a file's are read onto the CPU)."
         move = lambda x: None if x is None else x.to(device, non_blocking=True)
-        return TeacherTokens(move(self.logits), move(self.ids), move(self.logp), move(self.tail), self.temperature, self.forward_only)
+        return TeacherTokens(move(self.logits), move(self.ids), move(self.logp), move(self.tail), self.temperature, self.forward_only, move(self.hidden), self.head)
+    def chunk(self, i:int, j:int) -> TeacherTokens:
+        "Target tokens `i` to `j` of it."
+        cut = lambda x: None if x is None else x[i:j]
+        return TeacherTokens(cut(self.logits), cut(self.ids), cut(self.logp), cut(self.tail), self.temperature, self.forward_only, cut(self.hidden), self.head)
+    def all_logits(self) -> torch.Tensor:
+        "The raw logits at every target token (made from the hidden states if that is what it holds)."
+        return self.logits if self.hidden is None else self.head(self.hidden)
 
 # %% ../nbs/02c_kd.ipynb #01ad1533
 def topk_buckets(logp:torch.Tensor, ids:torch.Tensor) -> torch.Tensor:
@@ -70,12 +80,24 @@ def topk_buckets(logp:torch.Tensor, ids:torch.Tensor) -> torch.Tensor:
     return torch.cat([logp.gather(-1, ids), tail], -1)
 
 # %% ../nbs/02c_kd.ipynb #4f61b4c1
-def _chunk_divergence(logits, rows, cols, V, t_logits, ids, t_logp, t_tail, T, loss, beta, skew):
-    "The summed divergence over one chunk of target tokens (at `rows`, `cols` of the student's `logits`); float32 inside, so bf16 logits are safe."
-    s = F.log_softmax(logits[rows, cols, :V].float() / T, -1)
-    if ids is None: t = F.log_softmax(t_logits.float() / T, -1)
-    else: s, t = topk_buckets(s, ids.long()), torch.cat([t_logp.float(), t_tail.float()[:, None]], -1)
+def _against_teacher(z, t:TeacherTokens, V:int, T:float, loss:str, beta:float, skew:float) -> torch.Tensor:
+    "The summed divergence of one chunk's float32 student logits `z` [tokens, ≥V] from the teacher's chunk `t`."
+    s = F.log_softmax(z[:, :V] / T, -1)
+    if t.ids is None: t = F.log_softmax(t.all_logits()[:, :V].float() / T, -1)  # an online teacher's logits, made here when it holds hidden states
+    else: s, t = topk_buckets(s, t.ids.long()), torch.cat([t.logp.float(), t.tail.float()[:, None]], -1)
     return divergence(s, t, loss, beta, skew).sum()
+
+def _chunk_divergence(logits, rows, cols, V, t, T, loss, beta, skew):
+    "The summed divergence over one chunk of target tokens (at `rows`, `cols` of the student's `logits`); float32 inside, so bf16 logits are safe."
+    return _against_teacher(logits[rows, cols, :V].float(), t, V, T, loss, beta, skew)
+
+# %% ../nbs/02c_kd.ipynb #5f218b64
+def _check_teacher(teacher:TeacherTokens, loss:str, temperature:float):
+    "Refuse a top-k teacher at another temperature, and any divergence but the forward KL with a teacher that lumps tokens."
+    if teacher.ids is not None and abs(teacher.temperature - temperature) > 1e-6:
+        raise ValueError(f'the teacher top-k was computed at temperature {teacher.temperature}, not {temperature}')
+    if teacher.forward_only and loss != 'forward_kl':
+        raise ValueError(f'this teacher scores only some tokens and lumps the rest: only the forward KL is defined with it, not {loss}')
 
 # %% ../nbs/02c_kd.ipynb #72343bfa
 def kd_loss(
@@ -90,10 +112,7 @@ def kd_loss(
     vocab_size:int|None=None, # cut both vocabularies to this many tokens (the tokenizer's length)
 ) -> torch.Tensor:
     "T² × the mean over target tokens of the divergence of the student from the teacher, computed `chunk` tokens at a time."
-    if teacher.ids is not None and abs(teacher.temperature - temperature) > 1e-6:
-        raise ValueError(f'the teacher top-k was computed at temperature {teacher.temperature}, not {temperature}')
-    if teacher.forward_only and loss != 'forward_kl':
-        raise ValueError(f'this teacher scores only some tokens and lumps the rest: only the forward KL is defined with it, not {loss}')
+    _check_teacher(teacher, loss, temperature)
     where, teacher = (targets != -100).nonzero(as_tuple=True), teacher.to(student_logits.device)
     n = len(where[0])
     if n != len(teacher): raise ValueError(f'{n} target tokens, but the teacher has {len(teacher)}')
@@ -101,12 +120,48 @@ def kd_loss(
     V = vocab_size or student_logits.shape[-1]
     for i in range(0, n, chunk):
         rows, cols = where[0][i:i + chunk], where[1][i:i + chunk]
-        t_logits = None if teacher.logits is None else teacher.logits[i:i + chunk, :V]
-        parts = [t_logits] + ([None] * 3 if teacher.ids is None else [teacher.ids[i:i + chunk], teacher.logp[i:i + chunk], teacher.tail[i:i + chunk]])
-        args = (student_logits, rows, cols, V, *parts, temperature, loss, beta, skew)
+        args = (student_logits, rows, cols, V, teacher.chunk(i, i + chunk), temperature, loss, beta, skew)
         # recomputed in the backward pass: only one chunk's float32 distributions are ever alive
         total = total + (checkpoint(_chunk_divergence, *args, use_reentrant=False) if student_logits.requires_grad else _chunk_divergence(*args))
     return total * temperature ** 2 / max(1, n)
+
+# %% ../nbs/02c_kd.ipynb #073b793d
+def _chunk_terms(h, rows, cols, weight, bias, tgt, V, t, T, loss, beta, skew, softcap):
+    "One chunk of target tokens: its logits made from the hidden states `h`, then (summed cross-entropy, summed divergence); float32 from the logits on."
+    z = F.linear(h[rows, cols], weight, bias).float()
+    if softcap: z = softcap * torch.tanh(z / softcap)  # what the model would have done after its head
+    ce = F.cross_entropy(z, tgt, reduction='sum')  # over the whole output layer, as the model's own loss
+    return ce, (ce.new_zeros(()) if t is None else _against_teacher(z, t, V, T, loss, beta, skew))
+
+# %% ../nbs/02c_kd.ipynb #8590a1cf
+def fused_losses(
+    hidden:torch.Tensor, # [batch, length, H]: the student's last hidden states aligned with `targets` (chapter 2's `kind.hidden`)
+    targets:torch.Tensor, # [batch, length], -100 where nothing is predicted
+    head:torch.nn.Module, # the student's output layer (`model.get_output_embeddings()`): its `weight` [vocabulary, H] and `bias`
+    teacher:TeacherTokens|None=None, # the teacher at the same target tokens; None: the cross-entropy alone
+    loss:str='forward_kl', # one of `DIVERGENCES`
+    beta:float=0.5, # JSD(β)
+    skew:float=0.1, # λ of the skew KLs
+    temperature:float=1.0, # the divergence's: both distributions are softened by it, the term scaled by T²
+    chunk:int=512, # target tokens whose logits are made at once
+    vocab_size:int|None=None, # the divergence compares the first this-many tokens (the tokenizer's length)
+    softcap:float|None=None, # a soft-cap the model applies after its head (chapter 2's `logit_softcap`)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    "(the mean cross-entropy, T² × the mean divergence) over the target tokens, their logits made `chunk` tokens at a time from `hidden`, and again in the backward pass."
+    if teacher is not None: _check_teacher(teacher, loss, temperature)
+    where = (targets != -100).nonzero(as_tuple=True)
+    n, tgt = len(where[0]), targets[where]
+    if teacher is not None:
+        teacher = teacher.to(hidden.device)
+        if n != len(teacher): raise ValueError(f'{n} target tokens, but the teacher has {len(teacher)}')
+    ce = kd = hidden.new_zeros((), dtype=torch.float32)
+    V = vocab_size or head.weight.shape[0]
+    for i in range(0, n, chunk):
+        args = (hidden, where[0][i:i + chunk], where[1][i:i + chunk], head.weight, getattr(head, 'bias', None), tgt[i:i + chunk], V,
+                None if teacher is None else teacher.chunk(i, i + chunk), temperature, loss, beta, skew, softcap)
+        c, d = checkpoint(_chunk_terms, *args, use_reentrant=False) if torch.is_grad_enabled() and hidden.requires_grad else _chunk_terms(*args)
+        ce, kd = ce + c, kd + d
+    return ce / max(1, n), kd * temperature ** 2 / max(1, n)
 
 # %% ../nbs/02c_kd.ipynb #d9509fb2
 KD_TARGETS = {'label': ('label',), 'rationale': ('rationale',), 'both': ('label', 'rationale')}
@@ -123,6 +178,7 @@ class KDSettings:
     on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs an online teacher)
     ce_weight:float = 1.0 # the weight of the cross-entropy part (0: pure distillation)
     chunk:int = 512 # target tokens whose float32 distributions are held at once
+    fused:bool = True # make the student's logits from its hidden states, a chunk of target tokens at a time (`fused_losses`); False: the model's whole logits
     def __post_init__(self):
         if self.loss not in DIVERGENCES: raise ValueError(f"loss must be one of {', '.join(DIVERGENCES)}, got {self.loss!r}")
         if self.on not in KD_TARGETS: raise ValueError(f"on must be one of {', '.join(KD_TARGETS)}, got {self.on!r}")
@@ -131,3 +187,6 @@ class KDSettings:
     def __call__(self, student_logits, targets, teacher:TeacherTokens, vocab_size:int|None=None) -> torch.Tensor:
         "This term's `kd_loss`."
         return kd_loss(student_logits, targets, teacher, self.loss, self.beta, self.skew, self.temperature, self.chunk, vocab_size)
+    def terms(self, hidden, targets, head, teacher:TeacherTokens|None, vocab_size:int|None=None, softcap:float|None=None) -> tuple:
+        "(cross-entropy, this term's divergence) by `fused_losses`."
+        return fused_losses(hidden, targets, head, teacher, self.loss, self.beta, self.skew, self.temperature, self.chunk, vocab_size, softcap)

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from .kd_teachers import TARGET_COLUMNS, TeacherError
 from .kd import TeacherTokens
+from .students import student_kind
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TAIL_FLOOR', 'FALLBACK_EPS', 'LOGPROB_EPS', 'align_tokens', 'token_texts', 'StudentVocab', 'in_student_ids',
-           'certain', 'read_logprobs', 'ApiLogprobs']
+           'certain', 'read_logprobs', 'ApiLogprobs', 'score_rationales', 'write_lines']
 
 # %% ../nbs/02e_kd_align.ipynb #bb309916
 def _core(text:str|None) -> str:
@@ -286,3 +287,41 @@ def coverage(self:ApiLogprobs) -> str:
     return (f"coverage: {s['aligned']:,} of {s['tokens']:,} {self.target} tokens have a teacher token ({s['coverage']:.1%}); "
             f"{s['mapped']:,} of {s['alternatives']:,} teacher alternatives are one student token ({s['alternatives_coverage']:.1%}); "
             f"taught as certain of their target: {rest}")
+
+# %% ../nbs/02e_kd_align.ipynb #7364e868
+@torch.no_grad()
+def score_rationales(
+    model, # the teacher (any kind, any tokenizer), in eval mode
+    tokenizer, # its tokenizer
+    rows, # training records with `id`, `input` and `rationale` (those without a rationale are skipped)
+    k:int=20, # alternatives kept at each token
+    batch_size:int=8, # rows a forward pass
+    max_length:int=1024, # the longest prompt and the longest rationale, in the teacher's tokens
+) -> list[dict]:
+    "The teacher's top k at every token of each row's rationale, read as the continuation of its question: lines in `distill-sbs teach --logprobs`'s format."
+    from transformers import DataCollatorForSeq2Seq
+    kind, text_of = student_kind(model), StudentVocab(tokenizer).text_of  # every id's text mid-sentence
+    kind.prepare(tokenizer)
+    collate, todo, lines = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors='pt'), [r for r in rows if r.get('rationale')], []
+    for i in range(0, len(todo), batch_size):
+        part = todo[i:i + batch_size]
+        enc = kind.encode(tokenizer, [kind.prompt(tokenizer, r['input'], 'explain') for r in part], [r['rationale'] for r in part], max_length, max_length)
+        b = collate([{'input_ids': x, 'labels': y} for x, y in zip(enc['input_ids'], enc['labels'])])
+        logits, targets = kind.logits(model, *(b[c].to(model.device) for c in ('input_ids', 'attention_mask', 'labels')))
+        for row, lg, tg in zip(part, logits, targets):
+            ids = tg[tg != -100]
+            logp = lg[tg != -100].float().log_softmax(-1)
+            top, alt = logp.topk(min(k, logp.shape[-1]), -1)
+            toks = [[text, logp[j, t].item(), [[text_of[a], v] for a, v in zip(alt[j].tolist(), top[j].tolist()) if a in text_of]]
+                    for j, (t, text) in enumerate(zip(ids.tolist(), token_texts(tokenizer, ids.tolist()))) if text]  # special tokens: none
+            lines.append({'id': row['id'], 'text': row['rationale'], 'tokens': toks})
+    return lines
+
+# %% ../nbs/02e_kd_align.ipynb #2d680446
+def write_lines(lines:list[dict], path:str|Path) -> Path:
+    "Write logprobs lines as JSONL, whole or not at all (a temporary file renamed into place)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(''.join(json.dumps(l, ensure_ascii=False) + '\n' for l in lines), encoding='utf-8')
+    os.replace(tmp, path)
+    return path

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
 from .core import UserError
-from .students import student_kind
+from .students import logit_softcap, student_kind
 from .kd import TeacherTokens
 from fastcore.basics import patch
 
@@ -59,10 +59,14 @@ class OnlineTeacher:
         self.kind = student_kind(model)
     @torch.no_grad()
     def tokens(self, batch:dict, target:str='label', rows=None) -> TeacherTokens:
-        "The teacher's raw logits at each target token of `batch` (the student's tokenised batch: they share one tokenizer)."
+        "The teacher at each target token of `batch` (the student's tokenised batch: they share one tokenizer): its last hidden states and output layer, whose logits the loss makes a chunk at a time (its raw logits, for a model that soft-caps them)."
         dev = self.model.device
-        logits, targets = self.kind.logits(self.model, batch['input_ids'].to(dev), batch['attention_mask'].to(dev), batch['labels'].to(dev))
-        return TeacherTokens(logits=logits[targets != -100])
+        args = batch['input_ids'].to(dev), batch['attention_mask'].to(dev), batch['labels'].to(dev)
+        if logit_softcap(self.model):
+            logits, targets = self.kind.logits(self.model, *args)
+            return TeacherTokens(logits=logits[targets != -100])
+        hidden, targets = self.kind.hidden(self.model, *args)
+        return TeacherTokens(hidden=hidden[targets != -100], head=self.model.get_output_embeddings())
     def __repr__(self): return f'OnlineTeacher({self.name}, {self.kind.name}, {self.model.num_parameters() / 1e6:,.1f}M parameters, {self.model.dtype})'
 
 # %% ../nbs/02d_kd_teachers.ipynb #327e680f
@@ -107,7 +111,7 @@ def _write_manifest(out:Path, manifest:dict): _write_atomic(out/LOGITS_META, (js
 
 # %% ../nbs/02d_kd_teachers.ipynb #77218294
 def write_teacher_logits(
-    teacher:OnlineTeacher, # the teacher (its tokenizer made `train`)
+    teacher, # the teacher: an `OnlineTeacher` (its tokenizer made `train`), or one that hands over its top k itself (chapter 2f's `ServedTeacher`)
     train, # the tokenised training split (chapter 2a's `tokenize_tasks(...)['train']`)
     out:str|Path, # the folder to write
     k:int=20, # tokens kept per target token; the rest of the probability is the tail bucket
@@ -122,6 +126,8 @@ def write_teacher_logits(
     from tqdm.auto import tqdm
     V = len(teacher.tokenizer)
     if not 1 <= k <= V: raise TeacherError(f'--top_k {k}: must be between 1 and the teacher\'s vocabulary size ({V:,} tokens)')
+    if getattr(teacher, 'k', k) != k or abs(getattr(teacher, 'temperature', temperature) - temperature) > 1e-6:
+        raise TeacherError(f'{teacher.name} hands over its top {teacher.k} at temperature {teacher.temperature}: write them with --top_k {teacher.k} and --kd_temperature {teacher.temperature}')
     if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     out = Path(out)
     tasks = [t for t, (_, lab) in TARGET_COLUMNS.items() if lab in train.column_names]
@@ -148,17 +154,22 @@ def write_teacher_logits(
         tmp = out/f'{name}.tmp'
         if tmp.exists(): shutil.rmtree(tmp)  # left by a killed run
         tmp.mkdir()
-        for task in tasks:
-            got = {'ids': [], 'logp': [], 'tail': [], 'counts': []}
-            for batch in _batches(part, task, batch_size, collate):
-                logp = F.log_softmax(teacher.tokens(batch).logits[:, :V].float() / temperature, -1)
-                top, ids = logp.topk(k, -1)
-                got['ids'].append(ids.int()); got['logp'].append(top)
-                got['tail'].append(logp.scatter(-1, ids, -torch.inf).logsumexp(-1))
-                got['counts'].append((batch['labels'] != -100).sum(1).int())
-            for key, parts in got.items():
-                arr = torch.cat(parts).cpu().numpy()
-                files[f'{task}_{key}.npy'] = _save_array(tmp/f'{task}_{key}.npy', arr.astype(dtype) if key in ('logp', 'tail') else arr)
+        try:
+            for task in tasks:
+                got = {'ids': [], 'logp': [], 'tail': [], 'counts': []}
+                for batch in _batches(part, task, batch_size, collate):
+                    tt = teacher.tokens(batch)
+                    if tt.ids is not None: ids, top, tail = tt.ids, tt.logp, tt.tail  # a teacher that hands over its top k
+                    else:
+                        logp = F.log_softmax(tt.all_logits()[:, :V].float() / temperature, -1)
+                        top, ids = logp.topk(k, -1)
+                        tail = logp.scatter(-1, ids, -torch.inf).logsumexp(-1)
+                    got['ids'].append(ids.int()); got['logp'].append(top); got['tail'].append(tail)
+                    got['counts'].append((batch['labels'] != -100).sum(1).int())
+                for key, parts in got.items():
+                    arr = torch.cat(parts).cpu().numpy()
+                    files[f'{task}_{key}.npy'] = _save_array(tmp/f'{task}_{key}.npy', arr.astype(dtype) if key in ('logp', 'tail') else arr)
+        except BaseException: shutil.rmtree(tmp, ignore_errors=True); bar.close(); raise  # nothing half-written; the error on a line of its own
         if (out/name).exists(): shutil.rmtree(out/name)  # renamed by a run killed before the manifest recorded it
         os.replace(tmp, out/name)  # a shard appears whole or not at all...
         manifest['shards'] = dict(sorted({**manifest['shards'], name: files}.items()))

@@ -138,10 +138,12 @@ class LoopbackLLM:
                  batch_polls:int|None=1, # GETs of a batch that find it still in progress before it ends; None: it never ends
                  batch_fault=None, # (batch number from 1, line number from 1, custom_id) -> None, an HTTP status, 'expired', 'malformed' or 'unknown_id'
                  expire_batches=(), # batch numbers (from 1, all vendors) that expire with only their first half answered
+                 routes:dict|None=None, # more POST routes: path -> function(body) -> (status, JSON reply), e.g. a served model's (chapter 2f)
                  port:int=0): # 0: any free port
         self.answer, self.latency, self.retry_after, self.max_top_logprobs = answer, latency, retry_after, max_top_logprobs
         self.fail_first, self.fail_always, self.malformed_first, self.fault = fail_first, fail_always, malformed_first, fault
         self.reasoning, self.batch_polls, self.batch_fault, self.expire_batches = reasoning, batch_polls, batch_fault, tuple(expire_batches)
+        self.routes = dict(routes or {})
         self.log, self.lock, self.seen = [], threading.Lock(), 0
         self.batches, self.files, self.batch_log = {}, {}, []  # id -> a batch's state, id -> an uploaded or written file, what was done to them
         self.active = self.peak = 0  # requests being answered now, and the most at once
@@ -451,6 +453,7 @@ def _handler(self:LoopbackLLM):
         def do_POST(self):
             raw, ctype = self.rfile.read(int(self.headers.get('content-length', 0))), self.headers.get('content-type', '')
             body = _form(raw, ctype) if ctype.startswith('multipart/') else json.loads(raw or b'{}')
+            if route := outer.routes.get(self.path.split('?')[0]): status, reply = route(body); return self.send((status, json.dumps(reply).encode(), None))
             batch = outer._batch_op('POST', self.path, body)
             self.send((*batch[:2], None), batch[2]) if batch else self.send(outer._reply(self.path, body))
         def send(self, reply, ctype='application/json'):

@@ -19,7 +19,7 @@ from fastcore.basics import patch, patch_to
 from .data import DataSettings
 from .core import UserError, one_of
 from .answers import answer_correct
-from .students import TINY, student_kind
+from .students import TINY, logit_softcap, student_kind
 from .cot import MODEL_TYPES, CotSettings, make_recipe
 from .collator import LABEL_TYPES, TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
@@ -169,6 +169,7 @@ class TrainConfig(CotSettings, DataSettings):
     lora_dropout:float = 0.05 # dropout on the adapters' input
     lora_target:str = 'all-linear' # the modules that get adapters: 'all-linear', or names such as 'q_proj,v_proj' (T5: 'q,v')
     teacher:str = '' # token-level distillation from this model, run beside the student: a folder, a Hub id or 'tiny-large', of the student's tokenizer and kind
+    teacher_url:str = '' # the --teacher on a vLLM server at this address, under that name, sharing the student's tokenizer: its top --top_k read over HTTP (chapter 2f)
     teacher_logits:str = '' # token-level distillation from a folder written by `distill-sbs teacher-logits` (no teacher in memory)
     teacher_logprobs:str = '' # token-level distillation on the rationale from a teacher behind an API, of any tokenizer: the train_logprobs.jsonl that `distill-sbs teach --logprobs K` wrote (task_prefix with --kd_on rationale, or cot with --kd_on label; forward_kl only)
     kd_weight:Optional[float] = None # γ, the weight of the distillation term (default 1 with --teacher, --teacher_logits or --teacher_logprobs, else 0)
@@ -178,6 +179,7 @@ class TrainConfig(CotSettings, DataSettings):
     kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
     kd_on:Optional[str] = None # distil on the 'label' tokens, the 'rationale' tokens or 'both' (default both; standard finetuning has labels only; --teacher_logprobs: the rationale's, rationale for task_prefix, label for cot)
     kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
+    kd_fused:bool = True # make the student's logits from its hidden states a chunk of target tokens at a time (chapter 2c's fused loss); False: the model's whole logits
     ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
     top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
 
@@ -228,11 +230,10 @@ def check_kd(cfg:TrainConfig):
     one_of('kd_on', cfg.kd_on, KD_TARGETS)
     sources = [f'--{s}' for s in ('teacher', 'teacher_logits', 'teacher_logprobs') if getattr(cfg, s)]
     if len(sources) > 1: raise ConfigError(f"{', '.join(sources[:-1])} and {sources[-1]}: give one source of teacher distributions, not {'both' if len(sources) == 2 else 'several'}")
-    has_teacher = bool(sources)
     require(cfg.kd_weight >= 0 and cfg.ce_weight >= 0, f'--kd_weight and --ce_weight must be at least 0, got {cfg.kd_weight} and {cfg.ce_weight}')
-    require(has_teacher or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
+    require(sources or not cfg.kd_weight, f'--kd_weight {cfg.kd_weight} needs a teacher: add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE')
     given = [f'--{k} {getattr(cfg, k)}' for k, default in KD_DEFAULTS.items() if getattr(cfg, k) != default]
-    require(has_teacher or not given, f"{', '.join(given)}: {'it shapes' if len(given) == 1 else 'they shape'} the distillation term, which needs a teacher: "
+    require(sources or not given, f"{', '.join(given)}: {'it shapes' if len(given) == 1 else 'they shape'} the distillation term, which needs a teacher: "
             'add --teacher MODEL, --teacher_logits DIR or --teacher_logprobs FILE, or leave ' + ('it' if len(given) == 1 else 'them') + ' out')
     require(cfg.ce_weight > 0 or cfg.kd_weight > 0, '--ce_weight 0 leaves nothing to learn without a distillation term (--teacher and --kd_weight above 0)')
     require(0 <= cfg.kd_on_policy <= 1, f'--kd_on_policy is the fraction of batches on the student\'s own samples, in [0, 1], got {cfg.kd_on_policy}')
@@ -242,11 +243,11 @@ def check_kd(cfg:TrainConfig):
     require(0 <= cfg.kd_skew < 1, f'--kd_skew must be in [0, 1), got {cfg.kd_skew}')
     require(cfg.kd_temperature > 0, f'--kd_temperature must be positive, got {cfg.kd_temperature}')
     require(cfg.top_k >= 1, f'--top_k must be at least 1, got {cfg.top_k}')
+    require(not cfg.teacher_url or (cfg.teacher and cfg.kd_temperature == 1), f'--teacher_url {cfg.teacher_url}: name the teacher as the server serves it with --teacher, and leave --kd_temperature at 1 (a server\'s log-probabilities are its own)')
     require(not (cfg.kd_on == 'rationale' and not make_recipe(cfg.model_type).explains), f'--kd_on rationale: --model_type {cfg.model_type} has no separate rationale task '
            '(--model_type task_prefix has; a cot student\'s one target holds its chain of thought: use --kd_on label)')
-    require(not (has_teacher and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
-    if cfg.teacher_logits and not _is_remote(cfg.teacher_logits):
-        require(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
+    require(not (sources and cfg.one_pass), '--one_pass: token-level distillation runs one pass per task; leave --one_pass out')
+    if cfg.teacher_logits and not _is_remote(cfg.teacher_logits): require(Path(cfg.teacher_logits).is_dir(), f'--teacher_logits {cfg.teacher_logits}: no such folder')
     if cfg.teacher_logprobs: check_api_teacher(cfg)
 
 # %% ../nbs/03_multitask.ipynb #b2fe0e25
@@ -261,8 +262,7 @@ def check_api_teacher(cfg:TrainConfig):
            'and lumps the rest cannot give the probability of every token the student puts mass on, which the others need)')
     require(cfg.kd_temperature == 1, f"--kd_temperature {cfg.kd_temperature}: an API teacher's log-probabilities are at temperature 1 and cannot be "
            're-softened; leave --kd_temperature out with --teacher_logprobs')
-    require(Path(cfg.teacher_logprobs).is_file(), f'--teacher_logprobs {cfg.teacher_logprobs}: no such file (the train_logprobs.jsonl that '
-           '`distill-sbs teach --logprobs K` writes beside train.jsonl)')
+    require(Path(cfg.teacher_logprobs).is_file(), f'--teacher_logprobs {cfg.teacher_logprobs}: no such file (the train_logprobs.jsonl that `distill-sbs teach --logprobs K` writes beside train.jsonl)')
 
 # %% ../nbs/03_multitask.ipynb #e7b85037
 @patch_to(TrainConfig, as_prop=True)
@@ -472,16 +472,22 @@ def distill_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False):
     "`objective` with KD: each task's cross-entropy, and the divergence from the teacher on the tasks `kd.on` names (the student's own samples in an on-policy batch)."
     kd, kind, rows = self.kd, student_kind(self.model), inputs.get('row')
     on_policy = kd.on_policy > 0 and self._coin.random() < kd.on_policy  # this batch: the student's own completions
+    vocab, head, cap = len(self.processing_class), getattr(model, 'module', model).get_output_embeddings(), logit_softcap(model)
+    def terms(batch, teacher):  # (cross-entropy, divergence or None) of one task's batch
+        args = batch['input_ids'], batch['attention_mask'], batch['labels']
+        if kd.fused: return kd.terms(*kind.hidden(model, *args), head, teacher, vocab, cap)  # no [batch, length, vocabulary] tensor
+        logits, targets = kind.logits(model, *args)
+        return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100), None if teacher is None else kd(logits, targets, teacher, vocab_size=vocab)
     ce, div = {}, {}
     for task, batch in self.tasks(inputs).items():
-        logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
-        with torch.set_grad_enabled(torch.is_grad_enabled() and kd.ce_weight > 0):  # pure KD: the CE is only logged
-            ce[task] = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
-        if task not in kd.targets: continue
+        distilled = task in kd.targets
+        c, d = terms(batch, self.teacher.tokens(batch, task, rows) if distilled and not on_policy else None)
+        ce[task] = c if kd.ce_weight > 0 else c.detach()  # pure KD: the CE is only logged
+        if not distilled: continue
         if on_policy:
             batch = sample_completions(self.model, self.processing_class, batch)
-            logits, targets = kind.logits(model, batch['input_ids'], batch['attention_mask'], batch['labels'])
-        div[task] = kd(logits, targets, self.teacher.tokens(batch, task, rows), vocab_size=len(self.processing_class))
+            _, d = terms(batch, self.teacher.tokens(batch, task, rows))
+        div[task] = d
     loss = objective(ce, self.config.alpha, kd, div)
     self.stop_if_not_finite(loss, **{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()})
     self.note(**{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()},

@@ -6,6 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/students.html.md"""
 
 # %% ../nbs/02_students.ipynb #83e7bada
 from __future__ import annotations
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -19,7 +20,7 @@ from .sources import hub_reachable
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
            'StudentKind', 'Seq2SeqKind', 'encode_grouped', 'CausalKind', 'student_kind', 'tiny_student', 'tiny_causal',
-           'tiny_teacher', 'load_student']
+           'tiny_teacher', 'load_student', 'logit_softcap', 'head_off']
 
 # %% ../nbs/02_students.ipynb #144bbaf2
 PREFIXES = {'predict': 'predict: ', 'explain': 'explain: '}
@@ -296,3 +297,34 @@ def load_student(
     for note in student_kind(model).prepare(tok):
         if not quiet: print(f'{name}: {note}')
     return model, tok
+
+# %% ../nbs/02_students.ipynb #84fe8fa2
+def logit_softcap(model) -> float|None:
+    "The soft-cap a model applies to its logits after its output layer (Gemma 2), or None."
+    return getattr(getattr(model, 'module', model).config, 'final_logit_softcapping', None) or None
+
+@contextmanager
+def head_off(model):
+    "Within it, `model`'s output layer hands back its input, so the model's `logits` are its last hidden states; yields the output layer."
+    base = getattr(model, 'module', model)  # under DistributedDataParallel
+    head, cfg, cap = base.get_output_embeddings(), base.config, logit_softcap(model)
+    head.forward = lambda x: x
+    if cap: cfg.final_logit_softcapping = None
+    try: yield head
+    finally:
+        del head.forward
+        if cap: cfg.final_logit_softcapping = cap
+
+# %% ../nbs/02_students.ipynb #92d04bdb
+@patch
+def hidden(self:Seq2SeqKind, model, input_ids, attention_mask, labels):
+    "(the decoder's last hidden states, targets) aligned position by position, as `logits` gives logits; the model computes no loss."
+    decoder_ids = getattr(model, 'module', model).prepare_decoder_input_ids_from_labels(labels=labels)
+    with head_off(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_ids, use_cache=False).logits, labels
+
+@patch
+def hidden(self:CausalKind, model, input_ids, attention_mask, labels):
+    "(the last hidden states, targets) aligned: position t predicts token t + 1."
+    with head_off(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1], labels[:, 1:]

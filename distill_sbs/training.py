@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/training.html.md"""
 
 # %% ../nbs/04_training.ipynb #2bceb578
 from __future__ import annotations
-import difflib, json, os, shutil
+import difflib, json, os, shutil, tempfile
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 import torch, yaml
@@ -18,24 +18,26 @@ from .cot import CotSettings, ExemplarPool, Recipe, make_recipe
 from .collator import tokenize_tasks
 from .hardware import Hardware, check_precision, device_line, pick_hardware
 from .inference import CONFIG_FILE, RECORD_FILE, Student, run_config
-from .kd_align import ApiLogprobs
-from .kd_teachers import LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, online_teacher, tokenizer_fingerprint, write_teacher_logits
+from .kd_align import ApiLogprobs, score_rationales, write_lines
+from .kd_served import ServedTeacher
+from .kd_teachers import (LOGITS_META, OnlineTeacher, TeacherError, TopKLogits, check_same_tokenizer, online_teacher, tokenizer_fingerprint,
+                                     write_teacher_logits)
 from .multitask import ConfigError, TrainConfig, TrainError, make_trainer, require
 
 # %% auto #0
 __all__ = ['TEACHER_LOGITS_SETTINGS', 'COMMANDS', 'OTHER_NAMES', 'RESUMABLE_CHANGES', 'config_parser', 'refuse_unknown',
            'read_yaml', 'read_yaml_config', 'parse_config', 'vocab_texts', 'recipe_for', 'open_teacher', 'add_lora',
            'last_checkpoint', 'changed_settings', 'resume_checkpoint', 'oom_advice', 'run_student', 'run_teacher',
-           'fit', 'run_record', 'train', 'trained', 'write_valid_predictions', 'run_history', 'plot_history',
-           'train_command', 'teacher_logits', 'teacher_logits_command']
+           'served_teacher', 'cross_teacher', 'fit', 'run_record', 'train', 'trained', 'write_valid_predictions',
+           'run_history', 'plot_history', 'train_command', 'teacher_logits', 'teacher_logits_command']
 
 # %% ../nbs/04_training.ipynb #e245530c
 TEACHER_LOGITS_SETTINGS = ('dataset', 'data_dir', 'subsample', 'run', 'valid_frac', 'n_train', 'n_test', 'n_steps', 'max_number', 'arith_seed',
                            'cot_formats', 'cot_shots', 'exemplars', 'max_input_length', 'max_label_length', 'max_rationale_length', 'model_type', 'label_type',
-                           'teacher', 'top_k', 'kd_temperature', 'batch_size', 'bf16', 'output_dir', 'overwrite')  # what `teacher_logits` reads
+                           'teacher', 'teacher_url', 'top_k', 'kd_temperature', 'batch_size', 'bf16', 'output_dir', 'overwrite')  # what `teacher_logits` reads
 COMMANDS = {  # command -> (its description, the settings it reads (None: all), its own defaults and help)
     'train': ('Train a student on a dataset (chapter 4).', None, {}),
-    'teacher-logits': ("Write a local teacher's top-k log-probabilities at every target token of the training set, once, for "
+    'teacher-logits': ("Write a teacher's top-k log-probabilities (a local one, or one on a vLLM server) at every target token of the training set, once, for "
                        "`distill-sbs train --teacher_logits` (chapter 2d).", TEACHER_LOGITS_SETTINGS,
                        {'output_dir': ('runs/teacher_logits', "the teacher's top-k: teacher_logits.json and its shards")}),
     'experiment': ('The whole course in one command: the data, a distilling step-by-step and a standard student, and their evaluation '
@@ -221,12 +223,15 @@ def run_student(cfg:TrainConfig, texts:list[str]) -> tuple:
     return model, tokenizer, kind
 
 # %% ../nbs/04_training.ipynb #2b1fb9d3
-def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer, tokenized):
+def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer, tokenized, data=None):
     "The teacher `cfg` names, ready to teach the student (chapter 2c), or None: a model beside it, its top-k on disk, or an API's logprobs."
     teacher = None
-    if cfg.teacher:  # a teacher beside the student; refused if it cannot teach it
+    if cfg.teacher_url: teacher = served_teacher(cfg, kind=student_kind(model), tokenizer=tokenizer)  # on a server, read over HTTP
+    elif cfg.teacher:  # a teacher beside the student; one with another tokenizer (or of another kind) teaches through chapter 2e's alignment
         t = open_teacher(cfg.teacher, hw, cfg.run, texts)
-        teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
+        if t.tokenizer.get_vocab() == tokenizer.get_vocab() and type(t.kind) is type(student_kind(model)):
+            teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
+        else: teacher = cross_teacher(cfg, t, data['train'], tokenized, tokenizer)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
         teacher = TopKLogits(cfg.teacher_logits)
         if cfg.from_pretrained in TINY and teacher.meta['tokenizer'] != tokenizer_fingerprint(tokenizer):  # its vocabulary comes from its data
@@ -241,6 +246,39 @@ def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer,
     if teacher is not None:
         _say(f'token-level distillation from {teacher}: {cfg.kd_loss} on {cfg.kd_on} tokens, weight {cfg.kd_weight}'
              + (f', {cfg.kd_on_policy:.0%} of batches on the student\'s own samples' if cfg.kd_on_policy else ''))
+    return teacher
+
+# %% ../nbs/04_training.ipynb #c7449367
+def served_teacher(cfg:TrainConfig, kind=None, tokenizer=None) -> ServedTeacher:
+    "`--teacher_url`: the `--teacher` on a vLLM server (chapter 2f), for a decoder-only student that shares its tokenizer (by default, the one `--teacher` names)."
+    from transformers import AutoConfig, AutoTokenizer
+    try: theirs, config = AutoTokenizer.from_pretrained(cfg.teacher), AutoConfig.from_pretrained(cfg.teacher)
+    except (OSError, ValueError) as e: raise ConfigError(f"--teacher {cfg.teacher}: its tokenizer and config cannot be read here ({' '.join(str(e).split())[:160]}); "
+                                                          "with --teacher_url it names the served model, whose tokenizer the student shares") from None
+    kind = kind or student_kind(config)
+    require(kind.name == 'causal' and student_kind(config).name == 'causal', "--teacher_url: vLLM's prompt_logprobs scores a decoder-only model's prompt; "
+            'a seq2seq student or teacher needs --teacher or --teacher_logits')
+    if tokenizer is None: tokenizer = theirs; kind.prepare(tokenizer)
+    else: check_same_tokenizer(theirs, tokenizer, cfg.teacher, cfg.from_pretrained)
+    teacher = ServedTeacher(cfg.teacher_url, cfg.teacher, tokenizer, k=cfg.top_k)
+    teacher.kind = kind
+    return teacher
+
+# %% ../nbs/04_training.ipynb #5e6c5222
+def cross_teacher(cfg:TrainConfig, t:OnlineTeacher, rows, tokenized, tokenizer) -> ApiLogprobs:
+    "`--teacher` with another tokenizer (or of another kind) than the student: its top k at every training rationale token, read once and aligned like an API teacher's (chapter 2e)."
+    task, name = tokenized.recipe.rationale_task, f'--teacher {cfg.teacher}'
+    why = f'{name} has another tokenizer than the student {cfg.from_pretrained} ({len(t.tokenizer):,} and {len(tokenizer):,} tokens), so it teaches through the text of the rationale'
+    require(task is not None, f'{why}, which a --model_type {cfg.model_type} student does not write (use task_prefix or cot)')
+    require(cfg.kd_on == task, f'{why}: distil on those tokens with --kd_on {task}')
+    require(cfg.kd_loss == 'forward_kl' and abs(cfg.kd_temperature - 1) < 1e-6, f'{why}: its top k and a tail define only --kd_loss forward_kl at --kd_temperature 1')
+    require(not cfg.kd_on_policy, f'{why}: --kd_on_policy needs it to score the student\'s own samples token by token; leave it out')
+    folder = Path(tempfile.mkdtemp()) if '://' in str(cfg.output_dir) else Path(cfg.output_dir)
+    _say(f'{why}: reading its top {cfg.top_k} at every training rationale token once')
+    path = write_lines(score_rationales(t.model, t.tokenizer, list(rows), k=cfg.top_k), folder/'teacher_logprobs.jsonl')
+    teacher = ApiLogprobs(path, tokenized, tokenizer)
+    teacher.check(cfg.kd_loss, cfg.kd_temperature)
+    _say(teacher.coverage())
     return teacher
 
 # %% ../nbs/04_training.ipynb #c6bd57cc
@@ -300,9 +338,9 @@ def train(cfg:TrainConfig, callbacks:list|None=None) -> dict:
     hw = pick_hardware(cfg.bf16, fp16=cfg.fp16, causal=kind.name == 'causal')  # the precision depends on the student's kind too
     _say(hw)
     tokenized = tokenize_tasks(data, tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length, cfg.max_label_length,
-                               cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
+                               cfg.max_rationale_length, kind=kind, rows=bool(cfg.teacher or cfg.teacher_logits or cfg.teacher_logprobs), recipe=recipe)
     _say(tokenized.report)
-    teacher = run_teacher(cfg, hw, texts, model, tokenizer, tokenized)
+    teacher = run_teacher(cfg, hw, texts, model, tokenizer, tokenized, data)
     trainer = make_trainer(model, tokenizer, tokenized, cfg, teacher=teacher, pool=pool, callbacks=callbacks, hardware=hw)
     result = fit(trainer, cfg, hw, checkpoint, data['valid'], pool)
     record = run_record(cfg, hw, data, tokenized, trainer, result, checkpoint)
@@ -391,7 +429,7 @@ def teacher_logits(cfg:TrainConfig) -> dict:
     data = load_data(cfg)
     print(data.summary)
     recipe, _ = recipe_for(cfg, data)
-    teacher = open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))
+    teacher = served_teacher(cfg) if cfg.teacher_url else open_teacher(cfg.teacher, hw, cfg.run, vocab_texts(data['train'], recipe))
     if cfg.top_k > len(teacher.tokenizer):  # before anything is written
         raise ConfigError(f'--top_k {cfg.top_k} is larger than the vocabulary of {cfg.teacher} ({len(teacher.tokenizer):,} tokens)')
     tokenized = tokenize_tasks({'train': data['train']}, teacher.tokenizer, cfg.model_type, cfg.label_type, cfg.max_input_length,

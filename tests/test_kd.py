@@ -80,11 +80,11 @@ def test_bad_kd_flags_get_one_line(tmp_path, flags, says):
 
 def test_different_tokenizers_and_k_too_large(tmp_path, teacher):
     line = refused(cli('train', '--teacher', teacher, '--n_train', 100, '--n_test', 20, '--no_log', '--output_dir', tmp_path/'run'),
-                   'have different tokenizers')
-    assert str(teacher) in line and 'tiny' in line  # names both
+                   'has another tokenizer than the student')  # chapter 2e's path, which teaches the rationale's tokens only
+    assert str(teacher) in line and 'tiny' in line and '--kd_on rationale' in line  # names both, and what to do
     assert not (tmp_path/'run'/'train_config.json').exists()
     refused(cli('train', '--teacher', teacher, '--from_pretrained', 'tiny-causal', *SMALL, '--output_dir', tmp_path/'run'),
-            'different tokenizers')
+            'has another tokenizer than the student tiny-causal')
     refused(cli('teacher-logits', '--teacher', teacher, *LOGITS_SMALL, '--top_k', 100_000, '--output_dir', tmp_path/'tl'),
             '--top_k 100000 is larger than the vocabulary')
     assert not (tmp_path/'tl').exists()
@@ -134,3 +134,38 @@ def test_the_same_time_comparison_reads_each_runs_curve(tmp_path):
     mean, half = t_interval([0.5, 0.6, 0.7])  # a 95% t-interval: t(2 degrees of freedom) = 4.30
     assert mean == pytest.approx(0.6) and half == pytest.approx(4.30 * 0.1 / 3 ** 0.5)
     assert t_interval([0.4]) == (0.4, 0.0)
+
+@pytest.mark.parametrize('student', ['tiny', 'tiny-causal'])
+def test_the_fused_loss_trains_as_the_whole_logits_did(tmp_path, teacher, causal_run, student):
+    "The same run with chapter 2c's fused, completion-only loss and with the model's whole logits: the same losses at every step (so the same gradients before them)."
+    common = dict(from_pretrained=student, teacher=str(teacher if student == 'tiny' else causal_run), kd_loss='jsd', kd_temperature=2.0,
+                  n_train=200, n_test=20, batch_size=8, no_log=True, max_steps=3, logging_steps=1, eval_steps=3, gen_max_len=4)
+    for fused in (True, False): train(TrainConfig(kd_fused=fused, output_dir=str(tmp_path/f'{fused}'), **common))
+    runs = [[h for h in run_history(tmp_path/f'{fused}') if 'kd_loss' in h] for fused in (True, False)]
+    assert len(runs[0]) == len(runs[1]) == 3
+    for a, b in zip(*runs):
+        for key in ('kd_label_loss', 'kd_rationale_loss', 'label_loss', 'rationale_loss'):
+            assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-6), (student, a['step'], key, a[key], b[key])
+
+def test_a_teacher_with_another_tokenizer_teaches_through_the_rationale_text(tmp_path, causal_run):
+    "A causal teacher (ChatML tokens) of a T5 student: chapter 2e's alignment, the coverage printed, the lines kept in the run's folder."
+    common = ['--from_pretrained', 'tiny', '--teacher', causal_run, '--max_steps', 4, '--eval_steps', 4, '--logging_steps', 1, '--gen_max_len', 4, *SMALL]
+    res = ok(cli('train', *common, '--kd_on', 'rationale', '--output_dir', tmp_path/'s'))
+    assert 'has another tokenizer than the student' in res.stdout and 'coverage: ' in res.stdout
+    lines = (tmp_path/'s'/'teacher_logprobs.jsonl').read_text().splitlines()
+    assert lines and all(json.loads(l)['tokens'] for l in lines)
+    logs = [h for h in run_history(tmp_path/'s') if 'kd_loss' in h]
+    assert len(logs) == 4 and all(math.isfinite(h['kd_rationale_loss']) and h['kd_rationale_loss'] > 0 for h in logs)
+    for flags, says in ((['--kd_on', 'both'], 'distil on those tokens with --kd_on rationale'),
+                        (['--kd_on', 'rationale', '--kd_loss', 'jsd'], 'define only --kd_loss forward_kl at --kd_temperature 1')):
+        refused(cli('train', *common, *flags, '--output_dir', tmp_path/'r'), says)
+
+@pytest.mark.slow
+def test_smollm2_learns_from_a_qwen_teacher_token_by_token(tmp_path, smollm2, qwen_twin):
+    "Two families, two tokenizers (SmolLM2's 49,152 tokens, Qwen2.5's 151,665), offline: the coverage printed and the distillation loss falling."
+    res = ok(cli('train', '--from_pretrained', smollm2, '--teacher', qwen_twin, '--kd_on', 'rationale', '--ce_weight', 0, '--lr', 1e-3,
+                 '--n_train', 24, '--n_test', 4, '--batch_size', 4, '--no_log', '--max_steps', 6, '--eval_steps', 6, '--logging_steps', 1,
+                 '--gen_max_len', 4, '--max_rationale_length', 48, '--output_dir', tmp_path/'s'))
+    assert 'coverage: ' in res.stdout
+    kd = [h['kd_rationale_loss'] for h in run_history(tmp_path/'s') if 'kd_rationale_loss' in h]
+    assert len(kd) == 6 and kd[-1] < kd[0], kd

@@ -157,7 +157,7 @@ def test_kd_settings_are_built_by_name(monkeypatch):
     flags = {f.name for f in dataclasses.fields(TrainConfig)}
     source = {k: next((n for n in (f'kd_{k}', k) if n in flags), None) for k in (f.name for f in dataclasses.fields(KDSettings))}
     assert [k for k, n in source.items() if n is None] == ['chunk'], 'only the memory knob has no flag'
-    values = dict(kd_weight=0.25, kd_loss='jsd', kd_beta=0.75, kd_skew=0.2, kd_temperature=2.0, kd_on='label', kd_on_policy=0.5, ce_weight=0.5)
+    values = dict(kd_weight=0.25, kd_loss='jsd', kd_beta=0.75, kd_skew=0.2, kd_temperature=2.0, kd_on='label', kd_on_policy=0.5, kd_fused=False, ce_weight=0.5)
     assert set(values) == {n for n in source.values() if n}, 'a distinct value for every flag the term reads'
     expected = {k: values[n] for k, n in source.items() if n}
     kd = TrainConfig(teacher='tiny-large', **values).kd
