@@ -40,6 +40,7 @@ def one(a) -> dict:
     from distill_sbs.students import student_kind
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     model = twin('qwen2.5-0.5b', layers=a.layers or None).to(dev).train()
+    if a.checkpointing: model.gradient_checkpointing_enable()  # both variants: the layers' activations recomputed in the backward pass
     kind, head = student_kind(model), model.get_output_embeddings()
     g = torch.Generator().manual_seed(0)
     V = model.config.vocab_size
@@ -80,21 +81,23 @@ def main():
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--length', type=int, default=256)
     p.add_argument('--completion', type=int, default=128)
-    p.add_argument('--report_only', action='store_true', help='write the table from results/kd_fused.json, running nothing')
+    p.add_argument('--checkpointing', action='store_true', help="gradient checkpointing in both variants, so a step's own activations are small")
+    p.add_argument('--report_only', action='store_true', help='write the table from its results/*.json, running nothing')
     a = p.parse_args()
     if a.variant: print(json.dumps(one(a))); return
-    if a.report_only: rows, a = (lambda d: (d['rows'], argparse.Namespace(**d['args'])))(json.loads((RESULTS/'kd_fused.json').read_text()))
+    name = 'kd_fused' + ('_checkpointing' if a.checkpointing else '')
+    if a.report_only: rows, a = (lambda d: (d['rows'], argparse.Namespace(**{'checkpointing': False, **d['args']})))(json.loads((RESULTS/f'{name}.json').read_text()))
     else:
         rows = []
         for v in ('today', 'fused'):
             out = subprocess.run([sys.executable, __file__, '--variant', v, *sys.argv[1:]], capture_output=True, text=True, cwd=Path(__file__).parent)
             if out.returncode: sys.exit(out.stderr[-3000:])
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        (RESULTS/'kd_fused.json').write_text(json.dumps(dict(rows=rows, args=vars(a), torch=torch.__version__, threads=torch.get_num_threads()), indent=1))
+        (RESULTS/f'{name}.json').write_text(json.dumps(dict(rows=rows, args=vars(a), torch=torch.__version__, threads=torch.get_num_threads()), indent=1))
     today, fused = rows
     lines = [f"Qwen2.5-0.5B twin ({'all 24' if not a.layers else a.layers} layers, vocabulary 151,936), batch {a.batch} × {a.length} tokens "
              f"({today['target_tokens']:,} completion tokens), forward KL against a top-20 teacher plus the cross-entropy, AdamW, "
-             f"{a.steps} steps (speed over the steps after the first), float32, one process a variant. Weights {today['weights_gib']:.2f} GiB; with their "
+             f"{a.steps} steps (speed over the steps after the first), float32, " + ('gradient checkpointing in both, ' if a.checkpointing else '') + f"one process a variant. Weights {today['weights_gib']:.2f} GiB; with their "
              f"gradients and AdamW's state the process holds `base` before the first step; a step adds `peak - base`.\n",
              '| loss | base GiB | peak GiB | a step adds GiB | examples/s | s/step | losses |', '|---|---|---|---|---|---|---|']
     for r in rows:
@@ -103,6 +106,6 @@ def main():
     lines += ['', f"The fused loss: a step adds {fused['step_adds_gib'] / today['step_adds_gib']:.0%} of what today's adds "
               f"({fused['step_adds_gib']:.2f} against {today['step_adds_gib']:.2f} GiB), whole-step peak {fused['peak_gib'] / today['peak_gib']:.0%} of today's, "
               f"at {fused['examples_per_s'] / today['examples_per_s']:.2f}× its speed."]
-    write_result('kd_fused', 'The fused, completion-only loss against the whole logits', '\n'.join(lines))
+    write_result(name, 'The fused, completion-only loss against the whole logits' + (', with gradient checkpointing' if a.checkpointing else ''), '\n'.join(lines))
 
 if __name__ == '__main__': main()
