@@ -6,13 +6,14 @@ Docs: https://distill-sbs.github.io/distill_sbs/kd_served.html.md"""
 
 # %% ../nbs/02f_kd_served.ipynb #1e3b3445
 from __future__ import annotations
-import math, os, time
+import os, time
 from concurrent.futures import ThreadPoolExecutor
 import torch
 from .backends import Retryable, sdk_call
 from .kd import TeacherTokens
 from .kd_teachers import TeacherError
 from .students import student_kind
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TAIL_FLOOR', 'prompt_logprobs_request', 'read_prompt_logprobs', 'ServedTeacher', 'prompt_logprobs_route']
@@ -72,7 +73,8 @@ class ServedTeacher:
     def __repr__(self): return f'ServedTeacher({self.name}, top {self.k})'
 
 # %% ../nbs/02f_kd_served.ipynb #d5c44845
-def _score(self:ServedTeacher, ids:list[int], tries:int=5) -> list:
+@patch
+def score(self:ServedTeacher, ids:list[int], tries:int=5) -> list:
     "One prompt's top k at every token, tried again after a retryable failure."
     for attempt in range(tries):
         try:
@@ -81,10 +83,10 @@ def _score(self:ServedTeacher, ids:list[int], tries:int=5) -> list:
         except Retryable as e:
             if attempt == tries - 1: raise TeacherError(f'{self.url} kept failing: {e}') from None
             time.sleep(min(30., 2. ** attempt))
-ServedTeacher.score = _score
 
 # %% ../nbs/02f_kd_served.ipynb #1d38b3e2
-def _tokens(self:ServedTeacher, batch:dict, target:str='label', rows=None) -> TeacherTokens:
+@patch
+def tokens(self:ServedTeacher, batch:dict, target:str='label', rows=None) -> TeacherTokens:
     "The teacher at each target token of `batch` (a causal student's tokenised batch): top-k ids, their log-probabilities, and the tail."
     keep = batch['attention_mask'].bool()
     seqs = [(ids[m].tolist(), lab[m].tolist()) for ids, m, lab in zip(batch['input_ids'], keep, batch['labels'])]
@@ -94,7 +96,6 @@ def _tokens(self:ServedTeacher, batch:dict, target:str='label', rows=None) -> Te
     logp = torch.tensor([[v for _, v in top] for top in picked], dtype=torch.float32).reshape(-1, self.k)
     tail = torch.log1p(-logp.exp().sum(-1).clamp(max=1 - TAIL_FLOOR))
     return TeacherTokens(ids=ids, logp=logp, tail=tail, temperature=1.0)
-ServedTeacher.tokens = _tokens
 
 # %% ../nbs/02f_kd_served.ipynb #b0350e4d
 def prompt_logprobs_route(model, tokenizer) -> dict:
