@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .backends import BadReply, Reply, Retryable, TeacherError, reply_problem
 
 # %% auto #0
-__all__ = ['request_key', 'TeacherCache', 'RateLimiter', 'backoff_delay', 'AskReport', 'ask']
+__all__ = ['request_key', 'TeacherCache', 'RateLimiter', 'backoff_delay', 'AskReport', 'missing', 'ask']
 
 # %% ../nbs/01d_asking.ipynb #9fbd553e
 def request_key(backend_name:str, model:str, messages:list, params:dict) -> str:
@@ -127,6 +127,15 @@ class AskReport:
                 + (f' ({self.reasoning_tokens:,} thinking)' if self.reasoning_tokens else '')
                 + (f'; stopped: {self.stopped}' if self.stopped else ''))
 
+# %% ../nbs/01d_asking.ipynb #8deb00b3
+def missing(requests:dict, params:dict, cache:TeacherCache) -> list:
+    "The keys of `requests` with no usable answer in `cache`; an unusable one an older version stored is dropped, so it is asked again."
+    todo = []
+    for k in requests:
+        if (old := cache.get(k)) is not None and reply_problem(old, params['n'], params.get('logprobs') or 0): cache.drop(k); old = None
+        if old is None: todo.append(k)
+    return todo
+
 # %% ../nbs/01d_asking.ipynb #ebf79ca4
 def ask(
     backend, # `OpenAIChat`, `Gemini`, `LocalModel`, or anything with `name`, `model`, `batch_size`, `batch`
@@ -143,10 +152,7 @@ def ask(
 ) -> AskReport:
     "Answer every request not already in `cache`, `in_flight` at a time, storing each usable answer as it arrives."
     rep, t0, n, lp = AskReport(requests=len(requests)), time.time(), params['n'], params.get('logprobs') or 0
-    todo = []
-    for k in requests:
-        if (old := cache.get(k)) is not None and reply_problem(old, n, lp): cache.drop(k); old = None  # an older version stored it
-        if old is None: todo.append(k)
+    todo = missing(requests, params, cache)
     rep.cached = len(requests) - len(todo)
     limiter, size = RateLimiter(rpm), backend.batch_size
     in_flight = 1 if size > 1 else in_flight  # a local model batches instead

@@ -10,7 +10,7 @@ import json, time, uuid
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .backends import RETRY_STATUS, Anthropic, BadReply, Gemini, OpenAIChat, Reply, Retryable, TeacherError, reply_problem, sdk_call
-from .asking import AskReport, TeacherCache, ask, backoff_delay
+from .asking import AskReport, TeacherCache, ask, backoff_delay, missing
 
 # %% auto #0
 __all__ = ['BatchStore', 'VendorBatches', 'OpenAIBatches', 'AnthropicBatches', 'GeminiBatches', 'batches_for', 'split_batches',
@@ -237,11 +237,7 @@ def ask_batch(
 ) -> AskReport:
     "Answer every request not already in `cache` through the vendor's batch API; every batch is written down before it is sent."
     vendor, store, t0 = batches_for(backend), BatchStore(cache), time.time()
-    rep, n, lp = AskReport(requests=len(requests)), params['n'], params.get('logprobs') or 0
-    todo = []
-    for k in requests:
-        if (old := cache.get(k)) is not None and reply_problem(old, n, lp): cache.drop(k); old = None  # an older version stored it
-        if old is None: todo.append(k)
+    rep, todo = AskReport(requests=len(requests)), missing(requests, params, cache)
     rep.cached, failed, refused = len(requests) - len(todo), {}, set()
     for b in store.open(vendor.vendor, backend.model):
         if forget_batches: store.forget(b['tag'])

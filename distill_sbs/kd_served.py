@@ -11,12 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from .backends import Retryable, sdk_call
 from .kd import TeacherTokens
+from .kd_align import TAIL_FLOOR
 from .kd_teachers import TeacherError
 from .students import student_kind
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TAIL_FLOOR', 'prompt_logprobs_request', 'read_prompt_logprobs', 'ServedTeacher', 'prompt_logprobs_route']
+__all__ = ['prompt_logprobs_request', 'read_prompt_logprobs', 'ServedTeacher', 'prompt_logprobs_route']
 
 # %% ../nbs/02f_kd_served.ipynb #4ae06c9d
 def prompt_logprobs_request(model:str, ids:list[int], k:int) -> dict:
@@ -52,8 +53,6 @@ def read_prompt_logprobs(
     return out
 
 # %% ../nbs/02f_kd_served.ipynb #c12aa675
-TAIL_FLOOR = 1e-6 # the least probability left in the tail bucket, so its log is finite
-
 class ServedTeacher:
     "A teacher behind a vLLM server: its top k at every target token of a batch, from `prompt_logprobs`, with the rest in a tail."
     temperature = 1.0 # the server's log-probabilities are its own
