@@ -60,9 +60,9 @@ def one(a) -> dict:
         t0 = time.perf_counter()
         if a.variant == 'today':
             logits, targets = kind.logits(model, *batch)
-            ce, kd = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100), kd_loss(logits, targets, teacher, chunk=512)
+            ce, kd = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100), kd_loss(logits, targets, teacher, chunk=a.chunk)
         else:
-            ce, kd = fused_losses(*kind.hidden(model, *batch), head, teacher, chunk=512)
+            ce, kd = fused_losses(*kind.hidden(model, *batch), head, teacher, chunk=a.chunk)
         loss = ce + kd
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=False)
         if dev == 'cuda': torch.cuda.synchronize()
@@ -81,6 +81,7 @@ def main():
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--length', type=int, default=256)
     p.add_argument('--completion', type=int, default=128)
+    p.add_argument('--chunk', type=int, default=128, help='target tokens whose logits are made at once')
     p.add_argument('--checkpointing', action='store_true', help="gradient checkpointing in both variants, so a step's own activations are small")
     p.add_argument('--report_only', action='store_true', help='write the table from its results/*.json, running nothing')
     a = p.parse_args()
@@ -97,12 +98,16 @@ def main():
     today, fused = rows
     lines = [f"Qwen2.5-0.5B twin ({'all 24' if not a.layers else a.layers} layers, vocabulary 151,936), batch {a.batch} × {a.length} tokens "
              f"({today['target_tokens']:,} completion tokens), forward KL against a top-20 teacher plus the cross-entropy, AdamW, "
-             f"{a.steps} steps (speed over the steps after the first), float32, " + ('gradient checkpointing in both, ' if a.checkpointing else '') + f"one process a variant. Weights {today['weights_gib']:.2f} GiB; with their "
+             f"{a.steps} steps (speed over the steps after the first), float32, {getattr(a, 'chunk', 512)} target tokens a chunk, " + ('gradient checkpointing in both, ' if a.checkpointing else '') + f"one process a variant. Weights {today['weights_gib']:.2f} GiB; with their "
              f"gradients and AdamW's state the process holds `base` before the first step; a step adds `peak - base`.\n",
              '| loss | base GiB | peak GiB | a step adds GiB | examples/s | s/step | losses |', '|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f"| {r['variant']} | {r['base_gib']:.2f} | {r['peak_gib']:.2f} | {r['step_adds_gib']:.2f} | {r['examples_per_s']:.3f} | "
                      f"{r['seconds_per_step']:.1f} | {', '.join(map(str, r['losses']))} |")
+    w = today['weights_gib']
+    lines += ['', f"How the whole-step peak splits (today, fused): weights {w:.2f} GiB, their gradients {w:.2f}, AdamW's two moments {2 * w:.2f}, "
+              f"the rest of `base` (Python, the libraries, the batch) {today['base_gib'] - 4 * w:.2f} and {fused['base_gib'] - 4 * w:.2f}, "
+              f"then what the step adds (activations and the loss) {today['step_adds_gib']:.2f} and {fused['step_adds_gib']:.2f}."]
     lines += ['', f"The fused loss: a step adds {fused['step_adds_gib'] / today['step_adds_gib']:.0%} of what today's adds "
               f"({fused['step_adds_gib']:.2f} against {today['step_adds_gib']:.2f} GiB), whole-step peak {fused['peak_gib'] / today['peak_gib']:.0%} of today's, "
               f"at {fused['examples_per_s'] / today['examples_per_s']:.2f}× its speed."]

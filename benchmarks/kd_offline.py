@@ -30,6 +30,11 @@ from pathlib import Path
 import torch
 
 from kd_common import SHARED, clock, device_line, peak_gib, sync, twin
+from record import write_result
+
+SAID = []  # what the run printed, for its results file
+def say(*parts, **kw):
+    print(*parts, **kw); SAID.append(' '.join(map(str, parts)).strip('\n'))
 PAIRS = {  # teacher config, student config, tokenizer
     't5': ('flan-t5-large', 'flan-t5-small', 't5-tokenizer'),
     'qwen': ('qwen2.5-1.5b', 'qwen2.5-0.5b', 'qwen2.5-tokenizer'),
@@ -110,13 +115,13 @@ def sub(args):
 def bench_pair(pair, argv, a):
     t_cfg, s_cfg, tok_name = PAIRS[pair]
     shrink = lambda n: f' cut to {n} layers' if n else ''
-    print(f'\n{pair}: {t_cfg} twin{shrink(a.teacher_layers)} -> {s_cfg} twin{shrink(a.student_layers)} (random weights), {tok_name}; '
+    say(f'\n{pair}: {t_cfg} twin{shrink(a.teacher_layers)} -> {s_cfg} twin{shrink(a.student_layers)} (random weights), {tok_name}; '
           f'{a.examples} examples, batch {a.batch_size}, {a.steps} steps, inputs <= {a.max_input_length} tokens, rationales <= '
           f'{a.max_rationale_length}; KD {a.kd_loss} on both tasks, top-{a.k} offline', flush=True)
     argv = [*argv, '--pair', pair]  # the last --pair wins
     wrote = sub(['--write', *argv])
     if wrote:
-        print(f"writing the top-{a.k} logits (not counted below): {wrote['seconds']:.1f} s, {wrote['rows_per_s']:.2f} examples/s, "
+        say(f"writing the top-{a.k} logits (not counted below): {wrote['seconds']:.1f} s, {wrote['rows_per_s']:.2f} examples/s, "
               f"peak {wrote['peak_gib']:.2f} GiB; {wrote['tokens']:,} target tokens, {wrote['bytes']:,} bytes "
               f"({wrote['bytes_per_token']} per token)", flush=True)
     res = {}
@@ -124,15 +129,15 @@ def bench_pair(pair, argv, a):
         if v == 'offline' and not wrote: continue
         if (r := sub(['--variant', v, *argv])) is None: continue
         res[v] = r
-        print(f"  {v:8} {r['examples_per_s']:7.3f} examples/s   peak {r['peak_gib']:6.2f} GiB   ({r['steps']} timed steps)", flush=True)
+        say(f"  {v:8} {r['examples_per_s']:7.3f} examples/s   peak {r['peak_gib']:6.2f} GiB   ({r['steps']} timed steps)", flush=True)
     if 'online' in res and 'offline' in res:
         on, off = res['online'], res['offline']
         speed, d = off['examples_per_s'] / on['examples_per_s'], 1 - off['peak_gib'] / on['peak_gib']
         mem = f'{d:.0%} less' if d >= 0 else f'{-d:.0%} more'
-        print(f'  offline / online: {speed:.2f}x the speed (target >= 2x), {mem} peak memory (target >= 40% less)')
+        say(f'  offline / online: {speed:.2f}x the speed (target >= 2x), {mem} peak memory (target >= 40% less)')
     if 'no-kd' in res:
         base = res['no-kd']
-        print('  against no KD: ' + ', '.join(f"{v} {res[v]['examples_per_s'] / base['examples_per_s']:.2f}x the speed, "
+        say('  against no KD: ' + ', '.join(f"{v} {res[v]['examples_per_s'] / base['examples_per_s']:.2f}x the speed, "
                                               f"{res[v]['peak_gib'] / base['peak_gib']:.2f}x the memory" for v in res if v != 'no-kd'))
     return res
 
@@ -156,7 +161,8 @@ def main():
     a = p.parse_args()
     if a.write: return write_logits(a)
     if a.variant: return run_variant(a.variant, a)
-    print(device_line())
+    say(device_line())
     for pair in (('t5', 'qwen') if a.pair == 'both' else (a.pair,)): bench_pair(pair, sys.argv[1:], a)
+    write_result(f'kd_offline_{a.pair}', 'Offline top-k against an online teacher', '\n'.join(['```', *SAID, '```']))
 
 if __name__ == '__main__': main()

@@ -83,7 +83,8 @@ def topk_buckets(logp:torch.Tensor, ids:torch.Tensor) -> torch.Tensor:
 def _against_teacher(z, t:TeacherTokens, V:int, T:float, loss:str, beta:float, skew:float) -> torch.Tensor:
     "The summed divergence of one chunk's float32 student logits `z` [tokens, ≥V] from the teacher's chunk `t`."
     s = F.log_softmax(z[:, :V] / T, -1)
-    if t.ids is None: t = F.log_softmax(t.all_logits()[:, :V].float() / T, -1)  # an online teacher's logits, made here when it holds hidden states
+    if t.ids is None:
+        with torch.no_grad(): t = F.log_softmax(t.all_logits()[:, :V].float() / T, -1)  # an online teacher's logits, made here when it holds hidden states
     else: s, t = topk_buckets(s, t.ids.long()), torch.cat([t.logp.float(), t.tail.float()[:, None]], -1)
     return divergence(s, t, loss, beta, skew).sum()
 
@@ -108,7 +109,7 @@ def kd_loss(
     beta:float=0.5, # JSD(β)
     skew:float=0.1, # λ of the skew KLs
     temperature:float=1.0, # both distributions are softened by it; the loss is scaled by T²
-    chunk:int=512, # target tokens whose float32 distributions are held at once
+    chunk:int=128, # target tokens whose float32 distributions are held at once
     vocab_size:int|None=None, # cut both vocabularies to this many tokens (the tokenizer's length)
 ) -> torch.Tensor:
     "T² × the mean over target tokens of the divergence of the student from the teacher, computed `chunk` tokens at a time."
@@ -126,24 +127,63 @@ def kd_loss(
     return total * temperature ** 2 / max(1, n)
 
 # %% ../nbs/02c_kd.ipynb #073b793d
-def _chunk_terms(h, rows, cols, weight, bias, tgt, V, t, T, loss, beta, skew, softcap):
-    "One chunk of target tokens: its logits made from the hidden states `h`, then (summed cross-entropy, summed divergence); float32 from the logits on."
-    z = F.linear(h[rows, cols], weight, bias).float()
-    if softcap: z = softcap * torch.tanh(z / softcap)  # what the model would have done after its head
+def _chunk_logits(h, weight, bias, softcap):
+    "One chunk's float32 logits from its hidden states `h` [tokens, H], in the output layer's dtype (as the model multiplies)."
+    z = F.linear(h.to(weight.dtype), weight, bias).float()
+    return softcap * torch.tanh(z / softcap) if softcap else z  # what the model would have done after its head
+
+def _chunk_terms(z, tgt, t, V, T, loss, beta, skew):
+    "(summed cross-entropy, summed divergence) of one chunk's float32 logits `z` against its target ids `tgt` and teacher chunk `t`."
     ce = F.cross_entropy(z, tgt, reduction='sum')  # over the whole output layer, as the model's own loss
     return ce, (ce.new_zeros(()) if t is None else _against_teacher(z, t, V, T, loss, beta, skew))
+
+# %% ../nbs/02c_kd.ipynb #0e92db08
+class _FusedHead(torch.autograd.Function):
+    "Both terms from the target tokens' hidden states, a chunk at a time; the backward pass makes each chunk's logits again and adds its share of the output layer's gradient into one buffer."
+    @staticmethod
+    def forward(ctx, h, weight, bias, tgt, teacher, V, T, loss, beta, skew, softcap, chunk):
+        dt = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else weight.dtype  # the dtype the head multiplies in
+        W, b = weight.detach().to(dt), None if bias is None else bias.detach().to(dt)
+        ce = kd = h.new_zeros((), dtype=torch.float32)
+        for i in range(0, len(h), chunk):
+            c, d = _chunk_terms(_chunk_logits(h[i:i + chunk], W, b, softcap), tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
+            ce, kd = ce + c, kd + d
+        ctx.save_for_backward(h, weight, bias, tgt)
+        ctx.teacher, ctx.settings, ctx.dtype = teacher, (V, T, loss, beta, skew, softcap, chunk), dt
+        return ce, kd
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_ce, g_kd):
+        h, weight, bias, tgt = ctx.saved_tensors
+        (V, T, loss, beta, skew, softcap, chunk), dt, teacher = ctx.settings, ctx.dtype, ctx.teacher
+        W, b = weight.detach().to(dt), None if bias is None else bias.detach().to(dt)
+        grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+        grad_W = torch.zeros(weight.shape, dtype=dt, device=weight.device) if ctx.needs_input_grad[1] else None  # one buffer, added into in place
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if bias is not None and ctx.needs_input_grad[2] else None
+        for i in range(0, len(h), chunk):
+            hc = h[i:i + chunk].detach().to(dt)
+            with torch.enable_grad():  # autograd through one chunk's float32 math only: d(terms)/d(logits)
+                z = F.linear(hc, W, b).float().requires_grad_()
+                c, d = _chunk_terms(softcap * torch.tanh(z / softcap) if softcap else z, tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
+                dz, = torch.autograd.grad(g_ce * c + g_kd * d if d.requires_grad else g_ce * c, z)
+            dz = dz.to(dt)
+            if grad_h is not None: grad_h[i:i + chunk] = dz @ W
+            if grad_W is not None: grad_W.addmm_(dz.T, hc)
+            if grad_b is not None: grad_b += dz.float().sum(0)
+        return (grad_h, None if grad_W is None else grad_W.to(weight.dtype), None if grad_b is None else grad_b.to(bias.dtype)) + (None,) * 9
 
 # %% ../nbs/02c_kd.ipynb #8590a1cf
 def fused_losses(
     hidden:torch.Tensor, # [batch, length, H]: the student's last hidden states aligned with `targets` (chapter 2's `kind.hidden`)
     targets:torch.Tensor, # [batch, length], -100 where nothing is predicted
-    head:torch.nn.Module, # the student's output layer (`model.get_output_embeddings()`): its `weight` [vocabulary, H] and `bias`
+    head:torch.nn.Module, # the student's output layer (chapter 2's `output_layer(model)`): its `weight` [vocabulary, H] and `bias`
     teacher:TeacherTokens|None=None, # the teacher at the same target tokens; None: the cross-entropy alone
     loss:str='forward_kl', # one of `DIVERGENCES`
     beta:float=0.5, # JSD(β)
     skew:float=0.1, # λ of the skew KLs
     temperature:float=1.0, # the divergence's: both distributions are softened by it, the term scaled by T²
-    chunk:int=512, # target tokens whose logits are made at once
+    chunk:int=128, # target tokens whose logits are made at once
     vocab_size:int|None=None, # the divergence compares the first this-many tokens (the tokenizer's length)
     softcap:float|None=None, # a soft-cap the model applies after its head (chapter 2's `logit_softcap`)
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,13 +194,8 @@ def fused_losses(
     if teacher is not None:
         teacher = teacher.to(hidden.device)
         if n != len(teacher): raise ValueError(f'{n} target tokens, but the teacher has {len(teacher)}')
-    ce = kd = hidden.new_zeros((), dtype=torch.float32)
-    V = vocab_size or head.weight.shape[0]
-    for i in range(0, n, chunk):
-        args = (hidden, where[0][i:i + chunk], where[1][i:i + chunk], head.weight, getattr(head, 'bias', None), tgt[i:i + chunk], V,
-                None if teacher is None else teacher.chunk(i, i + chunk), temperature, loss, beta, skew, softcap)
-        c, d = checkpoint(_chunk_terms, *args, use_reentrant=False) if torch.is_grad_enabled() and hidden.requires_grad else _chunk_terms(*args)
-        ce, kd = ce + c, kd + d
+    ce, kd = _FusedHead.apply(hidden[where], head.weight, getattr(head, 'bias', None), tgt, teacher, vocab_size or head.weight.shape[0],
+                              temperature, loss, beta, skew, softcap, chunk)
     return ce / max(1, n), kd * temperature ** 2 / max(1, n)
 
 # %% ../nbs/02c_kd.ipynb #d9509fb2
@@ -177,7 +212,7 @@ class KDSettings:
     on:str = 'both' # the tasks whose target tokens are distilled: 'label', 'rationale' or 'both'
     on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs an online teacher)
     ce_weight:float = 1.0 # the weight of the cross-entropy part (0: pure distillation)
-    chunk:int = 512 # target tokens whose float32 distributions are held at once
+    chunk:int = 128 # target tokens whose float32 distributions are held at once
     fused:bool = True # make the student's logits from its hidden states, a chunk of target tokens at a time (`fused_losses`); False: the model's whole logits
     def __post_init__(self):
         if self.loss not in DIVERGENCES: raise ValueError(f"loss must be one of {', '.join(DIVERGENCES)}, got {self.loss!r}")

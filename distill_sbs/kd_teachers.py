@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
 from .core import UserError
-from .students import logit_softcap, student_kind
+from .students import logit_softcap, output_layer, student_kind
 from .kd import TeacherTokens
 from fastcore.basics import patch
 
@@ -66,7 +66,7 @@ class OnlineTeacher:
             logits, targets = self.kind.logits(self.model, *args)
             return TeacherTokens(logits=logits[targets != -100])
         hidden, targets = self.kind.hidden(self.model, *args)
-        return TeacherTokens(hidden=hidden[targets != -100], head=self.model.get_output_embeddings())
+        return TeacherTokens(hidden=hidden[targets != -100], head=output_layer(self.model))
     def __repr__(self): return f'OnlineTeacher({self.name}, {self.kind.name}, {self.model.num_parameters() / 1e6:,.1f}M parameters, {self.model.dtype})'
 
 # %% ../nbs/02d_kd_teachers.ipynb #327e680f

@@ -19,12 +19,12 @@ from fastcore.basics import patch, patch_to
 from .data import DataSettings
 from .core import UserError, one_of
 from .answers import answer_correct
-from .students import TINY, logit_softcap, student_kind
+from .students import TINY, logit_softcap, output_layer, student_kind
 from .cot import MODEL_TYPES, CotSettings, make_recipe
 from .collator import LABEL_TYPES, TaskPrefixCollator
 from .hardware import Hardware, pick_hardware
 from .inference import Student
-from .kd import DIVERGENCES, KD_TARGETS, KDSettings
+from .kd import DIVERGENCES, KD_TARGETS, KDSettings, fused_losses
 from .kd_teachers import OnlineTeacher, sample_completions
 
 # %% auto #0
@@ -34,8 +34,11 @@ __all__ = ['METRICS', 'STUDENT_DEFAULTS', 'KD_DEFAULTS', 'two_pass_losses', 'tas
            'training_args', 'config_args', 'make_trainer']
 
 # %% ../nbs/03_multitask.ipynb #bf963d9a
-def two_pass_losses(model, pred:dict, expl:dict) -> tuple[torch.Tensor, torch.Tensor]:
-    "(label loss, rationale loss): one forward pass per task, each loss the mean over its task's target tokens."
+def two_pass_losses(model, pred:dict, expl:dict, fused:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
+    "(label loss, rationale loss): one forward pass per task, each loss the mean over its task's target tokens; `fused`: by chapter 2c's fused loss, logits made at target tokens only."
+    if fused:
+        kind, head = student_kind(model), output_layer(model)
+        return tuple(fused_losses(*kind.hidden(model, b['input_ids'], b['attention_mask'], b['labels']), head, softcap=logit_softcap(model))[0] for b in (pred, expl))
     return model(**pred, use_cache=False).loss, model(**expl, use_cache=False).loss  # no key/value cache: nothing generates here
 
 # %% ../nbs/03_multitask.ipynb #f70dac4a
@@ -179,7 +182,7 @@ class TrainConfig(CotSettings, DataSettings):
     kd_temperature:float = 1.0 # softens both distributions; the term is scaled by T² (--teacher_logprobs: 1 only, an API's log-probabilities are its own)
     kd_on:Optional[str] = None # distil on the 'label' tokens, the 'rationale' tokens or 'both' (default both; standard finetuning has labels only; --teacher_logprobs: the rationale's, rationale for task_prefix, label for cot)
     kd_on_policy:float = 0.0 # the fraction of batches distilled on the student's own sampled completions (needs --teacher)
-    kd_fused:bool = True # make the student's logits from its hidden states a chunk of target tokens at a time (chapter 2c's fused loss); False: the model's whole logits
+    kd_fused:bool = True # the cross-entropies (and KD) from the student's hidden states, logits made at target tokens only, a chunk at a time (chapter 2c's fused loss); False: the model's whole logits
     ce_weight:float = 1.0 # the weight of the cross-entropy part; 0 with a teacher: pure distillation
     top_k:int = 20 # `distill-sbs teacher-logits`: the teacher's tokens kept per target token (the rest is one tail bucket)
 
@@ -326,8 +329,8 @@ def compute_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False, nu
         loss = out[0] if return_outputs else out
         if model.training: self.stop_if_not_finite(loss, label_loss=loss)
         return out
-    losses = one_pass_losses if self.config.one_pass else two_pass_losses
-    ce = dict(zip(('label', 'rationale'), losses(model, tasks['label'], tasks['rationale'])))
+    pred, expl = tasks['label'], tasks['rationale']
+    ce = dict(zip(('label', 'rationale'), one_pass_losses(model, pred, expl) if self.config.one_pass else two_pass_losses(model, pred, expl, self.config.kd_fused)))
     loss = objective(ce, self.config.alpha)
     if model.training:
         self.stop_if_not_finite(loss, **{f'{t}_loss': l for t, l in ce.items()})
@@ -472,25 +475,23 @@ def distill_loss(self:TaskPrefixTrainer, model, inputs, return_outputs=False):
     "`objective` with KD: each task's cross-entropy, and the divergence from the teacher on the tasks `kd.on` names (the student's own samples in an on-policy batch)."
     kd, kind, rows = self.kd, student_kind(self.model), inputs.get('row')
     on_policy = kd.on_policy > 0 and self._coin.random() < kd.on_policy  # this batch: the student's own completions
-    vocab, head, cap = len(self.processing_class), getattr(model, 'module', model).get_output_embeddings(), logit_softcap(model)
+    vocab, head, cap = len(self.processing_class), output_layer(model), logit_softcap(model)
     def terms(batch, teacher):  # (cross-entropy, divergence or None) of one task's batch
         args = batch['input_ids'], batch['attention_mask'], batch['labels']
         if kd.fused: return kd.terms(*kind.hidden(model, *args), head, teacher, vocab, cap)  # no [batch, length, vocabulary] tensor
         logits, targets = kind.logits(model, *args)
         return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100), None if teacher is None else kd(logits, targets, teacher, vocab_size=vocab)
-    ce, div = {}, {}
+    ce, div, logged = {}, {}, {}
     for task, batch in self.tasks(inputs).items():
-        distilled = task in kd.targets
-        c, d = terms(batch, self.teacher.tokens(batch, task, rows) if distilled and not on_policy else None)
-        ce[task] = c if kd.ce_weight > 0 else c.detach()  # pure KD: the CE is only logged
-        if not distilled: continue
-        if on_policy:
-            batch = sample_completions(self.model, self.processing_class, batch)
-            _, d = terms(batch, self.teacher.tokens(batch, task, rows))
-        div[task] = d
+        distilled, ce[task] = task in kd.targets, torch.zeros((), device=model.device)  # pure KD: the CE counts for nothing
+        if kd.ce_weight > 0 or not (distilled and on_policy):  # pure KD on the student's own samples: the gold targets' CE, only logged, is skipped
+            with torch.set_grad_enabled(torch.is_grad_enabled() and (kd.ce_weight > 0 or distilled and not on_policy)):  # a CE only logged needs no graph
+                c, d = terms(batch, self.teacher.tokens(batch, task, rows) if distilled and not on_policy else None)
+            ce[task], logged[f'{task}_loss'] = c if kd.ce_weight > 0 else c.detach(), c.detach()
+        if distilled and on_policy: batch = sample_completions(self.model, self.processing_class, batch); _, d = terms(batch, self.teacher.tokens(batch, task, rows))
+        if distilled: div[task] = d
     loss = objective(ce, self.config.alpha, kd, div)
-    self.stop_if_not_finite(loss, **{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()})
-    self.note(**{f'{t}_loss': l for t, l in ce.items()}, **{f'kd_{t}_loss': d for t, d in div.items()},
-              kd_loss=kd_term(div, task_weights(ce, self.config.alpha)))
+    self.stop_if_not_finite(loss, **logged, **{f'kd_{t}_loss': d for t, d in div.items()})
+    self.note(**logged, **{f'kd_{t}_loss': d for t, d in div.items()}, kd_loss=kd_term(div, task_weights(ce, self.config.alpha)))
     if kd.on_policy: self.note(on_policy=torch.tensor(float(on_policy)))
     return (loss, {'ce': ce, 'kd': div}) if return_outputs else loss

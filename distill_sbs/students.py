@@ -7,8 +7,10 @@ Docs: https://distill-sbs.github.io/distill_sbs/students.html.md"""
 # %% ../nbs/02_students.ipynb #83e7bada
 from __future__ import annotations
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
@@ -20,7 +22,7 @@ from .sources import hub_reachable
 # %% auto #0
 __all__ = ['PREFIXES', 'INSTRUCTIONS', 'CHATML', 'KINDS', 'TINY', 'task_input', 'task_message', 'word_tokenizer', 'StudentError',
            'StudentKind', 'Seq2SeqKind', 'encode_grouped', 'CausalKind', 'student_kind', 'tiny_student', 'tiny_causal',
-           'tiny_teacher', 'load_student', 'logit_softcap', 'head_off']
+           'tiny_teacher', 'load_student', 'logit_softcap', 'head_off', 'OutputLayer', 'output_layer']
 
 # %% ../nbs/02_students.ipynb #144bbaf2
 PREFIXES = {'predict': 'predict: ', 'explain': 'explain: '}
@@ -307,13 +309,31 @@ def logit_softcap(model) -> float|None:
 def head_off(model):
     "Within it, `model`'s output layer hands back its input, so the model's `logits` are its last hidden states; yields the output layer."
     base = getattr(model, 'module', model)  # under DistributedDataParallel
-    head, cfg, cap = base.get_output_embeddings(), base.config, logit_softcap(model)
+    head, cfg, cap, extra = base.get_output_embeddings(), base.config, logit_softcap(model), getattr(base, 'final_logits_bias', None)
     head.forward = lambda x: x
     if cap: cfg.final_logit_softcapping = None
+    if extra is not None: base.final_logits_bias = extra.new_zeros(1, 1)  # BART's bias after the head: `output_layer` holds it
     try: yield head
     finally:
         del head.forward
         if cap: cfg.final_logit_softcapping = cap
+        if extra is not None: base.final_logits_bias = extra
+
+# %% ../nbs/02_students.ipynb #9909e2be
+@dataclass
+class OutputLayer:
+    "A model's output layer as chapter 2c's fused loss reads it: logits = h Wᵀ + b."
+    weight:torch.Tensor # [vocabulary, H]
+    bias:torch.Tensor|None = None # [vocabulary]: the layer's own, plus any the model adds after it
+    def __call__(self, h:torch.Tensor) -> torch.Tensor: return F.linear(h.to(self.weight.dtype), self.weight, self.bias)
+
+def output_layer(model) -> OutputLayer:
+    "`model`'s output layer with every bias it adds: the layer's own and a `final_logits_bias` after it (BART and its kin)."
+    base = getattr(model, 'module', model)
+    head, extra = base.get_output_embeddings(), getattr(base, 'final_logits_bias', None)
+    bias = getattr(head, 'bias', None)
+    if extra is not None: bias = extra[0] if bias is None else bias + extra[0]
+    return OutputLayer(head.weight, bias)
 
 # %% ../nbs/02_students.ipynb #92d04bdb
 @patch

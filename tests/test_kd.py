@@ -157,7 +157,8 @@ def test_a_teacher_with_another_tokenizer_teaches_through_the_rationale_text(tmp
     logs = [h for h in run_history(tmp_path/'s') if 'kd_loss' in h]
     assert len(logs) == 4 and all(math.isfinite(h['kd_rationale_loss']) and h['kd_rationale_loss'] > 0 for h in logs)
     for flags, says in ((['--kd_on', 'both'], 'distil on those tokens with --kd_on rationale'),
-                        (['--kd_on', 'rationale', '--kd_loss', 'jsd'], 'define only --kd_loss forward_kl at --kd_temperature 1')):
+                        (['--kd_on', 'rationale', '--kd_loss', 'jsd'], 'define only --kd_loss forward_kl at --kd_temperature 1'),
+                        (['--kd_on', 'rationale', '--top_k', 100_000], '--top_k 100000 is larger than the vocabulary')):
         refused(cli('train', *common, *flags, '--output_dir', tmp_path/'r'), says)
 
 @pytest.mark.slow
