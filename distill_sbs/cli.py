@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     'teacher-logits': ('write a local teacher\'s top-k token distributions on the training set once, for --teacher_logits', None, _later('training', 'teacher_logits_command')),
     'evaluate': ('score finished runs against the teacher, the base student and the majority guess; write a report', None, _later('evaluation', 'evaluate_command')),
     'serve': ('serve a trained student over HTTP, batching requests (Vertex AI custom-container contract)', None, _later('serve', 'serve_command')),
+    'export': ('write a trained causal student as one GGUF file for llama.cpp, Ollama and LM Studio', None, _later('export', 'export_command')),
     'deploy': ('deploy a trained student to a Vertex AI endpoint (--dry_run prints every call), or --delete one', None, _later('vertex', 'deploy_command')),
     'experiment': ('the whole course: data, a distilling step-by-step and a standard student, evaluation and report', None, _later('experiment', 'experiment_command')),
     'sweep': ('a grid of students: methods x data fractions x students x seeds, resumable, one per GPU; table and figures', None, _later('sweep', 'sweep_command')),

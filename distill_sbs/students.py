@@ -217,7 +217,7 @@ KINDS = (Seq2SeqKind(), CausalKind())
 
 def student_kind(model_or_config) -> StudentKind:
     "The kind of student a model (or its config) is, read from its config."
-    config = getattr(model_or_config, 'config', model_or_config)
+    config = getattr(getattr(model_or_config, 'module', model_or_config), 'config', model_or_config)  # under DistributedDataParallel too
     for kind in KINDS:
         if kind.matches(config): return kind
     raise StudentError(f"a {config.model_type!r} model is neither a seq2seq nor a causal language model, so it cannot be a student "

@@ -32,7 +32,7 @@ def colab_extras(nb) -> tuple:
 def test_every_colab_cell_installs_this_project():
     assert {colab_extras(nb) for nb in NOTEBOOKS} >= {('course',)}
 
-NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'},
+NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'}, 'export': {'distill_sbs.export', 'gguf'},
          'deploy': {'distill_sbs.vertex', 'distill_sbs.jobs', 'distill_sbs.grid', 'distill_sbs.sweep', 'distill_sbs.pipeline', 'google.cloud', 'kfp'}}  # what a chapter uses that makes it need the extra
 
 def test_each_chapter_installs_exactly_the_extras_it_needs():
@@ -67,7 +67,7 @@ def imported_modules(nbs) -> list:
 
 # what each extra is for, imported in its environment too (the library imports them lazily, inside the code that uses them)
 EXTRA_MODULES = {'course': ['nbdev', 'fastcore.test', 'httpx2'], 'teacher': ['openai', 'google.genai', 'httpx2'],
-                 'serve': ['fastapi', 'uvicorn'], 'deploy': ['google.cloud.aiplatform', 'google.cloud.storage', 'kfp']}
+                 'serve': ['fastapi', 'uvicorn'], 'export': ['gguf'], 'deploy': ['google.cloud.aiplatform', 'google.cloud.storage', 'kfp']}
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):

@@ -1,0 +1,68 @@
+"""Chapter 6a: a causal student written as GGUF and read back by `transformers`' own GGUF loader, which rebuilds the
+tokenizer from the file and undoes llama.cpp's layout: the same token ids and the same greedy answers."""
+import json
+import pytest
+import torch
+from conftest import SHARED, cli, ok, refused
+
+def questions(n=50) -> list[str]:
+    "CQA questions with their choices (letters, digits, punctuation), from ../shared."
+    rows = [json.loads(l) for l in (SHARED/'data'/'cqa'/'cqa_test.json').read_text().splitlines()[:n]]
+    return [r['question'] + ' ' + ', '.join(f'({k}) {c}' for k, c in zip('abcde', r['choices'])) for r in rows]
+
+def greedy(model, tok, prompts, n=6) -> list[list[int]]:
+    "Each prompt's greedy continuation in the chat template, `n` tokens."
+    out = []
+    for p in prompts:
+        enc = tok.apply_chat_template([{'role': 'user', 'content': p}], add_generation_prompt=True, return_tensors='pt', return_dict=True)
+        with torch.no_grad(): out.append(model.generate(**enc, max_new_tokens=n, do_sample=False)[0, enc['input_ids'].shape[1]:].tolist())
+    return out
+
+def read_back(folder, name):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).eval(), AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+@pytest.mark.slow
+def test_smollm2_round_trips_through_gguf(tmp_path, smollm2):
+    "A real pretrained Llama (SmolLM2-135M-Instruct, its own BPE tokenizer): f32 gives all 50 greedy answers back, f16 at least 49 of 50, q8_0 at least 46."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from distill_sbs.export import write_gguf
+    model, tok = AutoModelForCausalLM.from_pretrained(smollm2).eval(), AutoTokenizer.from_pretrained(smollm2)
+    prompts = questions()
+    want = greedy(model, tok, prompts)
+    write_gguf(model, tok, tmp_path/'f32.gguf', 'f32', eot_token='<|im_end|>')
+    back, back_tok = read_back(tmp_path, 'f32.gguf')
+    texts = prompts + ['12 + 345 = 357, and 1,000,000 is a million.', 'Tom has 3 apples.<|im_end|>']
+    assert [back_tok(t)['input_ids'] for t in texts] == [tok(t)['input_ids'] for t in texts]
+    assert back_tok.apply_chat_template([{'role': 'user', 'content': 'Hi'}], tokenize=False) == tok.apply_chat_template([{'role': 'user', 'content': 'Hi'}], tokenize=False)
+    assert greedy(back, tok, prompts) == want
+    del back
+    for dtype, at_least in (('f16', 49), ('q8_0', 46)):  # SmolLM2 on these 50: f16 49, q8_0 47 (near-ties between two choices turn)
+        write_gguf(model, tok, tmp_path/f'{dtype}.gguf', dtype, eot_token='<|im_end|>')
+        rounded, _ = read_back(tmp_path, f'{dtype}.gguf')
+        same = sum(a == b for a, b in zip(greedy(rounded, tok, prompts), want))
+        assert same >= at_least, (dtype, same)
+    assert (tmp_path/'q8_0.gguf').stat().st_size < 0.3 * (tmp_path/'f32.gguf').stat().st_size
+
+def test_export_command_writes_a_qwen2_student_llama_cpp_reads(tmp_path, qwen_twin):
+    "`distill-sbs export` on a saved Qwen2 student with the real Qwen2.5 tokenizer: the file holds the chat template and the end-of-turn id."
+    import gguf
+    res = ok(cli('export', '--run', qwen_twin, '--dtype', 'f32', '--out', tmp_path/'q.gguf'))
+    assert 'wrote' in res.stdout and 'llama-server -m' in res.stdout
+    r = gguf.GGUFReader(tmp_path/'q.gguf')
+    fields = {k: f.contents() for k, f in r.fields.items() if not k.startswith('tokenizer.ggml.') or k.endswith(('_id', '.pre', '.model'))}
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(qwen_twin)
+    assert fields['general.architecture'] == 'qwen2' and fields['tokenizer.ggml.pre'] == 'qwen2' and fields['tokenizer.ggml.model'] == 'gpt2'
+    assert fields['tokenizer.ggml.eot_token_id'] == tok.convert_tokens_to_ids('<|im_end|>') and '<|im_start|>' in fields['tokenizer.chat_template']
+    back, back_tok = read_back(tmp_path, 'q.gguf')
+    prompts = questions(20)
+    assert [back_tok(t)['input_ids'] for t in prompts] == [tok(t)['input_ids'] for t in prompts]
+    model = AutoModelForCausalLM.from_pretrained(qwen_twin).eval()
+    assert greedy(back, tok, prompts, n=4) == greedy(model, tok, prompts, n=4)
+
+def test_what_gguf_cannot_hold_is_refused_in_one_line(tmp_path, causal_run, tiny_run):
+    refused(cli('export', '--run', causal_run, '--out', tmp_path/'c.gguf'), 'GGUF export writes byte-level BPE tokenizers', 'export')
+    refused(cli("export", "--run", tiny_run, '--out', tmp_path/'t.gguf'), 'encoder-decoder (seq2seq)', 'export')
+    refused(cli('export', '--run', tmp_path/'nothing'), "no config.json", 'export')
+    assert not list(tmp_path.glob('*.gguf')) and not list(tmp_path.glob('.*'))
