@@ -968,4 +968,5 @@ d = { 'settings': { 'branch': 'main',
                                     'distill_sbs.vertex.machine': ('vertex.html#machine', 'distill_sbs/vertex.py'),
                                     'distill_sbs.vertex.refused_in_one_line': ('vertex.html#refused_in_one_line', 'distill_sbs/vertex.py'),
                                     'distill_sbs.vertex.request_message': ('vertex.html#request_message', 'distill_sbs/vertex.py'),
-                                    'distill_sbs.vertex.service_account': ('vertex.html#service_account', 'distill_sbs/vertex.py')}}}
+                                    'distill_sbs.vertex.service_account': ('vertex.html#service_account', 'distill_sbs/vertex.py'),
+                                    'distill_sbs.vertex.vllm_instance': ('vertex.html#vllm_instance', 'distill_sbs/vertex.py')}}}

@@ -14,10 +14,10 @@ from .core import UserError, ArgParser, one_of
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'CPU_MACHINES', 'SERVICE_ACCOUNT',
-           'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here', 'refused_in_one_line',
-           'Machine', 'machine', 'gpu_counts', 'gpu_count', 'service_account', 'Vertex', 'DeployPlan', 'deploy',
-           'deploy_parser', 'deploy_command']
+__all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'CPU_MACHINES', 'SERVICE_ACCOUNT', 'ENGINES',
+           'VLLM_IMAGE', 'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here',
+           'refused_in_one_line', 'Machine', 'machine', 'gpu_counts', 'gpu_count', 'service_account', 'Vertex',
+           'DeployPlan', 'vllm_instance', 'deploy', 'deploy_parser', 'deploy_command']
 
 # %% ../nbs/07_vertex.ipynb #785a3bf7
 class VertexError(UserError):
@@ -286,6 +286,9 @@ def upload_folder(self:Vertex, local:str, gs_uri:str) -> list[str]:
     return out
 
 # %% ../nbs/07_vertex.ipynb #38639222
+ENGINES = ('native', 'vllm')
+VLLM_IMAGE = 'us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20251205_0916_RC01' # Vertex AI's prebuilt vLLM server (Model Garden)
+
 @dataclass
 class DeployPlan:
     "Every resource a deployment creates, named and checked before anything is created."
@@ -304,9 +307,22 @@ class DeployPlan:
     health_route:str = '/health'
     predict_route:str = '/predict'
     service_account:str|None = None # the deployed model runs as this account; default: Vertex AI's
+    engine:str = 'native' # 'native': this project's server (`--image`); 'vllm': Vertex AI's prebuilt vLLM container, for a causal student on a GPU
+    max_model_len:int = 4096 # vllm: the longest prompt plus answer, in tokens
+    dtype:str = 'auto' # vllm: the weights' type ('auto': the config's, bfloat16 or float16 on the GPU)
+    gpu_memory_utilization:float = 0.9 # vllm: the share of the GPU's memory it takes for weights and its key/value cache
 
     def __post_init__(self):
         self.machine = machine(self.machine_type, self.accelerator_type, self.accelerator_count)
+        if self.engine not in ENGINES: raise VertexError(f"--engine {self.engine}: one of {', '.join(ENGINES)}")
+        if self.engine == 'vllm':
+            if not self.machine.accelerator_type: raise VertexError(f'--engine vllm runs on a GPU: {self.machine_type} has none (e.g. --machine_type g2-standard-8, one L4)')
+            cfg = Path(self.model_dir, 'config.json')
+            if not self.in_cloud and cfg.exists() and json.loads(cfg.read_text() or '{}').get('is_encoder_decoder'):
+                raise VertexError(f'--engine vllm: {self.model_dir} is a seq2seq (encoder-decoder) student, which vLLM does not serve; deploy it with --engine native')
+            if not 0 < self.gpu_memory_utilization <= 1: raise VertexError(f'--gpu_memory_utilization {self.gpu_memory_utilization}: a share, above 0 and at most 1')
+            self.image, self.port, self.health_route, self.predict_route = self.image or VLLM_IMAGE, 8080, '/ping', '/generate'
+        elif not self.image: raise VertexError('deploying needs --image (the serving image of chapter 6), or --engine vllm')
         service_account(self.service_account)
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise VertexError(f'--min_replicas {self.min_replicas} and --max_replicas {self.max_replicas}: need 1 <= min <= max')
@@ -326,11 +342,17 @@ class DeployPlan:
 # %% ../nbs/07_vertex.ipynb #00e7f90b
 @patch
 def upload_model(self:Vertex, plan:DeployPlan):
-    "Register the model with our serving container: `aiplatform.Model.upload`."
+    "Register the model with its serving container (ours, or vLLM's with its arguments): `aiplatform.Model.upload`."
+    vllm = {} if plan.engine != 'vllm' else dict(  # vLLM reads the weights from Cloud Storage itself, its GPUs one tensor-parallel group
+        serving_container_command=['python', '-m', 'vllm.entrypoints.api_server'],
+        serving_container_args=['--host=0.0.0.0', f'--port={plan.port}', f'--model={plan.artifact_uri}', f'--tensor-parallel-size={plan.machine.accelerator_count or 1}',
+                                f'--max-model-len={plan.max_model_len}', f'--dtype={plan.dtype}', f'--gpu-memory-utilization={plan.gpu_memory_utilization}', '--disable-log-stats'],
+        serving_container_environment_variables={'MODEL_ID': plan.artifact_uri, 'DEPLOY_SOURCE': 'distill-sbs'},
+        serving_container_shared_memory_size_mb=16 * 1024, serving_container_deployment_timeout=7200)
     with self.calls():
         return self.aip.Model.upload(display_name=plan.name, artifact_uri=plan.artifact_uri, serving_container_image_uri=plan.image,
                                      serving_container_predict_route=plan.predict_route, serving_container_health_route=plan.health_route,
-                                     serving_container_ports=[plan.port])
+                                     serving_container_ports=[plan.port], **vllm)
 
 @patch
 def create_endpoint(self:Vertex, plan:DeployPlan):
@@ -390,6 +412,16 @@ def run_pipeline(self:Vertex, template_path:str, pipeline_root:str, display_name
     return job
 
 # %% ../nbs/07_vertex.ipynb #91098e74
+def vllm_instance(plan:DeployPlan, sample:str) -> dict:
+    "A request to vLLM's `/generate`: the sample in the student's chat template when its tokenizer is here (the server continues raw text), greedy."
+    prompt = sample
+    if not plan.in_cloud:
+        try:
+            from transformers import AutoTokenizer
+            prompt = AutoTokenizer.from_pretrained(plan.model_dir).apply_chat_template([{'role': 'user', 'content': sample}], tokenize=False, add_generation_prompt=True)
+        except Exception: pass  # no usable tokenizer or template here: the raw sample
+    return {'prompt': prompt, 'max_tokens': 128, 'temperature': 0.0}
+
 def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
     "Upload (a local model), register, deploy and test the model in `plan`; the endpoint's and the model's resource names (a dry run's are made up here)."
     v = Vertex(plan.project, plan.region, dry_run, say)
@@ -397,7 +429,7 @@ def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
     else:
         say(f'1. copy {plan.model_dir} to {plan.artifact_uri}')
         v.upload_folder(plan.model_dir, plan.artifact_uri)
-    say(f'2. register the model: image {plan.image}, port {plan.port}, routes {plan.health_route} and {plan.predict_route}')
+    say(f'2. register the model ({plan.engine} engine): image {plan.image}, port {plan.port}, routes {plan.health_route} and {plan.predict_route}')
     model = v.upload_model(plan)
     m, endpoint = plan.machine, None
     say(f'3. create an endpoint and deploy on {m.machine_type}' + (f' with {m.accelerator_count} x {m.accelerator_type}' if m.accelerator_type else ''))
@@ -405,7 +437,7 @@ def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
         endpoint = v.create_endpoint(plan)
         v.deploy(model, endpoint, plan)
         say('4. one sample prediction')
-        preds = v.predict(endpoint, [sample], {'rationale': True})
+        preds = v.predict(endpoint, *([sample], {'rationale': True}) if plan.engine == 'native' else ([vllm_instance(plan, sample)], None))
     except VertexError as e:  # what was made stays, and is billed: say what, and how to remove it
         made = f'the endpoint {v.name_of(endpoint)} (remove it and its models: distill-sbs deploy --delete {v.name_of(endpoint).split("/")[-1]} --project {plan.project} --region {plan.region})' \
                if endpoint is not None else f'the model {v.name_of(model)} (remove it in the console, Vertex AI > Model Registry)'
@@ -421,7 +453,11 @@ def deploy_parser() -> ArgParser:
     p.add_argument('--model_dir', help="the trained run's folder: local (copied to --bucket) or in Cloud Storage (gs://... or /gcs/..., used in place)")
     p.add_argument('--project', required=True, help='Google Cloud project'); p.add_argument('--region', default='us-central1', help='e.g. us-central1')
     p.add_argument('--bucket', help='gs:// folder a local model is copied to')
-    p.add_argument('--image', help='the serving image, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/serve:latest')
+    p.add_argument('--image', help='the serving image, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/serve:latest (--engine vllm: Vertex AI\'s vLLM image by default)')
+    p.add_argument('--engine', default='native', choices=ENGINES, help="native: this project's server, any student, CPU or GPU; vllm: Vertex AI's prebuilt vLLM container, a causal student on a GPU")
+    p.add_argument('--max_model_len', type=int, default=4096, help='vllm: the longest prompt plus answer, in tokens')
+    p.add_argument('--dtype', default='auto', help="vllm: the weights' type: auto, bfloat16, float16")
+    p.add_argument('--gpu_memory_utilization', type=float, default=0.9, help="vllm: the share of the GPU's memory for weights and the key/value cache")
     p.add_argument('--name', default='distill-sbs-student', help='display name of the model and the endpoint')
     p.add_argument('--machine_type', default='n1-standard-4', help='the serving machine, e.g. n1-standard-4, g2-standard-8 (one L4), a2-highgpu-1g')
     p.add_argument('--accelerator_type', default=None, help='n1 machines: NVIDIA_TESLA_T4, NVIDIA_TESLA_V100, ...; others carry their own (default)')
@@ -442,10 +478,10 @@ def deploy_command(argv:list|None=None) -> int:
     a = deploy_parser().parse_args(argv)
     if a.delete:
         Vertex(a.project, a.region, a.dry_run).delete_endpoint(a.delete); return 0
-    missing = [f'--{k}' for k in ('model_dir', 'image') if not getattr(a, k)]
-    if missing: raise VertexError(f"deploying needs {', '.join(missing)}")
-    plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type,
-                      a.accelerator_count, a.min_replicas, a.max_replicas, service_account=a.service_account)  # checked here, before anything is sent
+    if not a.model_dir: raise VertexError('deploying needs --model_dir')
+    plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type, a.accelerator_count, a.min_replicas,
+                      a.max_replicas, service_account=a.service_account, engine=a.engine, max_model_len=a.max_model_len, dtype=a.dtype,
+                      gpu_memory_utilization=a.gpu_memory_utilization)  # checked here, before anything is sent
     names = deploy(plan, a.sample, a.dry_run)
     for path, name in zip((a.endpoint_name_file, a.model_name_file), names):
         if path and not a.dry_run: Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text(name)

@@ -83,7 +83,7 @@ def network(monkeypatch):
                    (EndpointServiceClient, get_endpoint), (EndpointServiceClient, deploy_model), (EndpointServiceClient, undeploy_model),
                    (EndpointServiceClient, delete_endpoint), (PredictionServiceClient, predict)]:
         monkeypatch.setattr(cls, f.__name__, f)
-    monkeypatch.setattr(storage.Blob, 'upload_from_filename', lambda blob, filename, **_: net.uploads.append((f'gs://{blob.bucket.name}/{blob.name}', open(filename).read())))
+    monkeypatch.setattr(storage.Blob, 'upload_from_filename', lambda blob, filename, **_: net.uploads.append((f'gs://{blob.bucket.name}/{blob.name}', open(filename, 'rb').read().decode('utf-8', 'replace'))))
     monkeypatch.setattr(storage.Bucket, 'exists', lambda bucket, *a, **k: True)
     monkeypatch.setattr('google.cloud.aiplatform.utils.gcs_utils._verify_bucket_ownership', lambda *a, **k: True, raising=False)
     return net
@@ -269,6 +269,50 @@ def test_deploy_sends_what_the_sdk_builds_and_writes_the_names(network, capsys, 
     dry_sent['PredictRequest'][0]['endpoint'] = real['PredictRequest'][0]['endpoint']
     dry_sent['DeployModelRequest'][0]['deployedModel']['model'] = real['DeployModelRequest'][0]['deployedModel']['model']
     assert dry_sent == real
+
+def test_a_causal_student_deployed_with_vertex_ais_vllm_container(network, capsys, qwen_twin, tmp_path):
+    "--engine vllm: the prebuilt vLLM image with its arguments, on a GPU machine from the table, asked through /generate; the dry run prints the same requests."
+    import shutil
+    from distill_sbs.vertex import VLLM_IMAGE
+    shutil.copytree(qwen_twin, tmp_path/'student')
+    argv = ['deploy', '--model_dir', tmp_path/'student', '--project', 'my-project', '--bucket', 'gs://bkt/students', '--engine', 'vllm',
+            '--machine_type', 'g2-standard-8', '--max_model_len', 2048, '--dtype', 'bfloat16', '--gpu_memory_utilization', 0.85]
+    status, out, err = run(capsys, *argv)
+    assert status == 0, err
+    (up,) = network.of('UploadModelRequest')
+    spec, where = up['model']['containerSpec'], 'gs://bkt/students/distill-sbs-student'
+    assert spec['imageUri'] == VLLM_IMAGE and spec['command'] == ['python', '-m', 'vllm.entrypoints.api_server']
+    assert spec['args'] == ['--host=0.0.0.0', '--port=8080', f'--model={where}', '--tensor-parallel-size=1', '--max-model-len=2048',
+                            '--dtype=bfloat16', '--gpu-memory-utilization=0.85', '--disable-log-stats']
+    assert (spec['predictRoute'], spec['healthRoute'], spec['ports']) == ('/generate', '/ping', [{'containerPort': 8080}])
+    assert {e['name']: e['value'] for e in spec['env']} == {'MODEL_ID': where, 'DEPLOY_SOURCE': 'distill-sbs'}
+    assert spec['sharedMemorySizeMb'] == str(16 * 1024) and up['model']['artifactUri'] == where
+    (dep,) = network.of('DeployModelRequest')
+    assert dep['deployedModel']['dedicatedResources']['machineSpec'] == {'machineType': 'g2-standard-8', 'acceleratorType': 'NVIDIA_L4', 'acceleratorCount': 1}
+    (pred,) = network.of('PredictRequest')
+    (inst,) = pred['instances']
+    assert inst['prompt'].startswith('<|im_start|>') and inst['prompt'].endswith('<|im_start|>assistant\n') and inst['temperature'] == 0 and pred.get('parameters') is None
+    real = {k: network.of(k) for k in ('UploadModelRequest', 'PredictRequest')}
+    real['PredictRequest'][0].pop('parameters')  # None: the stand-in network above sets the field, the SDK leaves it unset
+    status, dry, err = run(capsys, *argv, '--dry_run')
+    assert status == 0, err
+    dry_sent = {k: printed(dry, k) for k in real}
+    dry_sent['PredictRequest'][0]['endpoint'] = real['PredictRequest'][0]['endpoint']
+    assert dry_sent == real
+
+@pytest.mark.parametrize('flags, says', [
+    (['--machine_type', 'n1-standard-4'], '--engine vllm runs on a GPU: n1-standard-4 has none'),
+    (['--machine_type', 'g2-standard-8', '--gpu_memory_utilization', 1.5], 'a share, above 0 and at most 1'),
+])
+def test_a_vllm_deployment_that_cannot_run_is_one_line(network, capsys, model_dir, flags, says):
+    status, _, err = run(capsys, 'deploy', '--model_dir', model_dir, '--project', 'p', '--bucket', 'gs://b/s', '--engine', 'vllm', *flags)
+    assert status == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert network.sent == [] and network.uploads == []
+
+def test_vllm_refuses_a_seq2seq_student(network, capsys, tiny_run):
+    status, _, err = run(capsys, 'deploy', '--model_dir', tiny_run, '--project', 'p', '--bucket', 'gs://b/s', '--engine', 'vllm', '--machine_type', 'g2-standard-8')
+    assert status == 2 and 'seq2seq (encoder-decoder) student, which vLLM does not serve' in err, err
+    assert network.sent == [] and network.uploads == []
 
 def test_a_model_already_in_cloud_storage_is_deployed_in_place(network, capsys):
     status, out, err = run(capsys, 'deploy', '--model_dir', '/gcs/bkt/pipeline/train_1/model', '--project', 'my-project', '--image', 'serve:1',
