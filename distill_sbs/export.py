@@ -95,7 +95,7 @@ def write_gguf(
     arch = gguf_arch(cfg)
     vocab = gguf_vocab(tokenizer, cfg.vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')[1])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.'); os.close(fd); tmp = Path(tmp)  # beside it, renamed when whole
     w = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch])
     try:
         w.add_name(name or path.stem); w.add_file_type(GGUF_TYPES[dtype].value if dtype != 'q8_0' else gguf.LlamaFileType.MOSTLY_Q8_0)

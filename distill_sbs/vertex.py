@@ -479,6 +479,8 @@ def deploy_command(argv:list|None=None) -> int:
     if a.delete:
         Vertex(a.project, a.region, a.dry_run).delete_endpoint(a.delete); return 0
     if not a.model_dir: raise VertexError('deploying needs --model_dir')
+    if a.engine == 'native' and (a.max_model_len, a.dtype, a.gpu_memory_utilization) != (4096, 'auto', 0.9):  # refused, not ignored
+        raise VertexError("--max_model_len, --dtype and --gpu_memory_utilization set vLLM's server: add --engine vllm")
     plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type, a.accelerator_count, a.min_replicas,
                       a.max_replicas, service_account=a.service_account, engine=a.engine, max_model_len=a.max_model_len, dtype=a.dtype,
                       gpu_memory_utilization=a.gpu_memory_utilization)  # checked here, before anything is sent

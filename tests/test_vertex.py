@@ -303,6 +303,7 @@ def test_a_causal_student_deployed_with_vertex_ais_vllm_container(network, capsy
 @pytest.mark.parametrize('flags, says', [
     (['--machine_type', 'n1-standard-4'], '--engine vllm runs on a GPU: n1-standard-4 has none'),
     (['--machine_type', 'g2-standard-8', '--gpu_memory_utilization', 1.5], 'a share, above 0 and at most 1'),
+    (['--engine', 'native', '--image', 'serve:1', '--max_model_len', 2048], "set vLLM's server: add --engine vllm"),
 ])
 def test_a_vllm_deployment_that_cannot_run_is_one_line(network, capsys, model_dir, flags, says):
     status, _, err = run(capsys, 'deploy', '--model_dir', model_dir, '--project', 'p', '--bucket', 'gs://b/s', '--engine', 'vllm', *flags)
