@@ -44,6 +44,7 @@ def test_smollm2_round_trips_through_gguf(tmp_path, smollm2):
         assert same >= at_least, (dtype, same)
     assert (tmp_path/'q8_0.gguf').stat().st_size < 0.3 * (tmp_path/'f32.gguf').stat().st_size
 
+@pytest.mark.slow
 def test_export_command_writes_a_qwen2_student_llama_cpp_reads(tmp_path, qwen_twin):
     "`distill-sbs export` on a saved Qwen2 student with the real Qwen2.5 tokenizer: the file holds the chat template and the end-of-turn id."
     import gguf
