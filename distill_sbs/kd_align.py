@@ -312,8 +312,9 @@ def score_rationales(
             ids = tg[tg != -100]
             logp = lg[tg != -100].float().log_softmax(-1)
             top, alt = logp.topk(min(k, logp.shape[-1]), -1)
-            toks = [[text, logp[j, t].item(), [[text_of[a], v] for a, v in zip(alt[j].tolist(), top[j].tolist()) if a in text_of]]
-                    for j, (t, text) in enumerate(zip(ids.tolist(), token_texts(tokenizer, ids.tolist()))) if text]  # special tokens: none
+            chosen, top, alt = logp.gather(-1, ids[:, None])[:, 0].tolist(), top.tolist(), alt.tolist()  # to Python once, not a token at a time
+            toks = [[text, chosen[j], [[text_of[a], v] for a, v in zip(alt[j], top[j]) if a in text_of]]
+                    for j, text in enumerate(token_texts(tokenizer, ids.tolist())) if text]  # special tokens: none
             lines.append({'id': row['id'], 'text': row['rationale'], 'tokens': toks})
     return lines
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
 from .core import UserError
 from .students import logit_softcap, output_layer, student_kind
-from .kd import TeacherTokens
+from .kd import TeacherTokens, topk_buckets
 from fastcore.basics import patch
 
 # %% auto #0
@@ -163,7 +163,7 @@ def write_teacher_logits(
                     else:
                         logp = F.log_softmax(tt.all_logits()[:, :V].float() / temperature, -1)
                         top, ids = logp.topk(k, -1)
-                        tail = logp.scatter(-1, ids, -torch.inf).logsumexp(-1)
+                        tail = topk_buckets(logp, ids)[:, -1]  # the mass the top k leave
                     got['ids'].append(ids.int()); got['logp'].append(top); got['tail'].append(tail)
                     got['counts'].append((batch['labels'] != -100).sum(1).int())
                 for key, parts in got.items():

@@ -229,7 +229,7 @@ def run_teacher(cfg:TrainConfig, hw:Hardware, texts:list[str], model, tokenizer,
     if cfg.teacher_url: teacher = served_teacher(cfg, kind=student_kind(model), tokenizer=tokenizer)  # on a server, read over HTTP
     elif cfg.teacher:  # a teacher beside the student; one with another tokenizer (or of another kind) teaches through chapter 2e's alignment
         t = open_teacher(cfg.teacher, hw, cfg.run, texts)
-        if t.tokenizer.get_vocab() == tokenizer.get_vocab() and type(t.kind) is type(student_kind(model)):
+        if tokenizer_fingerprint(t.tokenizer) == tokenizer_fingerprint(tokenizer) and type(t.kind) is type(student_kind(model)):
             teacher = online_teacher(t.model, t.tokenizer, model, tokenizer, cfg.teacher, cfg.from_pretrained)
         else: teacher = cross_teacher(cfg, t, data['train'], tokenized, tokenizer)
     if cfg.teacher_logits:  # the teacher's top-k on disk; refused if made for other data, tokenizer or temperature
