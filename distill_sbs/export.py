@@ -62,7 +62,7 @@ def _pre_name(spec:dict) -> str:
     if r'\p{N}{1,3}' in pre: return 'llama-bpe'  # Llama 3: digits in threes
     if r'|\p{N}|' in pre: return 'qwen2'  # Qwen2: each digit alone, in the pattern
     if '"individual_digits": true' in pre: return 'smollm'  # SmolLM2: each digit alone, by a Digits step
-    return 'gpt2'
+    return 'gpt-2'  # llama.cpp's spelling (the tokenizer model, `tokenizer.ggml.model`, is 'gpt2')
 
 def gguf_vocab(tokenizer, vocab_size:int) -> dict:
     "What GGUF stores of a byte-level BPE `tokenizer`: tokens in id order (padded to the model's `vocab_size`), their types, merges, and llama.cpp's pre-tokenizer name."

@@ -6,11 +6,11 @@ Docs: https://distill-sbs.github.io/distill_sbs/inference.html.md"""
 
 # %% ../nbs/02b_inference.ipynb #eeb054c1
 from __future__ import annotations
-import json, tempfile
-from dataclasses import dataclass
+import json, random, tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from .core import UserError
 from .records import filesystem
 from .cot import ExemplarPool, make_recipe
@@ -19,8 +19,8 @@ from .hardware import default_device, serving_dtype
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CONFIG_FILE', 'RECORD_FILE', 'Generations', 'generate', 'generate_texts', 'Student', 'RunError', 'run_config',
-           'load_run']
+__all__ = ['CONFIG_FILE', 'RECORD_FILE', 'Generations', 'generate', 'generate_texts', 'Student', 'Sampling', 'Completion',
+           'sample', 'RunError', 'run_config', 'load_run']
 
 # %% ../nbs/02b_inference.ipynb #33120f72
 @dataclass
@@ -122,6 +122,122 @@ def generations(self:Student, inputs:list[str], task:str='predict', max_new_toke
     gen = generate(self.model, self.tokenizer, prompts, max_new_tokens, batch_size, min_new_tokens)
     if task == 'predict': gen.answers = [recipe.read(t) for t in gen.texts]
     return gen
+
+# %% ../nbs/02b_inference.ipynb #9a2daf1e
+@dataclass
+class Sampling:
+    "How one answer is drawn, in OpenAI's terms: greedy at temperature 0, else sampled from the top-`top_p` mass with its own seeded generator."
+    max_tokens:int = 64 # the most tokens the answer may have
+    temperature:float = 0. # 0: greedy, the likeliest token each step; higher: flatter
+    top_p:float = 1. # sample only from the likeliest tokens whose probabilities add up to this
+    seed:int|None = None # the same seed and prompt give the same answer, alone or in any batch (None: a fresh one)
+    stop:tuple = () # texts that end the answer where one first appears (not included)
+    logprobs:int|None = None # None: none; 0: each chosen token's log-probability; k: and the k likeliest tokens'
+
+# %% ../nbs/02b_inference.ipynb #c7496a6f
+@dataclass
+class Completion:
+    "One answer as it was drawn: its text, its tokens, why it ended and, if asked, each token's log-probability."
+    text:str = '' # what the student wrote, cut before a stop text
+    tokens:list = field(default_factory=list) # the ids drawn, an end-of-turn token included
+    finish_reason:str|None = None # 'stop': an end-of-turn token or a stop text; 'length': `max_tokens` reached
+    prompt_tokens:int = 0 # tokens the prompt took
+    logprobs:list = field(default_factory=list) # per token: (its text, its log-probability, [(text, log-probability) of the likeliest])
+
+# %% ../nbs/02b_inference.ipynb #a6436ec9
+def _held(text:str, stop) -> int:
+    "How many characters at the end of `text` must wait before they are streamed: a half-decoded character, or what may start a stop text."
+    if text.endswith('\ufffd'): return 1
+    return max([k for s in stop for k in range(len(s) - 1, 0, -1) if text.endswith(s[:k])][:1] or [0])
+
+# %% ../nbs/02b_inference.ipynb #d72b1665
+class _Draw(LogitsProcessor):
+    "`generate`'s hook: each row's next token by its own `Sampling`, what each row has written so far, and the pieces handed to `on_piece` as they come."
+    def __init__(self, tokenizer, params:list[Sampling], stop_ids, on_piece=None):
+        self.tok, self.params, self.stop_ids, self.on_piece = tokenizer, params, set(stop_ids), on_piece
+        self.out = [Completion() for _ in params]
+        self.shown, self.told = [0] * len(params), [0] * len(params)  # characters of each text, and log-probabilities, handed on
+        self.gens = [torch.Generator().manual_seed(p.seed if p.seed is not None else random.SystemRandom().getrandbits(63)) for p in params]
+        self.sampled = ([i for i, p in enumerate(params) if p.temperature > 0 and p.top_p >= 1],  # sampled rows, without and with a nucleus
+                        [i for i, p in enumerate(params) if p.temperature > 0 and p.top_p < 1])
+        self.k = max([p.logprobs for p in params if p.logprobs is not None], default=None)
+
+# %% ../nbs/02b_inference.ipynb #51ec1552
+@patch
+def pick(self:_Draw, scores:torch.Tensor) -> torch.Tensor:
+    "The next token of each row: the argmax for greedy rows, a draw from its own generator for the others."
+    chosen = scores.argmax(-1)
+    for rows in (r for r in self.sampled if r):  # rows sampled from the whole distribution, then rows with a nucleus (top_p < 1)
+        idx = torch.tensor(rows)
+        temp, top_p = (torch.tensor([getattr(self.params[i], a) for i in rows])[:, None] for a in ('temperature', 'top_p'))
+        probs, order = (scores[idx] / temp).softmax(-1), None
+        if (top_p < 1).any():
+            for k in (64, 1024, probs.shape[1]):  # sorting a whole vocabulary costs 25 ms a step; a nucleus is rarely wider than 1,024 tokens
+                kept, order = probs.topk(min(k, probs.shape[1]), -1)
+                if (kept.sum(-1, keepdim=True) >= top_p).all(): break  # (the whole vocabulary always holds it)
+            probs = kept.masked_fill(kept.cumsum(-1) - kept >= top_p, 0)  # the mass before a token already reaches top_p: drop it
+        cdf = probs.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=self.gens[i]) for i in rows])[:, None] * cdf[:, -1:]
+        at = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1)
+        chosen[idx] = (at if order is None else order.gather(1, at)).squeeze(1)
+    return chosen
+
+# %% ../nbs/02b_inference.ipynb #3ab1f939
+@patch
+def __call__(self:_Draw, input_ids, scores):
+    chosen = self.pick(scores).tolist()
+    logp = scores.log_softmax(-1) if self.k is not None else None
+    top = logp.topk(self.k, -1) if self.k else None
+    for i, t in enumerate(chosen):
+        c, p = self.out[i], self.params[i]
+        if c.finish_reason: continue  # `generate` pads a finished row; nothing more to record
+        c.tokens.append(t)
+        if p.logprobs is not None:
+            alts = list(zip(map(self.tok.decode, top.indices[i, :p.logprobs, None].tolist()), top.values[i, :p.logprobs].tolist())) if p.logprobs else []
+            c.logprobs.append((self.tok.decode([t]), logp[i, t].item(), alts))
+        if t in self.stop_ids: c.finish_reason = 'stop'
+        else:
+            text = self.tok.decode(c.tokens, skip_special_tokens=True)
+            cut = min([j for s in p.stop if (j := text.find(s, max(0, self.shown[i] - len(s)))) >= 0], default=None)
+            if cut is not None: text, c.finish_reason = text[:cut], 'stop'
+            elif len(c.tokens) >= p.max_tokens: c.finish_reason = 'length'
+            c.text = text
+        upto = len(c.text) - (0 if c.finish_reason else _held(c.text, p.stop))
+        if self.on_piece and (upto > self.shown[i] or c.finish_reason or len(c.logprobs) > self.told[i]):
+            self.on_piece(i, c.text[self.shown[i]:upto], c.finish_reason, c.logprobs[self.told[i]:])
+        self.shown[i], self.told[i] = max(self.shown[i], upto), len(c.logprobs)
+    forced = torch.full_like(scores, float('-inf'))
+    forced[torch.arange(len(chosen)), torch.tensor(chosen)] = 0  # `generate`'s greedy pick can only take our token
+    return forced
+
+# %% ../nbs/02b_inference.ipynb #693a6d46
+class _Finished(StoppingCriteria):
+    "`generate`'s stopping hook: the rows `_Draw` has finished (a stop text, `max_tokens`), which it then pads."
+    def __init__(self, draw:_Draw): self.draw = draw
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.tensor([c.finish_reason is not None for c in self.draw.out], device=input_ids.device)
+
+# %% ../nbs/02b_inference.ipynb #895f0e71
+@torch.no_grad()
+def sample(
+    model, tokenizer, prompts:list[str], # prompts as the student reads them (chapter 2's `StudentKind.prompt`, or a chat template's)
+    params:list[Sampling], # one per prompt
+    on_piece=None, # called as `on_piece(row, text, finish_reason, logprobs)` for each new piece, in `generate`'s thread
+    min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
+) -> list[Completion]:
+    "Each prompt's answer drawn by its own `Sampling`, in one batched `generate`, streamed piece by piece to `on_piece`."
+    kind = student_kind(model)
+    enc = kind.batch(tokenizer, prompts).to(model.device)
+    draw = _Draw(tokenizer, params, kind.stop_ids(tokenizer), on_piece)
+    for c, n in zip(draw.out, enc['attention_mask'].sum(1).tolist()): c.prompt_tokens = n
+    was_training = model.training
+    model.eval()
+    kind.generate(model, tokenizer, enc, max_new_tokens=max(p.max_tokens for p in params), min_new_tokens=min_new_tokens or None,
+                  max_length=None, do_sample=False, num_beams=1,
+                  logits_processor=LogitsProcessorList([draw]), stopping_criteria=StoppingCriteriaList([_Finished(draw)]))
+    model.train(was_training)
+    for c in draw.out: c.finish_reason = c.finish_reason or 'length'
+    return draw.out
 
 # %% ../nbs/02b_inference.ipynb #ba3af61a
 CONFIG_FILE = 'train_config.json'  # a run's resolved settings, saved in its folder when it starts

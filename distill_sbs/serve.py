@@ -6,21 +6,23 @@ Docs: https://distill-sbs.github.io/distill_sbs/serve.html.md"""
 
 # %% ../nbs/06_serve.ipynb #f8208374
 from __future__ import annotations
-import asyncio, json, os, socket, sys, threading, time, urllib.error, urllib.request
+import asyncio, hmac, json, os, socket, sys, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 from .core import UserError, settings_docs, ArgParser
 from .hardware import DTYPES, device_line
-from .inference import Student, load_run
+from .inference import Student, load_run, sample
+from .openai_api import OpenAIError, model_ids, models_list, openai_job, sse
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['MAX_DEPTH', 'ServeSettings', 'Batcher', 'BadRequest', 'parse_request', 'read_body', 'request_schema', 'create_app',
-           'serve_parser', 'serve_command', 'free_port', 'wait_for']
+__all__ = ['MAX_DEPTH', 'ServeSettings', 'Batcher', 'BadRequest', 'parse_request', 'read_body', 'request_schema', 'openai_routes',
+           'create_app', 'serve_parser', 'serve_command', 'free_port', 'wait_for']
 
 # %% ../nbs/06_serve.ipynb #7b0be5bd
 @dataclass
@@ -43,6 +45,9 @@ class ServeSettings:
     batch_across_requests:bool = True # False: one generate per instance, as the tutorial's container did (benchmarks)
     min_new_tokens:int = 0 # force answers to this length (benchmarks: equal work for random weights)
     load_delay:float = 0. # seconds to wait before loading (to see the health route answer 503 while loading)
+    api_key:str = '' # a key every route but health then needs (Authorization: Bearer KEY), as OpenAI's clients send it; empty: none (on Vertex AI leave it empty: its endpoint authenticates callers)
+    model_name:str = '' # the model's name on the OpenAI routes (default: the run folder's name)
+    openai_max_tokens:int = 1024 # the most tokens an OpenAI request may ask for per answer (max_tokens)
 
 # %% ../nbs/06_serve.ipynb #d3f22830
 @patch(cls_method=True)
@@ -76,18 +81,27 @@ class Batcher:
 
 # %% ../nbs/06_serve.ipynb #96b5c9a3
 @patch
+def _batch(self:Batcher, task:str, xs:list, answer_tokens:int) -> list:
+    "One generate: (answer, what was written) for `predict` and `explain` inputs; for `sample` rows (prompt, `Sampling`, `on_piece`), chapter 2b's `Completion`s, streamed."
+    if task == 'sample':
+        return sample(self.served.model, self.served.tokenizer, [p for p, _, _ in xs], [s for _, s, _ in xs],
+                      lambda k, *piece: xs[k][2] and xs[k][2](*piece), self.s.min_new_tokens)
+    g = self.served.generations(xs, task, answer_tokens if task == 'predict' else self.s.rationale_tokens, len(xs), self.s.min_new_tokens)
+    return list(zip(g.answers, g.texts))
+
+# %% ../nbs/06_serve.ipynb #fe19659b
+@patch
 def _generate(self:Batcher, items):
-    "Runs in the worker: one generate per task over all the items' instances; (answer, what was written) pairs split back per item."
+    "Runs in the worker: one generate per task over all the items' instances, the results split back per item."
     out = [[] for _ in items]
     answer_tokens = self.s.max_new_tokens or self.served.answer_tokens  # the run's own limit, unless set
-    for task, limit in (('predict', answer_tokens), ('explain', self.s.rationale_tokens)):
+    for task in ('predict', 'explain', 'sample'):
         idx = [i for i, (t, _, _) in enumerate(items) if t == task]
         if not idx: continue
         flat = [x for i in idx for x in items[i][1]]
-        if self.s.batch_across_requests: gens = [self.served.generations(flat, task, limit, len(flat), self.s.min_new_tokens)]
-        else: gens = [self.served.generations([x], task, limit, 1, self.s.min_new_tokens) for x in flat]
-        said = [(a, t) for g in gens for a, t in zip(g.answers, g.texts)]
-        self.generates += 1 if self.s.batch_across_requests else len(flat); self.texts += len(flat)
+        groups = [flat] if self.s.batch_across_requests else [[x] for x in flat]
+        said = [r for g in groups for r in self._batch(task, g, answer_tokens)]
+        self.generates += len(groups); self.texts += len(flat)
         pos = 0
         for i in idx:
             n = len(items[i][1]); out[i] = said[pos:pos + n]; pos += n
@@ -96,7 +110,7 @@ def _generate(self:Batcher, items):
 # %% ../nbs/06_serve.ipynb #88c980bb
 @patch
 async def submit(self:Batcher, task:str, inputs:list) -> list[tuple]:
-    "(answer, what the student wrote) for each of `inputs`, asked for answers (`task='predict'`) or rationales (`'explain'`), batched with whatever else is waiting."
+    "(answer, what the student wrote) for each of `inputs`, asked for answers (`task='predict'`) or rationales (`'explain'`), batched with whatever else is waiting; for `task='sample'`, a `Completion` for each (prompt, `Sampling`, `on_piece`)."
     fut = asyncio.get_running_loop().create_future()
     await self.queue.put((task, inputs, fut))
     return await fut
@@ -184,16 +198,71 @@ def request_schema(s:ServeSettings) -> dict:
                            text, {'type': 'object', 'required': ['input'], 'properties': {'input': text}}]}},
                        'parameters': {'type': 'object', 'properties': {'rationale': {'type': 'boolean'}}, 'additionalProperties': False}}}}}}}
 
+# %% ../nbs/06_serve.ipynb #0cacc2b8
+def _failed(e:Exception) -> JSONResponse:
+    "The model's fault, not the client's: one line in the log, no traceback, and a 500 in OpenAI's shape."
+    print(f'generate failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+    return JSONResponse(OpenAIError(f'the model failed on this request: {type(e).__name__}', None, None, 500, 'server_error').body(), 500)
+
+# %% ../nbs/06_serve.ipynb #6e1d4564
+def openai_routes(app, settings:ServeSettings, state:dict, refused):
+    "Add `/v1/models`, `/v1/chat/completions` and `/v1/completions` to `app`, answering through `state`'s batcher (chapter 6's OpenAI protocol)."
+    def ready():
+        if state['error']: raise OpenAIError(f"the model failed to load: {state['error']}", None, None, 503, 'server_error')
+        if state['batcher'] is None: raise OpenAIError(f'the model is still loading; poll {settings.health_route}', None, None, 503, 'server_error')
+        return model_ids(settings.model_name or Path(settings.model_dir.rstrip('/')).name, state['served'])
+
+    def check(request):
+        if refused(request): raise OpenAIError('Incorrect API key provided: send the key this server was started with as Authorization: Bearer KEY.', None, 'invalid_api_key', 401)
+        return ready()
+
+    @app.get('/v1/models')
+    async def models(request: Request):
+        try: return models_list(check(request), int(state['loaded']))
+        except OpenAIError as e: return JSONResponse(e.body(), e.status)
+
+    async def answer(request: Request, route: str):
+        try:
+            names = check(request)
+            body = await read_body(request, settings.max_body_bytes)
+            defaults = {'predict': settings.max_new_tokens or state['served'].answer_tokens, 'explain': settings.rationale_tokens}
+            job = openai_job(body, route, state['served'], names, settings.openai_max_tokens, settings.max_instances, settings.max_input_chars, defaults)
+        except BadRequest as e: return JSONResponse(OpenAIError(str(e), None, None, e.status).body(), e.status)
+        except OpenAIError as e: return JSONResponse(e.body(), e.status)
+        b, rows = state['batcher'], job.rows()
+        if not job.stream:
+            try: return job.response(await b.submit('sample', [(p, s, None) for p, s in rows]))
+            except Exception as e: return _failed(e)
+        pieces, loop = asyncio.Queue(), asyncio.get_running_loop()
+        hand_on = lambda i: lambda *piece: loop.call_soon_threadsafe(pieces.put_nowait, (i, piece))  # from the worker thread
+        done = asyncio.ensure_future(b.submit('sample', [(p, s, hand_on(i)) for i, (p, s) in enumerate(rows)]))
+        done.add_done_callback(lambda _: pieces.put_nowait(None))  # after every piece: they were queued before the batch ended
+        async def events():
+            if job.route == 'chat':
+                for i in range(len(rows)): yield sse(job.chunk(i, role=True))
+            while (item := await pieces.get()) is not None:
+                for e in job.pieces(item[0], *item[1]): yield sse(e)
+            if done.exception() is not None: yield sse(json.loads(_failed(done.exception()).body)); return
+            for e in job.last(done.result()): yield e
+        return StreamingResponse(events(), media_type='text/event-stream', headers={'cache-control': 'no-cache'})
+
+    @app.post('/v1/chat/completions')
+    async def chat(request: Request): return await answer(request, 'chat')
+
+    @app.post('/v1/completions')
+    async def completions(request: Request): return await answer(request, 'completion')
+
 # %% ../nbs/06_serve.ipynb #c7dc5db5
 def create_app(settings:ServeSettings):
-    "The FastAPI app: health and predict routes from `settings`, the model loaded in the background at start-up."
-    state = {'served': None, 'error': None, 'batcher': None}
+    "The FastAPI app: health and predict routes from `settings` and the OpenAI routes, the model loaded in the background at start-up."
+    state = {'served': None, 'error': None, 'batcher': None, 'loaded': 0}
 
     def load():
         try:
             time.sleep(settings.load_delay)
             state['served'] = load_run(settings.model_dir, settings.dtype)
             state['served'].answer(['warm up'], 'predict', 2)  # the first generate is slow; pay it before saying ready
+            state['loaded'] = time.time()
         except Exception as e: state['error'] = f'{type(e).__name__}: {e}'
 
     @asynccontextmanager
@@ -210,6 +279,8 @@ def create_app(settings:ServeSettings):
 
     app = FastAPI(title='distill-sbs student', lifespan=lifespan)
     app.state.serve = state
+    refused = lambda request: settings.api_key and not hmac.compare_digest(  # constant time: the key is not guessed a byte at a time
+        request.headers.get('authorization', '').removeprefix('Bearer ').encode(), settings.api_key.encode())
 
     @app.get(settings.health_route)
     async def health():
@@ -222,6 +293,7 @@ def create_app(settings:ServeSettings):
 
     @app.post(settings.predict_route, openapi_extra=request_schema(settings))  # the route reads the body itself
     async def predict(request: Request):
+        if refused(request): return JSONResponse({'error': 'this server needs its API key: send Authorization: Bearer KEY'}, 401)
         try: inputs, rationale = parse_request(await read_body(request, settings.max_body_bytes), settings)
         except BadRequest as e: return JSONResponse({'error': str(e)}, e.status)
         if state['error']: return JSONResponse({'error': f"the model failed to load: {state['error']}"}, 503)
@@ -237,6 +309,7 @@ def create_app(settings:ServeSettings):
         if rationale:
             for p, (_, r) in zip(preds, outs[0] if writes else outs[1]): p['rationale'] = r
         return {'predictions': preds}
+    openai_routes(app, settings, state, refused)
     return app
 
 # %% ../nbs/06_serve.ipynb #96fd11cd
@@ -261,8 +334,10 @@ def serve_command(argv:list|None=None) -> int:
     where = ('loopback only; --host 0.0.0.0 to listen on every interface' if s.host in ('127.0.0.1', 'localhost', '::1') else
              'every interface' if s.host in ('0.0.0.0', '::') else 'that address only')
     print(device_line(), flush=True)  # where the model will answer, and why not the GPU if one is attached but unusable
-    print(f'serving {s.model_dir} on http://{s.host}:{s.port} ({where}): GET {s.health_route}, POST {s.predict_route}. '
-          'It has no authentication of its own: whoever can reach that address can use it.', flush=True)
+    guard = ('Every route but the health route needs the API key (Authorization: Bearer KEY).' if s.api_key else
+             'It has no authentication of its own (no --api_key): whoever can reach that address can use it.')
+    print(f'serving {s.model_dir} on http://{s.host}:{s.port} ({where}): GET {s.health_route}, POST {s.predict_route}, '
+          f'and the OpenAI API at http://{s.host}:{s.port}/v1. {guard}', flush=True)
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level='warning')
     return 0
 

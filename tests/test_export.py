@@ -67,3 +67,29 @@ def test_what_gguf_cannot_hold_is_refused_in_one_line(tmp_path, causal_run, tiny
     refused(cli("export", "--run", tiny_run, '--out', tmp_path/'t.gguf'), 'encoder-decoder (seq2seq)', 'export')
     refused(cli('export', '--run', tmp_path/'nothing'), "no config.json", 'export')
     assert not list(tmp_path.glob('*.gguf')) and not list(tmp_path.glob('.*'))
+
+@pytest.mark.slow
+def test_llama_cpp_serves_the_export_as_transformers_answers(tmp_path, smollm2):
+    "The real llama.cpp (llama-cpp-python's server, OpenAI's API) loads `distill-sbs export`'s file, reads its chat template and end of turn, and answers as transformers does."
+    pytest.importorskip('llama_cpp.server', reason='needs llama-cpp-python[server] (the dev extra builds it)')
+    import openai, subprocess, sys
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from distill_sbs.serve import free_port, wait_for
+    ok(cli('export', '--run', smollm2, '--dtype', 'f32', '--out', tmp_path/'smollm2.gguf'))
+    port, log = free_port(), open(tmp_path/'llama.log', 'w')
+    server = subprocess.Popen([sys.executable, '-m', 'llama_cpp.server', '--model', tmp_path/'smollm2.gguf', '--host', '127.0.0.1', '--port', str(port),
+                               '--n_ctx', '2048', '--n_threads', '2'], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f'http://127.0.0.1:{port}/v1/models', proc=server, timeout=180)
+        client = openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='unused', max_retries=0)
+        model, tok = AutoModelForCausalLM.from_pretrained(smollm2).eval(), AutoTokenizer.from_pretrained(smollm2)
+        prompts = questions(12)
+        want = [tok.decode(ids, skip_special_tokens=True) for ids in greedy(model, tok, prompts, n=16)]
+        said = [client.chat.completions.create(model='smollm2', messages=[{'role': 'user', 'content': p}], temperature=0, max_tokens=16,
+                                               extra_body={'repeat_penalty': 1.0}) for p in prompts]  # llama-cpp-python's server penalises repeats unless told not to
+        assert [r.usage.prompt_tokens for r in said] == [len(tok.apply_chat_template([{'role': 'user', 'content': p}], add_generation_prompt=True, return_dict=True)['input_ids']) for p in prompts]
+        same = sum(r.choices[0].message.content == w for r, w in zip(said, want))
+        assert same == len(prompts), [(r.choices[0].message.content, w) for r, w in zip(said, want)]
+        assert any(r.choices[0].finish_reason == 'stop' for r in said) and not any('<|im_end|>' in r.choices[0].message.content for r in said)
+    finally:
+        server.terminate(); server.wait(30)

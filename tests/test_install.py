@@ -32,7 +32,7 @@ def colab_extras(nb) -> tuple:
 def test_every_colab_cell_installs_this_project():
     assert {colab_extras(nb) for nb in NOTEBOOKS} >= {('course',)}
 
-NEEDS = {'teacher': {'distill_sbs.backends'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'}, 'export': {'distill_sbs.export', 'gguf'},
+NEEDS = {'teacher': {'distill_sbs.backends', 'openai'}, 'serve': {'distill_sbs.serve', 'fastapi', 'uvicorn'}, 'export': {'distill_sbs.export', 'gguf'},
          'deploy': {'distill_sbs.vertex', 'distill_sbs.jobs', 'distill_sbs.grid', 'distill_sbs.sweep', 'distill_sbs.pipeline', 'google.cloud', 'kfp'}}  # what a chapter uses that makes it need the extra
 
 def test_each_chapter_installs_exactly_the_extras_it_needs():
@@ -150,7 +150,7 @@ def test_the_missing_extra_is_found(wheel):
     "The check above catches a chapter whose Colab cell forgets an extra: chapter 6's imports without `serve`."
     reqs, providers = wheel_requirements(wheel), module_providers()
     dists = installed_with(reqs, ('course',))
-    serve = next(nb for nb in NOTEBOOKS if nb.name.startswith('06_'))
+    serve = next(nb for nb in NOTEBOOKS if nb.name == '06_serve.ipynb')
     missing = sorted(m for m in third_party_modules(serve, providers) if not owners(m, providers) & dists)
     assert 'fastapi' in missing and 'uvicorn' in missing and 'torch' not in missing, missing
 
