@@ -140,7 +140,7 @@ class Completion:
     "One answer as it was drawn: its text, its tokens, why it ended and, if asked, each token's log-probability."
     text:str = '' # what the student wrote, cut before a stop text
     tokens:list = field(default_factory=list) # the ids drawn, an end-of-turn token included
-    finish_reason:str|None = None # 'stop': an end-of-turn token or a stop text; 'length': `max_tokens` reached
+    finish_reason:str|None = None # 'stop': an end-of-turn token or a stop text; 'length': `max_tokens` reached; 'cancelled': `on_piece` said nobody reads it
     prompt_tokens:int = 0 # tokens the prompt took
     logprobs:list = field(default_factory=list) # per token: (its text, its log-probability, [(text, log-probability) of the likeliest])
 
@@ -204,7 +204,8 @@ def __call__(self:_Draw, input_ids, scores):
             c.text = text
         upto = len(c.text) - (0 if c.finish_reason else _held(c.text, p.stop))
         if self.on_piece and (upto > self.shown[i] or c.finish_reason or len(c.logprobs) > self.told[i]):
-            self.on_piece(i, c.text[self.shown[i]:upto], c.finish_reason, c.logprobs[self.told[i]:])
+            if self.on_piece(i, c.text[self.shown[i]:upto], c.finish_reason, c.logprobs[self.told[i]:]) is False:
+                c.finish_reason = c.finish_reason or 'cancelled'  # nobody reads this row any more (a client that left): it ends here
         self.shown[i], self.told[i] = max(self.shown[i], upto), len(c.logprobs)
     forced = torch.full_like(scores, float('-inf'))
     forced[torch.arange(len(chosen)), torch.tensor(chosen)] = 0  # `generate`'s greedy pick can only take our token
@@ -222,7 +223,7 @@ class _Finished(StoppingCriteria):
 def sample(
     model, tokenizer, prompts:list[str], # prompts as the student reads them (chapter 2's `StudentKind.prompt`, or a chat template's)
     params:list[Sampling], # one per prompt
-    on_piece=None, # called as `on_piece(row, text, finish_reason, logprobs)` for each new piece, in `generate`'s thread
+    on_piece=None, # called as `on_piece(row, text, finish_reason, logprobs)` for each new piece, in `generate`'s thread; returning False ends the row
     min_new_tokens:int=0, # force answers this long (benchmarks of random-weight models)
 ) -> list[Completion]:
     "Each prompt's answer drawn by its own `Sampling`, in one batched `generate`, streamed piece by piece to `on_piece`."

@@ -76,7 +76,7 @@ class Batcher:
     "Gathers the instances of concurrent requests into one `generate` per task: at most `max_batch`, waiting at most `max_wait_ms`, closing after a `gap_ms` lull."
     def __init__(self, settings:ServeSettings, served:Student):
         self.s, self.served, self.queue = settings, served, None
-        self.generates, self.texts = 0, 0  # reported on the health route: texts per generate is the batching at work
+        self.generates, self.texts, self.cancelled = 0, 0, 0  # reported on the health route: texts per generate is the batching at work
         self.pool = ThreadPoolExecutor(1)  # one generate at a time: the model is the shared resource
 
 # %% ../nbs/06_serve.ipynb #96b5c9a3
@@ -102,6 +102,7 @@ def _generate(self:Batcher, items):
         groups = [flat] if self.s.batch_across_requests else [[x] for x in flat]
         said = [r for g in groups for r in self._batch(task, g, answer_tokens)]
         self.generates += len(groups); self.texts += len(flat)
+        self.cancelled += sum(getattr(r, 'finish_reason', None) == 'cancelled' for r in said)  # streams whose client left
         pos = 0
         for i in idx:
             n = len(items[i][1]); out[i] = said[pos:pos + n]; pos += n
@@ -233,17 +234,20 @@ def openai_routes(app, settings:ServeSettings, state:dict, refused):
         if not job.stream:
             try: return job.response(await b.submit('sample', [(p, s, None) for p, s in rows]))
             except Exception as e: return _failed(e)
-        pieces, loop = asyncio.Queue(), asyncio.get_running_loop()
-        hand_on = lambda i: lambda *piece: loop.call_soon_threadsafe(pieces.put_nowait, (i, piece))  # from the worker thread
+        pieces, loop, gone = asyncio.Queue(), asyncio.get_running_loop(), threading.Event()
+        def hand_on(i):  # called in the worker thread; False once the client has left, which ends its rows
+            return lambda *piece: not gone.is_set() and (loop.call_soon_threadsafe(pieces.put_nowait, (i, piece)) or True)
         done = asyncio.ensure_future(b.submit('sample', [(p, s, hand_on(i)) for i, (p, s) in enumerate(rows)]))
         done.add_done_callback(lambda _: pieces.put_nowait(None))  # after every piece: they were queued before the batch ended
         async def events():
-            if job.route == 'chat':
-                for i in range(len(rows)): yield sse(job.chunk(i, role=True))
-            while (item := await pieces.get()) is not None:
-                for e in job.pieces(item[0], *item[1]): yield sse(e)
-            if done.exception() is not None: yield sse(json.loads(_failed(done.exception()).body)); return
-            for e in job.last(done.result()): yield e
+            try:
+                if job.route == 'chat':
+                    for i in range(len(rows)): yield sse(job.chunk(i, role=True))
+                while (item := await pieces.get()) is not None:
+                    for e in job.pieces(item[0], *item[1]): yield sse(e)
+                if done.exception() is not None: yield sse(json.loads(_failed(done.exception()).body)); return
+                for e in job.last(done.result()): yield e
+            finally: gone.set()  # the stream is over, or the client left mid-stream: stop drawing its tokens
         return StreamingResponse(events(), media_type='text/event-stream', headers={'cache-control': 'no-cache'})
 
     @app.post('/v1/chat/completions')
@@ -289,7 +293,7 @@ def create_app(settings:ServeSettings):
         b = state['batcher']
         return {'status': 'ready', 'model': settings.model_dir, 'prefixed': state['served'].prefixed, 'model_type': state['served'].model_type,
                 'dtype': state['served'].dtype,
-                'generates': b.generates, 'texts': b.texts}
+                'generates': b.generates, 'texts': b.texts, 'cancelled': b.cancelled}
 
     @app.post(settings.predict_route, openapi_extra=request_schema(settings))  # the route reads the body itself
     async def predict(request: Request):

@@ -2,7 +2,7 @@
 loopback: chat and text completions, whole and streamed, `n`, seeds, stop texts, log-probabilities, concurrent
 streaming clients, the API key, and bad parameters answered in OpenAI's shape. The students have random weights: what
 is checked is that each way of asking gives the same tokens, not that they make sense (SmolLM2's test does that)."""
-import json, os, subprocess
+import json, os, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import openai
@@ -132,6 +132,20 @@ def test_concurrent_streaming_clients_get_what_one_at_a_time_gets(causal):
     after = httpx.get(url + '/health').json()
     assert together == alone
     assert after['generates'] - before['generates'] < 16  # streams shared a generate
+
+def test_a_client_that_leaves_mid_stream_stops_its_tokens(causal):
+    "Its row ends at the next token (the health route counts it), and the server keeps serving."
+    client, url, _ = causal
+    before = httpx.get(url + '/health').json()['cancelled']
+    with httpx.stream('POST', url + '/v1/chat/completions', json={'model': 'student', 'messages': ask(QS[0]), 'max_tokens': 1000,
+                                                                   'stream': True, 'temperature': 1.0, 'stop': None}, timeout=60) as r:
+        first = next(r.iter_lines())
+    assert first.startswith('data: {')
+    for _ in range(300):
+        if httpx.get(url + '/health').json()['cancelled'] > before: break
+        time.sleep(0.1)
+    assert httpx.get(url + '/health').json()['cancelled'] == before + 1
+    assert chat(client, QS[1], max_tokens=2).choices
 
 BAD = [  # (what is sent, as the SDK's arguments, the exception, the parameter OpenAI names, words of its message)
     (dict(temperature=3), openai.BadRequestError, 'temperature', 'expected a value <= 2'),
