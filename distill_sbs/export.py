@@ -19,8 +19,24 @@ from .inference import load_run
 __all__ = ['GGUF_ARCHS', 'GGUF_TYPES', 'EXPORT_FORMATS', 'gguf_arch', 'gguf_tensors', 'gguf_vocab', 'write_gguf',
            'export_command']
 
+# %% ../nbs/06a_export.ipynb #97b4b880
+def _ropes(config) -> dict:
+    "The rope parameters of each kind of attention layer: `{'': ...}` for one rope; Gemma 3's full and sliding layers have one each."
+    rope = getattr(config, 'rope_parameters', None) or {}
+    return rope if rope and all(isinstance(v, dict) for v in rope.values()) else {'': rope}
+
+# %% ../nbs/06a_export.ipynb #f413a126
+def _gemma3_fits(config):
+    "Refuse a Gemma 3 that llama.cpp would run differently: it fixes the layer pattern (five sliding, one full), the attention scale and no soft-capping."
+    pattern = ['full_attention' if (i + 1) % 6 == 0 else 'sliding_attention' for i in range(config.num_hidden_layers)]
+    if list(config.layer_types) != pattern: raise UserError('gemma3 with its own pattern of sliding and full layers: llama.cpp runs five sliding then one full')
+    scale = config.hidden_size // config.num_attention_heads if config.num_hidden_layers == 62 else config.head_dim  # llama.cpp: 27B's, the others'
+    if config.query_pre_attn_scalar != scale:
+        raise UserError(f'gemma3 with query_pre_attn_scalar {config.query_pre_attn_scalar}: llama.cpp scales attention by {scale} (head_dim) for this size')
+    if config.final_logit_softcapping or config.attn_logit_softcapping: raise UserError('gemma3 with logit soft-capping, which llama.cpp\'s Gemma 3 does not apply')
+
 # %% ../nbs/06a_export.ipynb #19f52839
-GGUF_ARCHS = {'llama': gguf.MODEL_ARCH.LLAMA, 'qwen2': gguf.MODEL_ARCH.QWEN2} # model_type → the GGUF architecture that runs it
+GGUF_ARCHS = {'llama': gguf.MODEL_ARCH.LLAMA, 'qwen2': gguf.MODEL_ARCH.QWEN2, 'gemma3_text': gguf.MODEL_ARCH.GEMMA3} # model_type → the GGUF architecture that runs it
 GGUF_TYPES = {'f32': gguf.GGMLQuantizationType.F32, 'f16': gguf.GGMLQuantizationType.F16, 'bf16': gguf.GGMLQuantizationType.BF16,
               'q8_0': gguf.GGMLQuantizationType.Q8_0} # how the matrices are stored; vectors (norms, biases) stay float32
 
@@ -30,8 +46,10 @@ def gguf_arch(config) -> gguf.MODEL_ARCH:
     if getattr(config, 'is_encoder_decoder', False):
         raise UserError(f'a {kind} student is an encoder-decoder (seq2seq) model, which llama.cpp does not run: GGUF export takes causal students; serve this one with `distill-sbs serve`')
     if kind not in GGUF_ARCHS: raise UserError(f"GGUF export writes {', '.join(GGUF_ARCHS)} students, not {kind}")
-    rope = (getattr(config, 'rope_parameters', None) or {}).get('rope_type', 'default')
-    if rope != 'default': raise UserError(f'{kind} with {rope!r} rope scaling: GGUF export writes the default rope only')
+    for layers, rope in _ropes(config).items():
+        if rope.get('rope_type', 'default') != 'default':
+            raise UserError(f"{kind} with {rope['rope_type']!r} rope scaling{f' in its {layers} layers' if layers else ''}: GGUF export writes the default rope only")
+    if kind == 'gemma3_text': _gemma3_fits(config)
     return GGUF_ARCHS[kind]
 
 # %% ../nbs/06a_export.ipynb #0add0353
@@ -50,6 +68,7 @@ def gguf_tensors(model, dtype:str='f16'):
         t = t.detach().float()
         if arch == gguf.MODEL_ARCH.LLAMA and name.endswith(('q_proj.weight', 'k_proj.weight')):
             t = _pairs_order(t, cfg.num_attention_heads if 'q_proj' in name else cfg.num_key_value_heads)
+        if arch == gguf.MODEL_ARCH.GEMMA3 and name.endswith('norm.weight'): t = t + 1  # Gemma scales by 1 + weight, llama.cpp by the weight
         a, qtype = t.numpy(), GGUF_TYPES[dtype]
         if a.ndim < 2: qtype = gguf.GGMLQuantizationType.F32  # norms and biases
         if qtype == gguf.GGMLQuantizationType.Q8_0 and a.shape[-1] % 32: qtype = gguf.GGMLQuantizationType.F16
@@ -65,20 +84,24 @@ def _pre_name(spec:dict) -> str:
     return 'gpt-2'  # llama.cpp's spelling (the tokenizer model, `tokenizer.ggml.model`, is 'gpt2')
 
 def gguf_vocab(tokenizer, vocab_size:int) -> dict:
-    "What GGUF stores of a byte-level BPE `tokenizer`: tokens in id order (padded to the model's `vocab_size`), their types, merges, and llama.cpp's pre-tokenizer name."
+    "What GGUF stores of a BPE `tokenizer`: its model ('gpt2': byte-level, 'llama': SentencePiece's pieces), tokens in id order (padded to the model's `vocab_size`), their types, scores or merges, and llama.cpp's pre-tokenizer name."
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     kind = spec['model']['type']
-    if kind != 'BPE' or (spec.get('decoder') or {}).get('type') != 'ByteLevel':
-        raise UserError(f'the tokenizer is {kind} without byte-level decoding: GGUF export writes byte-level BPE tokenizers (Llama 3, Qwen2, SmolLM2)')
+    byte_level = kind == 'BPE' and (spec.get('decoder') or {}).get('type') == 'ByteLevel'
+    pieces = kind == 'BPE' and spec['model'].get('byte_fallback') and '\u2581' in json.dumps(spec.get('normalizer'), ensure_ascii=False)
+    if not (byte_level or pieces):
+        raise UserError(f'the tokenizer is {kind} without byte-level decoding or byte fallback: GGUF export writes BPE tokenizers, byte-level (Llama 3, Qwen2, SmolLM2) or SentencePiece pieces (Gemma)')
     tokens = {i: t for t, i in spec['model']['vocab'].items()}
-    types = dict.fromkeys(tokens, gguf.TokenType.NORMAL)
+    types = {i: gguf.TokenType.BYTE if pieces and len(t) == 6 and t.startswith('<0x') else gguf.TokenType.UNKNOWN if t == spec['model'].get('unk_token')
+             else gguf.TokenType.NORMAL for i, t in tokens.items()}
     for a in spec.get('added_tokens', []):
         tokens[a['id']], types[a['id']] = a['content'], gguf.TokenType.CONTROL if a['special'] else gguf.TokenType.USER_DEFINED
     n = max(vocab_size, max(tokens) + 1)
     for i in range(n):
         if i not in tokens: tokens[i], types[i] = f'[PAD{i}]', gguf.TokenType.UNUSED  # the model's rows past the tokenizer
-    merges = [m if isinstance(m, str) else ' '.join(m) for m in spec['model'].get('merges', [])]
-    return dict(tokens=[tokens[i] for i in range(n)], types=[types[i] for i in range(n)], merges=merges, pre=_pre_name(spec))
+    out = dict(tokens=[tokens[i] for i in range(n)], types=[types[i] for i in range(n)])
+    if byte_level: return dict(out, model='gpt2', merges=[m if isinstance(m, str) else ' '.join(m) for m in spec['model'].get('merges', [])], pre=_pre_name(spec))
+    return dict(out, model='llama', scores=[-float(i) for i in range(n)], pre='default')  # llama.cpp merges the best-scoring pair first: learnt order is id order
 
 # %% ../nbs/06a_export.ipynb #aa6fe9e4
 def write_gguf(
@@ -102,10 +125,16 @@ def write_gguf(
         head_dim = getattr(cfg, 'head_dim', None) or cfg.hidden_size // cfg.num_attention_heads
         w.add_context_length(cfg.max_position_embeddings); w.add_embedding_length(cfg.hidden_size); w.add_block_count(cfg.num_hidden_layers)
         w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(cfg.num_attention_heads); w.add_head_count_kv(cfg.num_key_value_heads)
-        w.add_rope_freq_base(cfg.rope_parameters['rope_theta']); w.add_layer_norm_rms_eps(cfg.rms_norm_eps); w.add_rope_dimension_count(head_dim)
+        ropes = _ropes(cfg)
+        w.add_rope_freq_base((ropes.get('full_attention') or ropes[''])['rope_theta']); w.add_layer_norm_rms_eps(cfg.rms_norm_eps); w.add_rope_dimension_count(head_dim)
+        if arch == gguf.MODEL_ARCH.GEMMA3:  # heads wider than hidden / heads, and the sliding layers' window and rope
+            w.add_key_length(head_dim); w.add_value_length(head_dim); w.add_sliding_window(cfg.sliding_window)
+            w.add_rope_freq_base_swa(ropes['sliding_attention']['rope_theta'])
         w.add_vocab_size(len(vocab['tokens']))
-        w.add_tokenizer_model('gpt2'); w.add_tokenizer_pre(vocab['pre'])
-        w.add_token_list(vocab['tokens']); w.add_token_types(vocab['types']); w.add_token_merges(vocab['merges'])
+        w.add_tokenizer_model(vocab['model']); w.add_tokenizer_pre(vocab['pre'])
+        w.add_token_list(vocab['tokens']); w.add_token_types(vocab['types'])
+        if vocab['model'] == 'gpt2': w.add_token_merges(vocab['merges'])
+        else: w.add_token_scores(vocab['scores']); w.add_add_space_prefix(False)  # Gemma: a space is a piece's ▁, none added in front
         ids = {k: getattr(tokenizer, f'{k}_token_id') for k in ('bos', 'eos', 'pad', 'unk')}
         for k, i in ids.items():
             if i is not None: getattr(w, {'bos': 'add_bos_token_id', 'eos': 'add_eos_token_id', 'pad': 'add_pad_token_id', 'unk': 'add_unk_token_id'}[k])(i)

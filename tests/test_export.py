@@ -44,6 +44,64 @@ def test_smollm2_round_trips_through_gguf(tmp_path, smollm2):
         assert same >= at_least, (dtype, same)
     assert (tmp_path/'q8_0.gguf').stat().st_size < 0.3 * (tmp_path/'f32.gguf').stat().st_size
 
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+                  "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+def gemma3_twin(texts):
+    "A Gemma 3 of six layers (five sliding, one full; heads 256 wide) with random weights, and a Gemma-style tokenizer learnt from `texts`: SentencePiece pieces, byte fallback, Gemma's chat template."
+    from tokenizers import Tokenizer, models, normalizers, trainers
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GemmaTokenizer
+    bpe = Tokenizer(models.BPE(unk_token='<unk>', byte_fallback=True, fuse_unk=True))
+    bpe.normalizer = normalizers.Replace(' ', '\u2581')
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=700, show_progress=False))
+    learnt = json.loads(bpe.to_str())['model']
+    specials = ['<pad>', '<eos>', '<bos>', '<unk>', '<mask>', '<start_of_turn>', '<end_of_turn>']
+    vocab = {t: i for i, t in enumerate(specials + [f'<0x{b:02X}>' for b in range(256)] + sorted(learnt['vocab'], key=learnt['vocab'].get))}
+    tok = GemmaTokenizer(vocab=vocab, merges=[tuple(m) for m in learnt['merges']])
+    tok.add_special_tokens({'additional_special_tokens': specials[-2:]})
+    tok.chat_template = GEMMA_TEMPLATE
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=256, max_position_embeddings=2048, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    return Gemma3ForCausalLM(config).eval(), tok
+
+def llama_cpp_server(path, tmp_path):
+    "llama.cpp's server (llama-cpp-python's, OpenAI's API) on `path`, on loopback: (process, openai client)."
+    import openai, subprocess, sys
+    from distill_sbs.serve import free_port, wait_for
+    port, log = free_port(), open(tmp_path/'llama.log', 'w')
+    server = subprocess.Popen([sys.executable, '-m', 'llama_cpp.server', '--model', path, '--host', '127.0.0.1', '--port', str(port),
+                               '--n_ctx', '2048', '--n_threads', '2'], stdout=log, stderr=subprocess.STDOUT)
+    try: wait_for(f'http://127.0.0.1:{port}/v1/models', proc=server, timeout=180)
+    except Exception: server.terminate(); raise
+    return server, openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='unused', max_retries=0)
+
+def llama_cpp_chat(client, prompt, n):
+    "llama.cpp's greedy chat answer, `n` tokens: without the repeat penalty llama-cpp-python's server applies by default."
+    return client.chat.completions.create(model='m', messages=[{'role': 'user', 'content': prompt}], temperature=0, max_tokens=n, extra_body={'repeat_penalty': 1.0})
+
+@pytest.mark.slow
+def test_a_gemma3_student_round_trips_and_llama_cpp_runs_it(tmp_path):
+    "Gemma 3 (norms shifted by one, sliding and full layers with their own rope, SentencePiece pieces): transformers reads back the same ids and answers, and llama.cpp answers the same."
+    pytest.importorskip('llama_cpp.server', reason='needs llama-cpp-python[server] (the dev extra builds it)')
+    from distill_sbs.data import load_data
+    from distill_sbs.export import write_gguf
+    prompts = questions() if (SHARED/'data'/'cqa').exists() else list(load_data('arith', n_train=60, n_test=50)['test']['input'])
+    model, tok = gemma3_twin(prompts)
+    write_gguf(model, tok, tmp_path/'gemma3.gguf', 'f32', eot_token='<end_of_turn>')
+    back, back_tok = read_back(tmp_path, 'gemma3.gguf')
+    texts = prompts + ['12 + 345 = 357, and 1,000,000 is a million.', 'Where would you find a  café? ü 😀 \n\n']
+    assert [back_tok(t)['input_ids'] for t in texts] == [tok(t)['input_ids'] for t in texts]
+    want = greedy(model, tok, prompts[:10], n=8)
+    assert greedy(back, tok, prompts[:10], n=8) == want
+    server, client = llama_cpp_server(tmp_path/'gemma3.gguf', tmp_path)
+    try: said = [llama_cpp_chat(client, p, 8) for p in prompts[:10]]
+    finally: server.terminate(); server.wait(30)
+    assert [r.usage.prompt_tokens for r in said] == [len(tok.apply_chat_template([{'role': 'user', 'content': p}], add_generation_prompt=True, return_dict=True)['input_ids']) for p in prompts[:10]]
+    texts = [tok.decode(w, skip_special_tokens=True) for w in want]
+    whole = [(r.choices[0].message.content, t) for r, t in zip(said, texts) if '\ufffd' not in t]  # random weights write stray bytes, which the two decode differently
+    assert len(whole) >= 5 and all(a == b for a, b in whole), whole
+
 @pytest.mark.slow
 def test_export_command_writes_a_qwen2_student_llama_cpp_reads(tmp_path, qwen_twin):
     "`distill-sbs export` on a saved Qwen2 student with the real Qwen2.5 tokenizer: the file holds the chat template and the end-of-turn id."
@@ -63,7 +121,7 @@ def test_export_command_writes_a_qwen2_student_llama_cpp_reads(tmp_path, qwen_tw
     assert greedy(back, tok, prompts, n=4) == greedy(model, tok, prompts, n=4)
 
 def test_what_gguf_cannot_hold_is_refused_in_one_line(tmp_path, causal_run, tiny_run):
-    refused(cli('export', '--run', causal_run, '--out', tmp_path/'c.gguf'), 'GGUF export writes byte-level BPE tokenizers', 'export')
+    refused(cli('export', '--run', causal_run, '--out', tmp_path/'c.gguf'), 'GGUF export writes BPE tokenizers, byte-level', 'export')
     refused(cli("export", "--run", tiny_run, '--out', tmp_path/'t.gguf'), 'encoder-decoder (seq2seq)', 'export')
     refused(cli('export', '--run', tmp_path/'nothing'), "no config.json", 'export')
     assert not list(tmp_path.glob('*.gguf')) and not list(tmp_path.glob('.*'))
@@ -72,21 +130,14 @@ def test_what_gguf_cannot_hold_is_refused_in_one_line(tmp_path, causal_run, tiny
 def test_llama_cpp_serves_the_export_as_transformers_answers(tmp_path, smollm2):
     "The real llama.cpp (llama-cpp-python's server, OpenAI's API) loads `distill-sbs export`'s file, reads its chat template and end of turn, and answers as transformers does."
     pytest.importorskip('llama_cpp.server', reason='needs llama-cpp-python[server] (the dev extra builds it)')
-    import openai, subprocess, sys
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from distill_sbs.serve import free_port, wait_for
     ok(cli('export', '--run', smollm2, '--dtype', 'f32', '--out', tmp_path/'smollm2.gguf'))
-    port, log = free_port(), open(tmp_path/'llama.log', 'w')
-    server = subprocess.Popen([sys.executable, '-m', 'llama_cpp.server', '--model', tmp_path/'smollm2.gguf', '--host', '127.0.0.1', '--port', str(port),
-                               '--n_ctx', '2048', '--n_threads', '2'], stdout=log, stderr=subprocess.STDOUT)
+    server, client = llama_cpp_server(tmp_path/'smollm2.gguf', tmp_path)
     try:
-        wait_for(f'http://127.0.0.1:{port}/v1/models', proc=server, timeout=180)
-        client = openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='unused', max_retries=0)
         model, tok = AutoModelForCausalLM.from_pretrained(smollm2).eval(), AutoTokenizer.from_pretrained(smollm2)
         prompts = questions(12)
         want = [tok.decode(ids, skip_special_tokens=True) for ids in greedy(model, tok, prompts, n=16)]
-        said = [client.chat.completions.create(model='smollm2', messages=[{'role': 'user', 'content': p}], temperature=0, max_tokens=16,
-                                               extra_body={'repeat_penalty': 1.0}) for p in prompts]  # llama-cpp-python's server penalises repeats unless told not to
+        said = [llama_cpp_chat(client, p, 16) for p in prompts]
         assert [r.usage.prompt_tokens for r in said] == [len(tok.apply_chat_template([{'role': 'user', 'content': p}], add_generation_prompt=True, return_dict=True)['input_ids']) for p in prompts]
         same = sum(r.choices[0].message.content == w for r, w in zip(said, want))
         assert same == len(prompts), [(r.choices[0].message.content, w) for r, w in zip(said, want)]
