@@ -157,7 +157,7 @@ class _Draw(LogitsProcessor):
         self.tok, self.params, self.stop_ids, self.on_piece = tokenizer, params, set(stop_ids), on_piece
         self.out = [Completion() for _ in params]
         self.shown, self.told = [0] * len(params), [0] * len(params)  # characters of each text, and log-probabilities, handed on
-        self.gens = [torch.Generator().manual_seed(p.seed if p.seed is not None else random.SystemRandom().getrandbits(63)) for p in params]
+        self.gens = [torch.Generator().manual_seed(p.seed % 2**63 if p.seed is not None else random.SystemRandom().getrandbits(63)) for p in params]  # any integer
         self.sampled = ([i for i, p in enumerate(params) if p.temperature > 0 and p.top_p >= 1],  # sampled rows, without and with a nucleus
                         [i for i, p in enumerate(params) if p.temperature > 0 and p.top_p < 1])
         self.k = max([p.logprobs for p in params if p.logprobs is not None], default=None)
@@ -168,8 +168,8 @@ def pick(self:_Draw, scores:torch.Tensor) -> torch.Tensor:
     "The next token of each row: the argmax for greedy rows, a draw from its own generator for the others."
     chosen = scores.argmax(-1)
     for rows in (r for r in self.sampled if r):  # rows sampled from the whole distribution, then rows with a nucleus (top_p < 1)
-        idx = torch.tensor(rows)
-        temp, top_p = (torch.tensor([getattr(self.params[i], a) for i in rows])[:, None] for a in ('temperature', 'top_p'))
+        idx, on = torch.tensor(rows, device=scores.device), dict(device=scores.device)
+        temp, top_p = (torch.tensor([getattr(self.params[i], a) for i in rows], **on)[:, None] for a in ('temperature', 'top_p'))
         probs, order = (scores[idx] / temp).softmax(-1), None
         if (top_p < 1).any():
             for k in (64, 1024, probs.shape[1]):  # sorting a whole vocabulary costs 25 ms a step; a nucleus is rarely wider than 1,024 tokens
@@ -177,7 +177,7 @@ def pick(self:_Draw, scores:torch.Tensor) -> torch.Tensor:
                 if (kept.sum(-1, keepdim=True) >= top_p).all(): break  # (the whole vocabulary always holds it)
             probs = kept.masked_fill(kept.cumsum(-1) - kept >= top_p, 0)  # the mass before a token already reaches top_p: drop it
         cdf = probs.cumsum(-1)
-        u = torch.cat([torch.rand(1, generator=self.gens[i]) for i in rows])[:, None] * cdf[:, -1:]
+        u = torch.cat([torch.rand(1, generator=self.gens[i]) for i in rows]).to(scores.device)[:, None] * cdf[:, -1:]  # drawn on the CPU: the same on any device
         at = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1)
         chosen[idx] = (at if order is None else order.gather(1, at)).squeeze(1)
     return chosen
@@ -208,7 +208,7 @@ def __call__(self:_Draw, input_ids, scores):
                 c.finish_reason = c.finish_reason or 'cancelled'  # nobody reads this row any more (a client that left): it ends here
         self.shown[i], self.told[i] = max(self.shown[i], upto), len(c.logprobs)
     forced = torch.full_like(scores, float('-inf'))
-    forced[torch.arange(len(chosen)), torch.tensor(chosen)] = 0  # `generate`'s greedy pick can only take our token
+    forced[torch.arange(len(chosen), device=scores.device), torch.tensor(chosen, device=scores.device)] = 0  # `generate`'s greedy pick can only take our token
     return forced
 
 # %% ../nbs/02b_inference.ipynb #693a6d46

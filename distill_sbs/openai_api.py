@@ -6,7 +6,7 @@ Docs: https://distill-sbs.github.io/distill_sbs/openai.html.md"""
 
 # %% ../nbs/06_openai.ipynb #68545249
 from __future__ import annotations
-import json, time, uuid
+import json, math, time, uuid
 from dataclasses import dataclass, field, replace
 from .inference import Completion, Sampling, Student
 from .students import task_message
@@ -60,6 +60,7 @@ def _value(body:dict, name:str, kind:str, default=None, lo=None, hi=None, above=
     if v is None: return default
     if not _TYPES[kind](v):
         raise OpenAIError(f"Invalid type for '{name}': expected {'an' if kind[0] in 'aeio' else 'a'} {kind}, but got {_JSON.get(type(v), 'null')} instead.", name, 'invalid_type')
+    if isinstance(v, float) and not math.isfinite(v): raise OpenAIError(f"Invalid '{name}': expected a finite number, but got {v} instead.", name, 'invalid_value')
     for bad, want in ((lo is not None and v < lo, f'>= {lo}'), (hi is not None and v > hi, f'<= {hi}'), (above is not None and v <= above, f'> {above}')):
         if bad: raise OpenAIError(f"Invalid '{name}': expected a value {want}, but got {v} instead.", name, 'invalid_value')
     return v
@@ -109,7 +110,9 @@ def chat_prompt(student:Student, messages, task:str='predict') -> str:
     if len(turns) == 1 or (kind.name == 'causal' and kind.chat(tok)):
         if len(turns) == 1: return kind.prompt(tok, question, task, student.model_type)
         last = {'role': 'user', 'content': task_message(question, task, student.model_type)}
-        return tok.apply_chat_template(turns[:-1] + [last], tokenize=False, add_generation_prompt=True)
+        try: return tok.apply_chat_template(turns[:-1] + [last], tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # a template's own rule, e.g. Gemma's: no system turn, roles alternating
+            raise OpenAIError(f"Invalid 'messages': the student's chat template refused them ({str(e).splitlines()[0][:200]}).", 'messages', 'invalid_value') from None
     raise OpenAIError(f"Invalid 'messages': this {kind.name} student {'has no chat template and ' if kind.name == 'causal' else ''}reads one question; "
                       f"send one user message (got {len(turns)} messages).", 'messages', 'invalid_value')
 
@@ -167,6 +170,7 @@ def openai_job(
         if not isinstance(prompts, list) or not prompts or not all(isinstance(x, str) and x for x in prompts):
             raise OpenAIError("Invalid 'prompt': expected a non-empty string or an array of them (this server reads text, not token ids).", 'prompt', 'invalid_value')
         texts = prompts
+        if len(prompts) > max_choices: raise OpenAIError(f"Invalid 'prompt': {len(prompts)} prompts; this server answers at most {max_choices} a request.", 'prompt', 'invalid_value')
     if (chars := sum(len(str(t)) for t in texts)) > max_chars:
         raise OpenAIError(f'The prompt has {chars:,} characters; this server reads at most {max_chars:,} (its max_input_chars).', 'messages' if chat else 'prompt', 'context_length_exceeded')
     logprobs = _value(body, 'logprobs', 'boolean' if chat else 'integer', False if chat else None, *(() if chat else (0, 5)))

@@ -221,6 +221,26 @@ def test_any_request_is_read_or_refused_in_one_line(body, route):
         rows = job.rows()
         assert 1 <= len(rows) <= 8 and all(isinstance(p, str) and 1 <= s.max_tokens <= 64 and s.temperature >= 0 and 0 < s.top_p <= 1 for p, s in rows)
 
+@fuzz(40)
+@given(body=requests, route=st.sampled_from(['chat/completions', 'completions']))
+def test_the_routes_answer_generated_requests_without_a_5xx(causal, body, route):
+    "The same requests over HTTP, drawn and streamed for real: a 200 or a 4xx in OpenAI's shape, never a 5xx."
+    url = causal[1]
+    if isinstance(body.get('model'), str) and body['model'].startswith('run'): body = {**body, 'model': body['model'].replace('run', 'student', 1)}
+    r = httpx.post(f'{url}/v1/{route}', json=body, timeout=120)
+    assert r.status_code < 500, (r.status_code, r.text[:300], body)
+    if r.status_code >= 400: assert set(r.json()['error']) == {'message', 'type', 'param', 'code'} and '\n' not in r.json()['error']['message']
+    elif r.headers['content-type'].startswith('text/event-stream'): assert r.text.rstrip().endswith('data: [DONE]'), r.text[-300:]
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400():
+    "Gemma's template, for one, raises on a system turn: the client gets that line as a 400, not a 500."
+    model, tok = load_student('tiny-causal')
+    tok.chat_template = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}" + tok.chat_template
+    student = Student(model, tok)
+    with pytest.raises(OpenAIError, match='System role not supported') as e:
+        openai_job({'model': 'run', 'messages': [{'role': 'system', 'content': 'Be brief.'}, *ask('Q?')]}, 'chat', student, model_ids('run', student))
+    assert e.value.param == 'messages' and e.value.status == 400
+
 @pytest.mark.slow
 def test_smollm2_streams_its_answer_through_the_openai_sdk(smollm2):
     "The real pretrained model: the official client streams its answer, the stream is the whole answer, and a stop text cuts it."
