@@ -124,6 +124,8 @@ def test_what_gguf_cannot_hold_is_refused_in_one_line(tmp_path, causal_run, tiny
     refused(cli('export', '--run', causal_run, '--out', tmp_path/'c.gguf'), 'GGUF export writes BPE tokenizers, byte-level', 'export')
     refused(cli("export", "--run", tiny_run, '--out', tmp_path/'t.gguf'), 'encoder-decoder (seq2seq)', 'export')
     refused(cli('export', '--run', tmp_path/'nothing'), "no config.json", 'export')
+    (tmp_path/'adapter').mkdir(); (tmp_path/'adapter'/'adapter_config.json').write_text('{}')  # a LoRA run exports its merged model, not its adapter
+    refused(cli('export', '--run', tmp_path/'adapter'), "a LoRA adapter only", 'export')
     assert not list(tmp_path.glob('*.gguf')) and not list(tmp_path.glob('.*'))
 
 @pytest.mark.slow
