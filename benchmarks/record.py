@@ -11,6 +11,15 @@ def machine() -> str:
     from distill_sbs.hardware import cpu_info, native_bf16
     return f"{cpu_info()[0]}, {os.cpu_count()} cores, bf16 multiplied natively: {'yes' if native_bf16() else 'no'}"
 
+def in_threads(work, n:int) -> float:
+    "Run `work(k)` for k in 0..n-1, each in its own thread, all at once: the seconds until the last one finished (load benchmarks' clients)."
+    import threading
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    t0 = time.time()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return time.time() - t0
+
 def write_result(name:str, title:str, body:str) -> Path:
     "Write `benchmarks/results/{name}.md`: `title`, the command line and the machine, then `body` (markdown)."
     RESULTS.mkdir(exist_ok=True)

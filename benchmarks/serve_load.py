@@ -14,8 +14,10 @@ The model has random weights (speed does not depend on them), so every answer is
     python benchmarks/serve_load.py --dtype float32         # batching alone, in full precision
     python benchmarks/serve_load.py --config flan-t5-base --clients 64   # on a GPU
 """
-import argparse, http.client, json, os, subprocess, tempfile, threading, time, urllib.parse
+import argparse, http.client, json, os, subprocess, sys, tempfile, time, urllib.parse
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import in_threads
 from distill_sbs.data import load_data
 from distill_sbs.hardware import cpu_info, native_bf16
 from distill_sbs.serve import free_port, wait_for
@@ -47,11 +49,7 @@ def load(url, questions, clients, seconds):
             else: errors[0] += 1
             i += clients
         conn.close()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.time()
-    for t in threads: t.start()
-    for t in threads: t.join()
-    took = time.time() - t0
+    took = in_threads(client, clients)
     lat.sort()
     return len(lat) / took, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], errors[0], len(lat)
 

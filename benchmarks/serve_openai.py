@@ -14,10 +14,10 @@ forced to `--tokens` tokens (`DSS_MIN_NEW_TOKENS`, and `max_tokens` on the OpenA
     python benchmarks/serve_openai.py                       # flan-t5-small config (random weights), 16 clients, 20 s each
     python benchmarks/serve_openai.py --model smollm2       # the real SmolLM2-135M-Instruct from ../shared, a causal student
 """
-import argparse, http.client, json, os, subprocess, sys, tempfile, threading, time
+import argparse, http.client, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import machine, write_result
+from record import in_threads, machine, write_result
 from distill_sbs.data import load_data
 from distill_sbs.serve import free_port, wait_for
 
@@ -65,11 +65,7 @@ def load(url, path, make_body, clients, seconds):
             else: errors[0] += 1
             i += clients
         conn.close()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.time()
-    for t in threads: t.start()
-    for t in threads: t.join()
-    took = time.time() - t0
+    took = in_threads(client, clients)
     lat.sort(); firsts = sorted(f for f in firsts if f is not None)
     pct = lambda xs, q: xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float('nan')
     return dict(rps=len(lat) / took, p50=pct(lat, .5), p99=pct(lat, .99), first=pct(firsts, .5), errors=errors[0], n=len(lat))
