@@ -47,8 +47,10 @@ def gguf_arch(config) -> gguf.MODEL_ARCH:
         raise UserError(f'a {kind} student is an encoder-decoder (seq2seq) model, which llama.cpp does not run: GGUF export takes causal students; serve this one with `distill-sbs serve`')
     if kind not in GGUF_ARCHS: raise UserError(f"GGUF export writes {', '.join(GGUF_ARCHS)} students, not {kind}")
     for layers, rope in _ropes(config).items():
-        if rope.get('rope_type', 'default') != 'default':
-            raise UserError(f"{kind} with {rope['rope_type']!r} rope scaling{f' in its {layers} layers' if layers else ''}: GGUF export writes the default rope only")
+        scaled = rope.get('rope_type', 'default')
+        if scaled != 'default' and not (kind == 'gemma3_text' and layers == 'full_attention' and scaled == 'linear'):  # Gemma 3 4B and up
+            raise UserError(f"{kind} with {scaled!r} rope scaling{f' in its {layers} layers' if layers else ''}: GGUF export writes the default rope "
+                            "(and Gemma 3's linear scaling of its full layers) only")
     if kind == 'gemma3_text': _gemma3_fits(config)
     return GGUF_ARCHS[kind]
 
@@ -130,6 +132,8 @@ def write_gguf(
         if arch == gguf.MODEL_ARCH.GEMMA3:  # heads wider than hidden / heads, and the sliding layers' window and rope
             w.add_key_length(head_dim); w.add_value_length(head_dim); w.add_sliding_window(cfg.sliding_window)
             w.add_rope_freq_base_swa(ropes['sliding_attention']['rope_theta'])
+            if ropes['full_attention'].get('rope_type') == 'linear':  # Gemma 3 4B and up: llama.cpp scales the full layers' positions only, as they do
+                w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR); w.add_rope_scaling_factor(ropes['full_attention']['factor'])
         w.add_vocab_size(len(vocab['tokens']))
         w.add_tokenizer_model(vocab['model']); w.add_tokenizer_pre(vocab['pre'])
         w.add_token_list(vocab['tokens']); w.add_token_types(vocab['types'])

@@ -47,8 +47,8 @@ def test_smollm2_round_trips_through_gguf(tmp_path, smollm2):
 GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
                   "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 
-def gemma3_twin(texts):
-    "A Gemma 3 of six layers (five sliding, one full; heads 256 wide) with random weights, and a Gemma-style tokenizer learnt from `texts`: SentencePiece pieces, byte fallback, Gemma's chat template."
+def gemma3_twin(texts, scaled=False):
+    "A Gemma 3 of six layers (five sliding, one full; heads 256 wide; `scaled`: the full layer's positions scaled by 8, as from 4B up) with random weights, and a Gemma-style tokenizer learnt from `texts`: SentencePiece pieces, byte fallback, Gemma's chat template."
     from tokenizers import Tokenizer, models, normalizers, trainers
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GemmaTokenizer
     bpe = Tokenizer(models.BPE(unk_token='<unk>', byte_fallback=True, fuse_unk=True))
@@ -61,7 +61,9 @@ def gemma3_twin(texts):
     tok.add_special_tokens({'additional_special_tokens': specials[-2:]})
     tok.chat_template = GEMMA_TEMPLATE
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=2,
+    rope = {'full_attention': {'rope_type': 'linear', 'factor': 8.0, 'rope_theta': 1e6} if scaled else {'rope_type': 'default', 'rope_theta': 1e6},
+            'sliding_attention': {'rope_type': 'default', 'rope_theta': 1e4}}
+    config = Gemma3TextConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=2, rope_parameters=rope,
                               num_key_value_heads=1, head_dim=256, max_position_embeddings=2048, pad_token_id=0, eos_token_id=1, bos_token_id=2)
     return Gemma3ForCausalLM(config).eval(), tok
 
@@ -101,6 +103,15 @@ def test_a_gemma3_student_round_trips_and_llama_cpp_runs_it(tmp_path):
     texts = [tok.decode(w, skip_special_tokens=True) for w in want]
     whole = [(r.choices[0].message.content, t) for r, t in zip(said, texts) if '\ufffd' not in t]  # random weights write stray bytes, which the two decode differently
     assert len(whole) >= 5 and all(a == b for a, b in whole), whole
+    from llama_cpp import Llama  # Gemma 3 from 4B up: the full layers' positions scaled linearly, which llama.cpp reads from the file
+    scaled, tok = gemma3_twin(prompts, scaled=True)
+    write_gguf(scaled, tok, tmp_path/'scaled.gguf', 'f32', eot_token='<end_of_turn>')
+    llm = Llama(model_path=str(tmp_path/'scaled.gguf'), n_ctx=1024, n_threads=2, verbose=False)
+    said = [llm.create_chat_completion([{'role': 'user', 'content': p}], temperature=0, max_tokens=8, repeat_penalty=1.0)['choices'][0]['message']['content'] for p in prompts[:10]]
+    whole = [(a, t) for a, t in zip(said, (tok.decode(w, skip_special_tokens=True) for w in greedy(scaled, tok, prompts[:10], n=8))) if '\ufffd' not in t]
+    unscaled = [tok.decode(w, skip_special_tokens=True) for w in greedy(model, tok, prompts[:10], n=8)]
+    assert len(whole) >= 5 and all(a == b for a, b in whole), whole
+    assert sum(a != b for a, b in zip(said, unscaled)) >= 1  # the scaling changes the answers: the file carries it
 
 @pytest.mark.slow
 def test_export_command_writes_a_qwen2_student_llama_cpp_reads(tmp_path, qwen_twin):
