@@ -166,8 +166,7 @@ def export_command(argv:list|None=None) -> int:
     a = p.parse_args(argv)
     student = load_run(a.run, device='cpu')
     out = Path(a.out or Path(a.run)/f'model-{a.dtype}.gguf')
-    stop = student.kind.stop_ids(student.tokenizer)
-    path = write_gguf(student.model, student.tokenizer, out, a.dtype, name=Path(a.run).name,
-                      eot_token=student.tokenizer.convert_ids_to_tokens(stop[0]) if stop else None)
+    path = write_gguf(student.model, student.tokenizer, out, a.dtype, name=Path(a.run).name,  # its first stop token: a causal student's end of turn (chapter 2)
+                      eot_token=student.tokenizer.convert_ids_to_tokens(student.kind.stop_ids(student.tokenizer)[0]))
     print(f'wrote {path} ({path.stat().st_size / 1e6:,.1f} MB, {a.dtype}): llama-server -m {path}, or an Ollama Modelfile with FROM {path}')
     return 0

@@ -127,10 +127,9 @@ def kd_loss(
     return total * temperature ** 2 / max(1, n)
 
 # %% ../nbs/02c_kd.ipynb #073b793d
-def _chunk_logits(h, weight, bias, softcap):
-    "One chunk's float32 logits from its hidden states `h` [tokens, H], in the output layer's dtype (as the model multiplies)."
-    z = F.linear(h.to(weight.dtype), weight, bias).float()
-    return softcap * torch.tanh(z / softcap) if softcap else z  # what the model would have done after its head
+def _capped(z, softcap):
+    "Float32 logits `z` as the model hands them on: soft-capped after its head when it has a cap (Gemma 2)."
+    return softcap * torch.tanh(z / softcap) if softcap else z
 
 def _chunk_terms(z, tgt, t, V, T, loss, beta, skew):
     "(summed cross-entropy, summed divergence) of one chunk's float32 logits `z` against its target ids `tgt` and teacher chunk `t`."
@@ -146,7 +145,7 @@ class _FusedHead(torch.autograd.Function):
         W, b = weight.detach().to(dt), None if bias is None else bias.detach().to(dt)
         ce = kd = h.new_zeros((), dtype=torch.float32)
         for i in range(0, len(h), chunk):
-            c, d = _chunk_terms(_chunk_logits(h[i:i + chunk], W, b, softcap), tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
+            c, d = _chunk_terms(_capped(F.linear(h[i:i + chunk].to(dt), W, b).float(), softcap), tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
             ce, kd = ce + c, kd + d
         ctx.save_for_backward(h, weight, bias, tgt)
         ctx.teacher, ctx.settings, ctx.dtype = teacher, (V, T, loss, beta, skew, softcap, chunk), dt
@@ -165,7 +164,7 @@ class _FusedHead(torch.autograd.Function):
             hc = h[i:i + chunk].detach().to(dt)
             with torch.enable_grad():  # autograd through one chunk's float32 math only: d(terms)/d(logits)
                 z = F.linear(hc, W, b).float().requires_grad_()
-                c, d = _chunk_terms(softcap * torch.tanh(z / softcap) if softcap else z, tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
+                c, d = _chunk_terms(_capped(z, softcap), tgt[i:i + chunk], None if teacher is None else teacher.chunk(i, i + chunk), V, T, loss, beta, skew)
                 dz, = torch.autograd.grad(g_ce * c + g_kd * d if d.requires_grad else g_ce * c, z)
             dz = dz.to(dt)
             if grad_h is not None: grad_h[i:i + chunk] = dz @ W

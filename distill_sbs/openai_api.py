@@ -163,7 +163,8 @@ def openai_job(
     task = models[model]
     if chat:
         if 'messages' not in body: raise OpenAIError("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter')
-        texts, prompts = [m.get('content') if isinstance(m, dict) else '' for m in body['messages'] or []], [chat_prompt(student, body['messages'], task)]
+        prompts = [chat_prompt(student, body['messages'], task)]  # refuses anything but a list of messages
+        texts = [m['content'] for m in body['messages']]
     else:
         p = body.get('prompt')
         prompts = [p] if isinstance(p, str) else p

@@ -10,12 +10,12 @@ import contextlib, json, re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from .core import UserError, ArgParser, one_of
+from .core import UserError, ArgParser, one_of, settings_docs
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['GPU_MACHINES', 'N1_GPUS', 'ACCELERATORS', 'PASCAL', 'HYPERDISK_ONLY', 'CPU_MACHINES', 'SERVICE_ACCOUNT', 'ENGINES',
-           'VLLM_IMAGE', 'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here',
+           'VLLM_IMAGE', 'VLLM_FLAGS', 'VertexError', 'request_message', 'as_json', 'LocalVertex', 'answered_here',
            'refused_in_one_line', 'Machine', 'machine', 'gpu_counts', 'gpu_count', 'service_account', 'Vertex',
            'DeployPlan', 'vllm_instance', 'deploy', 'deploy_parser', 'deploy_command']
 
@@ -419,7 +419,7 @@ def vllm_instance(plan:DeployPlan, sample:str) -> dict:
         try:
             from transformers import AutoTokenizer
             prompt = AutoTokenizer.from_pretrained(plan.model_dir).apply_chat_template([{'role': 'user', 'content': sample}], tokenize=False, add_generation_prompt=True)
-        except Exception: pass  # no usable tokenizer or template here: the raw sample
+        except (OSError, ValueError): pass  # no tokenizer here, or one without a chat template: the raw sample
     return {'prompt': prompt, 'max_tokens': 128, 'temperature': 0.0}
 
 def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
@@ -448,6 +448,8 @@ def deploy(plan:DeployPlan, sample:str, dry_run:bool=False, say=print):
     return names
 
 # %% ../nbs/07_vertex.ipynb #364ae61f
+VLLM_FLAGS = {'max_model_len': int, 'dtype': str, 'gpu_memory_utilization': float} # DeployPlan's settings of vLLM's server, one flag each
+
 def deploy_parser() -> ArgParser:
     p = ArgParser(prog='distill-sbs deploy', allow_abbrev=False, description='Deploy a trained student to a Vertex AI endpoint, or delete one.')
     p.add_argument('--model_dir', help="the trained run's folder: local (copied to --bucket) or in Cloud Storage (gs://... or /gcs/..., used in place)")
@@ -455,9 +457,9 @@ def deploy_parser() -> ArgParser:
     p.add_argument('--bucket', help='gs:// folder a local model is copied to')
     p.add_argument('--image', help='the serving image, e.g. us-central1-docker.pkg.dev/PROJECT/distill-sbs/serve:latest (--engine vllm: Vertex AI\'s vLLM image by default)')
     p.add_argument('--engine', default='native', choices=ENGINES, help="native: this project's server, any student, CPU or GPU; vllm: Vertex AI's prebuilt vLLM container, a causal student on a GPU")
-    p.add_argument('--max_model_len', type=int, default=4096, help='vllm: the longest prompt plus answer, in tokens')
-    p.add_argument('--dtype', default='auto', help="vllm: the weights' type: auto, bfloat16, float16")
-    p.add_argument('--gpu_memory_utilization', type=float, default=0.9, help="vllm: the share of the GPU's memory for weights and the key/value cache")
+    docs = settings_docs(DeployPlan)
+    for flag, typ in VLLM_FLAGS.items():  # not given: None, and DeployPlan's default holds
+        p.add_argument(f'--{flag}', type=typ, help=f"{docs[flag].docment} (default: {docs[flag].default})")
     p.add_argument('--name', default='distill-sbs-student', help='display name of the model and the endpoint')
     p.add_argument('--machine_type', default='n1-standard-4', help='the serving machine, e.g. n1-standard-4, g2-standard-8 (one L4), a2-highgpu-1g')
     p.add_argument('--accelerator_type', default=None, help='n1 machines: NVIDIA_TESLA_T4, NVIDIA_TESLA_V100, ...; others carry their own (default)')
@@ -479,11 +481,11 @@ def deploy_command(argv:list|None=None) -> int:
     if a.delete:
         Vertex(a.project, a.region, a.dry_run).delete_endpoint(a.delete); return 0
     if not a.model_dir: raise VertexError('deploying needs --model_dir')
-    if a.engine == 'native' and (a.max_model_len, a.dtype, a.gpu_memory_utilization) != (4096, 'auto', 0.9):  # refused, not ignored
-        raise VertexError("--max_model_len, --dtype and --gpu_memory_utilization set vLLM's server: add --engine vllm")
+    vllm = {f: getattr(a, f) for f in VLLM_FLAGS if getattr(a, f) is not None}
+    if a.engine == 'native' and vllm:  # refused, not ignored
+        raise VertexError(f"{', '.join('--' + f for f in vllm)} set vLLM's server: add --engine vllm")
     plan = DeployPlan(a.model_dir, a.project, a.region, a.bucket, a.image, a.name, a.machine_type, a.accelerator_type, a.accelerator_count, a.min_replicas,
-                      a.max_replicas, service_account=a.service_account, engine=a.engine, max_model_len=a.max_model_len, dtype=a.dtype,
-                      gpu_memory_utilization=a.gpu_memory_utilization)  # checked here, before anything is sent
+                      a.max_replicas, service_account=a.service_account, engine=a.engine, **vllm)  # checked here, before anything is sent
     names = deploy(plan, a.sample, a.dry_run)
     for path, name in zip((a.endpoint_name_file, a.model_name_file), names):
         if path and not a.dry_run: Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text(name)

@@ -201,7 +201,11 @@ def test_a_rationale_first_student_is_asked_with_its_trigger():
     with pytest.raises(OpenAIError, match='The model `run:explain` does not exist'):
         openai_job({'model': 'run:explain', 'messages': ask('Q?')}, 'chat', cot, model_ids('run', cot))
 
-TINY = Student(*load_student('tiny-causal'))
+@pytest.fixture(scope='module')
+def tiny():
+    "tiny-causal as a student, in memory (made when a test asks, not when the suite collects this file)."
+    return Student(*load_student('tiny-causal'))
+
 messages = st.lists(st.fixed_dictionaries({'role': st.sampled_from(['user', 'system', 'assistant', 'tool']) | json_values,
                                            'content': st.text(max_size=30) | st.lists(st.fixed_dictionaries({'type': st.just('text'), 'text': st.text(max_size=9)}), max_size=2) | json_values}),
                     max_size=3) | json_values
@@ -213,9 +217,9 @@ requests = st.fixed_dictionaries({'model': st.sampled_from(['run', 'run:explain'
 
 @fuzz(400)
 @given(body=requests, route=st.sampled_from(['chat', 'completion']))
-def test_any_request_is_read_or_refused_in_one_line(body, route):
+def test_any_request_is_read_or_refused_in_one_line(tiny, body, route):
     "Generated requests: each is a `Job` whose answers the limits allow, or an `OpenAIError` naming what to fix in one line."
-    try: job = openai_job(body, route, TINY, model_ids('run', TINY), max_tokens=64, max_choices=8)
+    try: job = openai_job(body, route, tiny, model_ids('run', tiny), max_tokens=64, max_choices=8)
     except OpenAIError as e: assert e.status in (400, 404) and '\n' not in str(e) and 0 < len(str(e)) < 400, str(e)
     else:
         rows = job.rows()
